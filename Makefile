@@ -1,0 +1,75 @@
+# The README's commands. `make dev` serves the local API; `make test` passes every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+export SAM_CLI_TELEMETRY := 0
+PY312 = $(shell scripts/python312.sh)
+UV := .tools/uv/bin/uv
+UV_VERSION := 0.13.8
+SAM_VERSION := 1.170.0
+VENV := .venv
+ASSETS := layers/core/iris_exec/assets
+ASSET_SOURCES := $(wildcard sandbox/src/*.ts) sandbox/build.mjs
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help setup dev test bench lint typecheck unit integration assets system-packages sam-tools clean
+
+help:
+	@echo "make dev    - set up, then serve the local API on 127.0.0.1:$${IRIS_PORT:-8000}"
+	@echo "make test   - set up, then run every check and test"
+	@echo "make bench  - set up, then run the benchmarks and print their figures"
+	@echo "make setup  - install everything the project needs (idempotent)"
+
+setup: system-packages $(VENV)/.synced node_modules/.installed $(ASSETS)/.built
+
+# Debian packages the local sandboxes need (bubblewrap; util-linux gives setpriv and mount).
+system-packages:
+	@command -v bwrap >/dev/null && command -v setpriv >/dev/null || { \
+	  echo "installing bubblewrap (the local sandbox)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux >/dev/null; }
+
+$(UV):
+	@py="$(PY312)"; test -n "$$py" || exit 1; \
+	"$$py" -m venv .tools/uv && .tools/uv/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python "$(PY312)" --all-extras
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(ASSETS)/.built: $(ASSET_SOURCES) node_modules/.installed
+	node sandbox/build.mjs $(ASSETS)
+	@touch $@
+
+assets: $(ASSETS)/.built
+
+dev: setup
+	$(VENV)/bin/iris-exec serve
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+	node_modules/.bin/tsc -p sandbox/tsconfig.json
+
+.tools/sam/bin/sam: | $(UV)
+	$(UV) venv -q --python "$(PY312)" .tools/sam
+	$(UV) pip install -q --python .tools/sam/bin/python aws-sam-cli==$(SAM_VERSION)
+
+sam-tools: .tools/sam/bin/sam
+
+test: setup sam-tools lint typecheck
+	PATH="$(CURDIR)/.tools/sam/bin:$$PATH" $(VENV)/bin/pytest
+
+bench: setup
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf .venv .tools node_modules $(ASSETS) .iris .aws-sam .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,6 @@
+"""`make bench`: every benchmark, each printing its figures."""
+
+from bench import execution
+
+if __name__ == "__main__":
+    execution.main()

@@ -1,0 +1,1 @@
+"""Local sandboxes: bubblewrap jails running real Node, with cgroup or rlimit caps."""

@@ -1,0 +1,465 @@
+"""Bubblewrap jails and the Node runner processes inside them.
+
+A *runner* is one jail (own user, pid, mount, ipc, uts, cgroup and network
+namespaces) with one fresh Node process that has loaded the runner asset and
+waits for its request. It runs exactly one execution and dies with it. The
+sandbox's files live in a host directory (a size-capped tmpfs when we are root)
+that every runner of that sandbox mounts as ``/home/user`` and ``/tmp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from iris_exec.adapters.local.cgroups import CgroupGroup, Cgroups, Limits
+from iris_exec.domain.errors import ProviderUnavailable
+from iris_exec.domain.models import OutputChunk, Stream
+
+log = logging.getLogger(__name__)
+
+SANDBOX_HOME = "/home/user"
+ASSETS_MOUNT = "/opt/iris"
+TOOLS_MOUNT = "/run/iris"
+EXEC_DIR = "/run/iris-exec"
+JAIL_TMP = "/tmp"  # noqa: S108 - the jail's own /tmp, not the host's
+JAIL_UID = 1000
+READY_TIMEOUT_S = 20.0
+EXIT_GRACE_S = 1.0
+READ_CHUNK = 64 * 1024
+
+# Moves the launcher into its cgroups before bubblewrap forks anything, then puts
+# the event pipe at fd 3 and replaces itself with bubblewrap. (bash, not dash: dash
+# cannot redirect file descriptors above 9.)
+BASH = "/bin/bash"
+SETPRIV = "/usr/bin/setpriv"
+LAUNCHER = r"""
+fd=$1; shift
+while [ "$1" != "--" ]; do printf '%s\n' "$$" > "$1" || exit 97; shift; done; shift
+ulimit -c 0
+if [ -n "$IRIS_DATA_KB" ]; then ulimit -d "$IRIS_DATA_KB"; fi
+if [ -n "$IRIS_FSIZE_KB" ]; then ulimit -f "$IRIS_FSIZE_KB"; fi
+if [ -n "$IRIS_NPROC" ]; then ulimit -u "$IRIS_NPROC" 2>/dev/null || ulimit -p "$IRIS_NPROC"; fi
+eval "exec \"\$@\" 3>&$fd $fd>&-"
+"""
+
+ETC_FILES = {
+    "passwd": f"user:x:{JAIL_UID}:{JAIL_UID}:sandbox:{SANDBOX_HOME}:/bin/sh\n",
+    "group": f"user:x:{JAIL_UID}:\n",
+    "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JailConfig:
+    """Everything needed to start a jail, decided once at provider start."""
+
+    bwrap: str
+    node: str
+    assets_dir: Path
+    etc_dir: Path
+    limits: Limits
+    disk_bytes: int
+    #: Host uid/gid the jail runs as (None: the server's own, when not root).
+    host_uid: int | None
+    host_gid: int | None
+    disable_userns: bool
+    #: rlimits used when no cgroup is available.
+    rlimit_fallback: bool
+    extra_ro_binds: tuple[str, ...] = ()
+
+
+def write_etc(etc_dir: Path) -> None:
+    etc_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in ETC_FILES.items():
+        (etc_dir / name).write_text(text)
+        (etc_dir / name).chmod(0o644)
+
+
+def bwrap_command(
+    cfg: JailConfig,
+    argv: Sequence[str],
+    *,
+    files_dir: Path | None,
+    tools_dir: Path | None,
+    env: dict[str, str],
+) -> list[str]:
+    """The bubblewrap command line for one jail running ``argv``."""
+    cmd = [cfg.bwrap, "--unshare-all", "--unshare-user"]
+    if cfg.disable_userns:
+        cmd.append("--disable-userns")
+    cmd += [
+        "--die-with-parent",
+        "--new-session",
+        "--uid", str(JAIL_UID),
+        "--gid", str(JAIL_UID),
+        "--hostname", "sandbox",
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/lib", "/lib",
+        "--symlink", "usr/lib64", "/lib64",
+        "--symlink", "usr/bin", "/bin",
+        "--symlink", "usr/sbin", "/sbin",
+    ]  # fmt: skip
+    for path in cfg.extra_ro_binds:
+        cmd += ["--ro-bind", path, path]
+    for name in ETC_FILES:
+        cmd += ["--ro-bind", str(cfg.etc_dir / name), f"/etc/{name}"]
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    if files_dir is not None:
+        cmd += ["--bind", str(files_dir / "home"), SANDBOX_HOME]
+        cmd += ["--bind", str(files_dir / "tmp"), JAIL_TMP]
+    else:
+        cmd += ["--size", str(cfg.disk_bytes), "--tmpfs", JAIL_TMP]
+    cmd += ["--ro-bind", str(cfg.assets_dir), ASSETS_MOUNT]
+    if tools_dir is not None:
+        cmd += ["--ro-bind", str(tools_dir), TOOLS_MOUNT]
+    cmd += ["--size", str(16 * 1024 * 1024), "--tmpfs", EXEC_DIR]
+    cmd += ["--remount-ro", "/"]
+    cmd += ["--chdir", SANDBOX_HOME if files_dir is not None else JAIL_TMP]
+    cmd += ["--clearenv"]
+    for key, value in env.items():
+        cmd += ["--setenv", key, value]
+    cmd += ["--cap-drop", "ALL", "--", *argv]
+    return cmd
+
+
+def jail_env() -> dict[str, str]:
+    return {
+        "HOME": SANDBOX_HOME,
+        "USER": "user",
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "TZ": "UTC",
+    }
+
+
+async def spawn_jailed(
+    cfg: JailConfig,
+    argv: Sequence[str],
+    *,
+    files_dir: Path | None,
+    tools_dir: Path | None,
+    env: dict[str, str],
+    group: CgroupGroup | None,
+    events_fd: int,
+) -> asyncio.subprocess.Process:
+    """Start ``argv`` in a new jail; ``events_fd`` becomes fd 3 inside."""
+    launcher_env = {"PATH": "/usr/bin:/bin"}
+    if cfg.rlimit_fallback:
+        launcher_env["IRIS_DATA_KB"] = str(cfg.limits.memory_bytes // 1024)
+        launcher_env["IRIS_NPROC"] = str(cfg.limits.max_processes)
+        if files_dir is None or not _is_mountpoint(files_dir):
+            launcher_env["IRIS_FSIZE_KB"] = str(cfg.disk_bytes // 1024)
+    procs = [str(p) for p in group.procs_files] if group else []
+    cmd = bwrap_command(cfg, argv, files_dir=files_dir, tools_dir=tools_dir, env=env)
+    if cfg.host_uid is not None:
+        # Root starts the launcher (to join the cgroups), the jail runs as an unprivileged uid.
+        cmd = [
+            SETPRIV, f"--reuid={cfg.host_uid}", f"--regid={cfg.host_gid}", "--clear-groups",
+            "--no-new-privs", "--", *cmd,
+        ]  # fmt: skip
+    launcher = [BASH, "--noprofile", "--norc", "-c", LAUNCHER, "iris-jail", str(events_fd)]
+    return await asyncio.create_subprocess_exec(
+        *launcher, *procs, "--", *cmd,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        pass_fds=(events_fd,),
+        env=launcher_env,
+        start_new_session=True,
+        close_fds=True,
+        limit=2**24,
+    )  # fmt: skip
+
+
+def _is_mountpoint(path: Path) -> bool:
+    return os.path.ismount(path)
+
+
+async def open_reader(fd: int) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**24, loop=loop)
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0)
+    )
+    return reader
+
+
+@dataclass(slots=True)
+class Report:
+    """What the host saw of one execution, before it becomes a RunOutcome."""
+
+    chunks: list[OutputChunk] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    exit_code: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    timed_out: bool = False
+    output_exceeded: bool = False
+    heap_exhausted: bool = False
+    oom_kills: int = 0
+    returncode: int | None = None
+
+
+class _Collector:
+    """Keeps output in arrival order, counts it against the cap, and notices the end."""
+
+    def __init__(self, output_limit: int) -> None:
+        self.report = Report()
+        self.limit = output_limit
+        self.bytes = 0
+        self.done = asyncio.Event()
+        self.stopped = False
+
+    def add(self, stream: Stream, text: str) -> None:
+        if self.stopped or not text:
+            return
+        if stream == "stderr" and "JavaScript heap out of memory" in text:
+            self.report.heap_exhausted = True
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if self.bytes + size > self.limit:
+            keep = self.limit - self.bytes
+            text = text.encode("utf-8", "surrogatepass")[:keep].decode("utf-8", "ignore")
+            self.report.output_exceeded = True
+            self.stopped = True
+            self.done.set()
+        self.bytes += size
+        if not text:
+            return
+        chunks = self.report.chunks
+        if chunks and chunks[-1].stream == stream:
+            chunks[-1] = OutputChunk(stream, chunks[-1].text + text)
+        else:
+            chunks.append(OutputChunk(stream, text))
+
+    def frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("t")
+        if kind == "out":
+            self.add("stderr" if frame.get("s") == "e" else "stdout", str(frame.get("d", "")))
+        elif kind == "start" and self.report.started_at is None:
+            self.report.started_at = time.monotonic()
+        elif kind == "result" and self.report.result is None:
+            self.report.result = frame
+            self.report.ended_at = time.monotonic()
+            self.done.set()
+        elif kind == "exit" and self.report.result is None:
+            code = frame.get("code")
+            self.report.exit_code = code if isinstance(code, int) else None
+            self.report.ended_at = time.monotonic()
+            self.done.set()
+
+
+#: Teardowns of finished runners, kept referenced until done.
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+async def wait_for_teardowns() -> None:
+    """Wait until every finished runner has been torn down (used at shutdown)."""
+    while _BACKGROUND:
+        await asyncio.gather(*list(_BACKGROUND), return_exceptions=True)
+
+
+class Runner:
+    """A warm Node process in its own jail, waiting for one request."""
+
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        events: asyncio.StreamReader,
+        group: CgroupGroup | None,
+    ) -> None:
+        self.proc = proc
+        self.events = events
+        self.group = group
+
+    @classmethod
+    async def spawn(
+        cls,
+        cfg: JailConfig,
+        cgroups: Cgroups,
+        name: str,
+        *,
+        files_dir: Path,
+        tools_dir: Path | None,
+    ) -> Runner:
+        group = cgroups.create(name, cfg.limits)
+        read_fd, write_fd = os.pipe()
+        proc: asyncio.subprocess.Process | None = None
+        try:
+            heap_mb = max(32, cfg.limits.memory_bytes * 3 // 4 // (1024 * 1024))
+            argv = [
+                cfg.node,
+                "--enable-source-maps",
+                f"--max-old-space-size={heap_mb}",
+                f"{ASSETS_MOUNT}/runner.mjs",
+            ]
+            proc = await spawn_jailed(
+                cfg, argv, files_dir=files_dir, tools_dir=tools_dir, env=jail_env(),
+                group=group, events_fd=write_fd,
+            )  # fmt: skip
+            os.close(write_fd)
+            write_fd = -1
+            events = await open_reader(read_fd)
+            read_fd = -1
+            runner = cls(proc, events, group)
+            try:
+                line = await asyncio.wait_for(events.readline(), READY_TIMEOUT_S)
+            except TimeoutError:
+                line = b""
+            if json.loads(line or b"{}").get("t") != "ready":
+                err = b""
+                if proc.stderr is not None:
+                    with contextlib.suppress(TimeoutError):
+                        err = await asyncio.wait_for(proc.stderr.read(4096), 1.0)
+                await runner.destroy()
+                raise ProviderUnavailable(
+                    "a sandbox process failed to start: "
+                    + (err.decode("utf-8", "replace").strip() or "no ready signal"),
+                    retry_after_s=2,
+                )
+            return runner
+        except BaseException:
+            if write_fd >= 0:
+                os.close(write_fd)
+            if read_fd >= 0:
+                os.close(read_fd)
+            if proc is not None and proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            if group is not None:
+                await asyncio.to_thread(_kill_and_remove, group)
+            raise
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    async def execute(self, request: dict[str, Any], timeout_s: float, output_limit: int) -> Report:
+        collector = _Collector(output_limit)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stderr is not None
+        readers = [
+            asyncio.create_task(self._read_events(collector)),
+            asyncio.create_task(_read_raw(self.proc.stdout, "stdout", collector)),
+            asyncio.create_task(_read_raw(self.proc.stderr, "stderr", collector)),
+        ]
+        exited = asyncio.create_task(self.proc.wait())
+        began = time.monotonic()
+        try:
+            self.proc.stdin.write(json.dumps(request).encode())
+            await self.proc.stdin.drain()
+            self.proc.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            await asyncio.wait_for(collector.done.wait(), timeout_s)
+        except TimeoutError:
+            collector.report.timed_out = True
+        report = collector.report
+        if report.ended_at is None:
+            report.ended_at = time.monotonic()
+        if report.started_at is None:
+            report.started_at = min(began, report.ended_at)
+        if report.result is not None and not report.timed_out and not report.output_exceeded:
+            # Output written before the result frame is already in the pipes: let the
+            # readers take it, answer, and tear the jail down off the request's path.
+            for _ in range(3):
+                await asyncio.sleep(0)
+            collector.stopped = True
+            task = asyncio.create_task(self._teardown(exited, readers))
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+            return report
+        collector.stopped = collector.stopped or report.timed_out
+        await self.destroy()
+        await exited
+        report.returncode = self.proc.returncode
+        # Output still in the pipes when the process tree died is kept (up to the cap).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), 2.0)
+        for task in readers:
+            task.cancel()
+        if self.group is not None:
+            report.oom_kills = self.group.oom_kills()
+            await asyncio.to_thread(self.group.remove)
+        return report
+
+    async def _teardown(self, exited: asyncio.Task[int], readers: list[asyncio.Task[None]]) -> None:
+        # The runner exits by itself right after its result; give it a moment, then make sure.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(exited), EXIT_GRACE_S)
+        await self.destroy()
+        await exited
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), 2.0)
+        for task in readers:
+            task.cancel()
+        if self.group is not None:
+            await asyncio.to_thread(self.group.remove)
+
+    async def _read_events(self, collector: _Collector) -> None:
+        pending = b""
+        # One frame can be as large as the output cap (plus JSON escaping); not more.
+        max_line = collector.limit * 7 + 65536
+        while True:
+            data = await self.events.read(READ_CHUNK)
+            if not data:
+                # Every holder of fd 3 is gone: the process tree has ended.
+                collector.done.set()
+                return
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    frame = json.loads(line)
+                except ValueError:
+                    continue  # not ours: garbage written to fd 3 on purpose changes nothing
+                if isinstance(frame, dict):
+                    collector.frame(frame)
+            if len(pending) > max_line:
+                collector.report.output_exceeded = True
+                collector.stopped = True
+                collector.done.set()
+                return
+
+    async def destroy(self) -> None:
+        """Kill the whole process tree: the jail's pid namespace dies with bubblewrap."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        if self.group is not None:
+            await asyncio.to_thread(self.group.kill_all)
+        with contextlib.suppress(ProcessLookupError):
+            await self.proc.wait()
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.close()
+
+
+def _kill_and_remove(group: CgroupGroup) -> None:
+    group.kill_all()
+    group.remove()
+
+
+async def _read_raw(stream: asyncio.StreamReader, name: Stream, collector: _Collector) -> None:
+    """Output written straight to fd 1/2 (child processes, fs.writeSync) arrives here."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    while True:
+        data = await stream.read(READ_CHUNK)
+        if not data:
+            collector.add(name, decoder.decode(b"", final=True))
+            return
+        collector.add(name, decoder.decode(data))

@@ -1,0 +1,431 @@
+"""The local SandboxProvider: each sandbox is a set of files on a size-capped tmpfs plus
+a warm jailed Node runner; each execution consumes one runner, and the next one starts
+while the current execution runs, so a reused sandbox pays no Node start on its request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from iris_exec.adapters.local.cgroups import Cgroups, Limits
+from iris_exec.adapters.local.compiler import FILENAME, Compiler
+from iris_exec.adapters.local.jail import (
+    EXEC_DIR,
+    SANDBOX_HOME,
+    JailConfig,
+    Report,
+    Runner,
+    wait_for_teardowns,
+    write_etc,
+)
+from iris_exec.domain.errors import ConfigurationError, ProviderUnavailable, SandboxLost
+from iris_exec.domain.models import CodeError, ExecutionJob, RunOutcome
+from iris_exec.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REQUIRED_ASSETS = ("runner.mjs", "compiler.mjs", "compile.mjs", "iris-prime.mjs", "esbuild")
+
+
+def default_assets_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "assets"
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
+
+
+class Jail:
+    """One sandbox's files and its next runner."""
+
+    def __init__(self, provider: LocalSandboxProvider, jail_id: str) -> None:
+        self.provider = provider
+        self.jail_id = jail_id
+        self.dir = provider.root / jail_id
+        self.files = self.dir / "fs"
+        self.tools_dir = self.dir / "run"
+        self.lock = asyncio.Lock()
+        self.dead: str | None = None
+        self.current: Runner | None = None
+        self._next: asyncio.Future[Runner] | None = None
+        self._seq = 0
+
+    async def prepare(self) -> None:
+        await asyncio.to_thread(self._make_dirs)
+        self.prepare_next()
+
+    def _make_dirs(self) -> None:
+        cfg = self.provider.cfg
+        self.dir.mkdir(mode=0o711)
+        self.files.mkdir(mode=0o711)
+        self.tools_dir.mkdir(mode=0o755)
+        if self.provider.can_mount:
+            opts = f"size={cfg.disk_bytes},mode=0711,nosuid,nodev"
+            if cfg.host_uid is not None:
+                opts += f",uid={cfg.host_uid},gid={cfg.host_gid}"
+            done = _run(["mount", "-t", "tmpfs", "-o", opts, "iris-sandbox", str(self.files)])
+            if done.returncode != 0:
+                raise ProviderUnavailable(
+                    f"cannot mount the sandbox's tmpfs: {done.stderr.strip()}"
+                )
+        for name, mode in (("home", 0o755), ("tmp", 0o1777)):
+            path = self.files / name
+            path.mkdir()
+            path.chmod(mode)
+            if cfg.host_uid is not None:
+                os.chown(path, cfg.host_uid, cfg.host_gid or cfg.host_uid)
+
+    def prepare_next(self) -> None:
+        if self._next is None and self.dead is None:
+            self._next = asyncio.create_task(self._spawn())
+
+    async def _spawn(self) -> Runner:
+        self._seq += 1
+        return await Runner.spawn(
+            self.provider.cfg,
+            self.provider.cgroups,
+            f"{self.jail_id}-{self._seq}",
+            files_dir=self.files,
+            tools_dir=self.tools_dir,
+        )
+
+    async def take_runner(self) -> Runner:
+        task, self._next = self._next, None
+        runner: Runner | None = None
+        if task is not None:
+            try:
+                runner = await task
+            except ProviderUnavailable as exc:
+                log.warning(
+                    "warm runner of %s failed to start (%s); starting another", self.jail_id, exc
+                )
+        if runner is None or not runner.alive:
+            runner = await self._spawn()
+        return runner
+
+    async def put_back(self, runner: Runner) -> None:
+        """A runner taken but not used (the code did not compile) becomes the next one."""
+        if self._next is None and self.dead is None and runner.alive:
+            future: asyncio.Future[Runner] = asyncio.get_running_loop().create_future()
+            future.set_result(runner)
+            self._next = asyncio.ensure_future(future)
+        else:
+            await runner.destroy()
+
+    async def destroy(self, reason: str) -> None:
+        """Stop everything now (a running execution included), then remove the files."""
+        if self.dead is None:
+            self.dead = reason
+        if self.current is not None:
+            await self.current.destroy()
+        task, self._next = self._next, None
+        if task is not None:
+            try:
+                runner = await task
+            except BaseException:
+                runner = None
+            if runner is not None:
+                await runner.destroy()
+        async with self.lock:  # the execution that was running has finished reading
+            await asyncio.to_thread(self._remove_files)
+
+    def _remove_files(self) -> None:
+        if os.path.ismount(self.files) and _run(["umount", str(self.files)]).returncode != 0:
+            _run(["umount", "-l", str(self.files)])
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LocalSandboxProvider:
+    """Sandboxes as bubblewrap jails on this machine. Refuses to start without bubblewrap."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings, *, assets_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.assets_dir = (assets_dir or default_assets_dir()).resolve()
+        self.instance = hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:10]
+        # Runtime state of the jails. As root, the jails run as another uid that must reach
+        # these paths, and a data directory under /root or /tmp/pytest-of-root would not be
+        # reachable: so it lives under /run, one directory per data directory.
+        if os.geteuid() == 0:
+            self.runtime = Path("/run/iris-exec") / self.instance
+        else:
+            self.runtime = settings.data_dir.resolve() / "run"
+        self.root = self.runtime / "jails"
+        self._jails: dict[str, Jail] = {}
+        self._pool: list[Jail] = []
+        self._pool_tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+        self.isolation = "not started"
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self.cfg, self.cgroups, self.can_mount = await asyncio.to_thread(self._detect)
+        removed = await asyncio.to_thread(self._sweep)
+        if removed:
+            log.warning("swept %d stale jail(s) left by an earlier server", removed)
+        self.compiler = Compiler(self.cfg)
+        try:
+            await self.compiler.start()
+        except ProviderUnavailable as exc:
+            raise ConfigurationError(
+                f"bubblewrap could not start a jail here: {exc}. Unprivileged user namespaces "
+                "must be enabled (sysctl kernel.unprivileged_userns_clone=1)."
+            ) from exc
+        self._started = True
+        self._refill_pool()
+        log.info("local sandboxes ready: %s", self.isolation)
+
+    def _detect(self) -> tuple[JailConfig, Cgroups, bool]:
+        if not sys.platform.startswith("linux"):
+            raise ConfigurationError(
+                "local sandboxes need Linux (bubblewrap); use IRIS_BACKEND=aws"
+            )
+        if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+            raise ConfigurationError("the local sandbox provider is refused inside AWS Lambda")
+        bwrap = shutil.which("bwrap")
+        if bwrap is None:
+            raise ConfigurationError(
+                "bubblewrap (bwrap) is not installed, and the local provider never runs code "
+                "outside a sandbox. Install it (Debian/Ubuntu: apt-get install bubblewrap) or "
+                "run `make setup`."
+            )
+        node = self.settings.node_path or shutil.which("node")
+        if node is None:
+            raise ConfigurationError("Node.js (node) is not installed; the sandboxes run Node 20+")
+        node = os.path.realpath(node)
+        missing = [a for a in REQUIRED_ASSETS if not (self.assets_dir / a).exists()]
+        if missing:
+            raise ConfigurationError(
+                f"sandbox assets missing in {self.assets_dir} ({', '.join(missing)}):"
+                " run `make assets`"
+            )
+        extra: tuple[str, ...] = ()
+        if not node.startswith("/usr/"):
+            extra = (str(Path(node).parent.parent),)
+        root = os.geteuid() == 0
+        host_uid = self.settings.sandbox_host_uid if root else None
+        help_text = _run([bwrap, "--help"]).stdout
+        cgroups = Cgroups(f"iris-{self.instance}")
+        limits = Limits(
+            memory_bytes=self.settings.sandbox_memory_mb * 1024 * 1024,
+            max_processes=self.settings.sandbox_max_processes,
+            cpus=self.settings.sandbox_cpus,
+        )
+        for path in (self.runtime.parent, self.runtime, self.root):
+            path.mkdir(exist_ok=True, parents=True)
+            path.chmod(0o711)
+        write_etc(self.runtime / "etc")
+        assets = self._stage_assets()
+        cfg = JailConfig(
+            bwrap=bwrap,
+            node=node,
+            assets_dir=assets,
+            etc_dir=self.runtime / "etc",
+            limits=limits,
+            disk_bytes=self.settings.sandbox_disk_mb * 1024 * 1024,
+            host_uid=host_uid,
+            host_gid=host_uid,
+            disable_userns="--disable-userns" in help_text,
+            rlimit_fallback=cgroups.version == 0,
+            extra_ro_binds=extra,
+        )
+        version = _run([bwrap, "--version"]).stdout.strip()
+        caps = (
+            f"cgroups {cgroups.mode} (memory {self.settings.sandbox_memory_mb} MiB, "
+            f"{self.settings.sandbox_max_processes} processes, {self.settings.sandbox_cpus:g} CPU)"
+            if cgroups.version
+            else "rlimits (no writable cgroup: memory and process caps are weaker)"
+        )
+        disk = (
+            f"tmpfs {self.settings.sandbox_disk_mb} MiB"
+            if root
+            else f"plain directory, files capped at {self.settings.sandbox_disk_mb} MiB each"
+        )
+        who = f"host uid {host_uid}" if host_uid is not None else f"uid {os.geteuid()} (not root)"
+        self.isolation = f"{version}; {caps}; files: {disk}; jails run as {who}; no network"
+        return cfg, cgroups, root
+
+    def _stage_assets(self) -> Path:
+        """A private copy of the assets: reachable by the jail uid, and unchanged by a
+        rebuild (`make assets`) while the server runs."""
+        staged = self.runtime / "assets"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(self.assets_dir, staged)
+        for path in [staged, *staged.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+        return staged
+
+    def _sweep(self) -> int:
+        removed = 0
+        for entry in self.root.iterdir():
+            files = entry / "fs"
+            if os.path.ismount(files) and _run(["umount", str(files)]).returncode != 0:
+                _run(["umount", "-l", str(files)])
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+        self.cgroups.sweep()
+        return removed
+
+    async def shutdown(self) -> None:
+        for task in list(self._pool_tasks):
+            task.cancel()
+        jails = [*self._jails.values(), *self._pool]
+        self._jails.clear()
+        self._pool.clear()
+        await asyncio.gather(*(j.destroy("server stopped") for j in jails), return_exceptions=True)
+        await wait_for_teardowns()
+        if self._started:
+            await self.compiler.close()
+        self._started = False
+
+    # -- the port --------------------------------------------------------------------
+
+    async def create(self, sandbox_id: str, project_id: str, lifetime_s: float) -> str:
+        jail = self._pool.pop(0) if self._pool else None
+        if jail is None:
+            jail = await self._new_jail()
+        self._jails[jail.jail_id] = jail
+        self._refill_pool()
+        log.debug("jail %s is sandbox %s of project %s", jail.jail_id, sandbox_id, project_id)
+        return jail.jail_id
+
+    async def _new_jail(self) -> Jail:
+        jail = Jail(self, "jl_" + secrets.token_hex(8))
+        try:
+            await jail.prepare()
+        except BaseException:
+            await jail.destroy("failed to start")
+            raise
+        return jail
+
+    def _refill_pool(self) -> None:
+        missing = self.settings.sandbox_warm_pool - len(self._pool) - len(self._pool_tasks)
+        for _ in range(max(0, missing)):
+            task = asyncio.create_task(self._add_to_pool())
+            self._pool_tasks.add(task)
+            task.add_done_callback(self._pool_tasks.discard)
+
+    async def _add_to_pool(self) -> None:
+        try:
+            self._pool.append(await self._new_jail())
+        except ProviderUnavailable as exc:
+            log.warning("could not prepare a spare sandbox: %s", exc)
+
+    async def is_alive(self, provider_ref: str) -> bool:
+        jail = self._jails.get(provider_ref)
+        return jail is not None and jail.dead is None and jail.files.is_dir()
+
+    async def kill(self, provider_ref: str) -> None:
+        jail = self._jails.pop(provider_ref, None)
+        if jail is not None:
+            await jail.destroy("closed")
+
+    async def run(self, provider_ref: str, job: ExecutionJob) -> RunOutcome:
+        jail = self._jails.get(provider_ref)
+        if jail is None or jail.dead is not None:
+            raise SandboxLost(f"jail {provider_ref} is not running on this server")
+        async with jail.lock:
+            began = time.monotonic()
+            runner_task = asyncio.create_task(jail.take_runner())
+            try:
+                compiled = await self.compiler.compile(job.source, job.language)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await jail.put_back(await runner_task)
+                raise
+            runner = await runner_task
+            if compiled.error is not None:
+                await jail.put_back(runner)
+                setup_ms = (time.monotonic() - began) * 1000
+                return RunOutcome(error=compiled.error, setup_ms=setup_ms)
+            jail.prepare_next()
+            request: dict[str, Any] = {
+                "code": compiled.code,
+                "specifiers": compiled.specifiers,
+                "projectId": job.project_id,
+                "sessionId": job.session_id,
+                "context": job.context,
+                "cwd": SANDBOX_HOME,
+                "workdir": EXEC_DIR,
+                "filename": FILENAME if job.language == "typescript" else "main.js",
+                "tools": None,
+            }
+            jail.current = runner
+            try:
+                report = await runner.execute(request, job.timeout_s, job.output_limit_bytes)
+            finally:
+                jail.current = None
+            if jail.dead is not None:
+                raise SandboxLost(f"the sandbox was stopped during the execution ({jail.dead})")
+            return self._outcome(report, began, job)
+
+    def _outcome(self, report: Report, began: float, job: ExecutionJob) -> RunOutcome:
+        started = report.started_at if report.started_at is not None else began
+        ended = report.ended_at if report.ended_at is not None else started
+        outcome = RunOutcome(
+            output=report.chunks,
+            output_truncated=report.output_exceeded,
+            setup_ms=(started - began) * 1000,
+            execution_ms=(ended - started) * 1000,
+            exit_code=report.returncode,
+        )
+        result = report.result
+        error = result.get("error") if result and not result.get("ok") else None
+        allocation_failed = (
+            isinstance(error, dict)
+            and error.get("name") == "RangeError"
+            and "allocation failed" in str(error.get("message", "")).lower()
+        )
+        if report.timed_out:
+            outcome.limit_hit = "timeout"
+            outcome.execution_ms = job.timeout_s * 1000
+            outcome.error = CodeError(
+                "TimeoutError", f"Execution timed out after {job.timeout_s:g} s and was stopped"
+            )
+        elif report.oom_kills or report.heap_exhausted or allocation_failed:
+            outcome.limit_hit = "memory"
+            outcome.error = CodeError(
+                "OutOfMemoryError",
+                f"The program ran out of memory (limit {self.settings.sandbox_memory_mb} MiB)"
+                " and was stopped",
+            )
+        elif report.output_exceeded:
+            outcome.limit_hit = "output"
+            outcome.error = CodeError(
+                "OutputLimitError",
+                f"Output exceeded {job.output_limit_bytes} bytes; the program was stopped and"
+                " its output truncated",
+            )
+        elif result is not None and result.get("ok"):
+            outcome.succeeded = True
+            value = result.get("value")
+            outcome.value_json = value if isinstance(value, str) else None
+        elif isinstance(error, dict):
+            outcome.error = CodeError(
+                str(error.get("name") or "Error"),
+                str(error.get("message", "")),
+                str(error["stack"]) if error.get("stack") else None,
+            )
+        elif report.exit_code == 0:
+            outcome.succeeded = True
+        elif report.exit_code is not None:
+            outcome.error = CodeError("Error", f"Process exited with code {report.exit_code}")
+        else:
+            outcome.error = CodeError(
+                "Error", f"The program ended unexpectedly (exit status {report.returncode})"
+            )
+        return outcome

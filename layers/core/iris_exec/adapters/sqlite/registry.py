@@ -1,0 +1,158 @@
+"""The sandbox registry in SQLite. Conditional updates mirror the DynamoDB adapter's
+condition expressions, so both pass the same contract tests."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from iris_exec.adapters.sqlite.database import Database
+from iris_exec.domain.errors import AlreadyExists
+from iris_exec.domain.models import GoneReason, SandboxRecord, SandboxStatus
+
+_COLUMNS = (
+    "sandbox_id, project_id, provider, provider_ref, status, created_at, last_used_at,"
+    " expires_at, lifetime_deadline, closed_at, closed_reason, detail, lease_id, lease_until,"
+    " executions"
+)
+
+
+def _record(row: sqlite3.Row) -> SandboxRecord:
+    return SandboxRecord(
+        sandbox_id=row["sandbox_id"],
+        project_id=row["project_id"],
+        provider=row["provider"],
+        provider_ref=row["provider_ref"],
+        status=SandboxStatus(row["status"]),
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        expires_at=row["expires_at"],
+        lifetime_deadline=row["lifetime_deadline"],
+        closed_at=row["closed_at"],
+        closed_reason=GoneReason(row["closed_reason"]) if row["closed_reason"] else None,
+        detail=row["detail"],
+        lease_id=row["lease_id"],
+        lease_until=row["lease_until"],
+        executions=row["executions"],
+    )
+
+
+class SqliteSandboxRegistry:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(self, record: SandboxRecord) -> None:
+        try:
+            with self._db.cursor() as cur:
+                cur.execute(
+                    f"INSERT INTO sandboxes ({_COLUMNS}) VALUES"
+                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.sandbox_id,
+                        record.project_id,
+                        record.provider,
+                        record.provider_ref,
+                        record.status.value,
+                        record.created_at,
+                        record.last_used_at,
+                        record.expires_at,
+                        record.lifetime_deadline,
+                        record.closed_at,
+                        record.closed_reason.value if record.closed_reason else None,
+                        record.detail,
+                        record.lease_id,
+                        record.lease_until,
+                        record.executions,
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(record.sandbox_id) from exc
+
+    def get(self, project_id: str, sandbox_id: str) -> SandboxRecord | None:
+        with self._db.cursor() as cur:
+            row = cur.execute(
+                "SELECT * FROM sandboxes WHERE sandbox_id = ? AND project_id = ?",
+                (sandbox_id, project_id),
+            ).fetchone()
+        return _record(row) if row else None
+
+    def list_live(self, project_id: str, now: float) -> list[SandboxRecord]:
+        with self._db.cursor() as cur:
+            rows = cur.execute(
+                "SELECT * FROM sandboxes WHERE project_id = ? AND status = 'running'"
+                " AND (expires_at > ? OR (lease_id IS NOT NULL AND lease_until > ?))"
+                " ORDER BY last_used_at",
+                (project_id, now, now),
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def list_due(self, now: float, limit: int) -> list[SandboxRecord]:
+        with self._db.cursor() as cur:
+            rows = cur.execute(
+                "SELECT * FROM sandboxes WHERE status = 'running' AND expires_at <= ?"
+                " AND (lease_id IS NULL OR lease_until <= ?) ORDER BY expires_at LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def list_running(self, provider: str) -> list[SandboxRecord]:
+        with self._db.cursor() as cur:
+            rows = cur.execute(
+                "SELECT * FROM sandboxes WHERE status = 'running' AND provider = ?", (provider,)
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def acquire_lease(
+        self, project_id: str, sandbox_id: str, lease_id: str, until: float, now: float
+    ) -> bool:
+        with self._db.cursor() as cur:
+            cur.execute(
+                "UPDATE sandboxes SET lease_id = ?, lease_until = ?"
+                " WHERE sandbox_id = ? AND project_id = ? AND status = 'running'"
+                " AND (lease_id IS NULL OR lease_until <= ?)",
+                (lease_id, until, sandbox_id, project_id, now),
+            )
+            return cur.rowcount == 1
+
+    def release_lease(
+        self,
+        project_id: str,
+        sandbox_id: str,
+        lease_id: str,
+        last_used_at: float,
+        expires_at: float,
+    ) -> None:
+        with self._db.cursor() as cur:
+            cur.execute(
+                "UPDATE sandboxes SET lease_id = NULL, lease_until = NULL, last_used_at = ?,"
+                " expires_at = MIN(?, lifetime_deadline), executions = executions + 1"
+                " WHERE sandbox_id = ? AND project_id = ? AND lease_id = ?",
+                (last_used_at, expires_at, sandbox_id, project_id, lease_id),
+            )
+
+    def mark_gone(
+        self,
+        project_id: str,
+        sandbox_id: str,
+        reason: GoneReason,
+        at: float,
+        detail: str | None = None,
+        *,
+        only_if_idle: bool = False,
+    ) -> bool:
+        idle = " AND (lease_id IS NULL OR lease_until <= ?)" if only_if_idle else ""
+        params: tuple[object, ...] = (
+            reason.status.value,
+            reason.value,
+            at,
+            detail,
+            sandbox_id,
+            project_id,
+        )
+        with self._db.cursor() as cur:
+            cur.execute(
+                "UPDATE sandboxes SET status = ?, closed_reason = ?, closed_at = ?, detail = ?,"
+                " lease_id = NULL, lease_until = NULL"
+                " WHERE sandbox_id = ? AND project_id = ? AND status = 'running'" + idle,
+                (*params, at) if only_if_idle else params,
+            )
+            return cur.rowcount == 1

@@ -1,0 +1,288 @@
+"""`iris-exec`: serve the local API, manage keys, run a file.
+
+Output meant for people goes to stderr; what a script captures (a key, a JSON answer)
+goes to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from iris_exec import __version__
+from iris_exec.composition import Container, build_local
+from iris_exec.domain.errors import ConfigurationError, IrisError
+from iris_exec.domain.models import Language, Principal
+from iris_exec.services.auth import validate_project_id
+from iris_exec.services.requests import ExecuteCommand
+from iris_exec.services.sandboxes import validate_sandbox_id
+from iris_exec.settings import Settings
+
+LOCAL_PROJECT = "local"
+
+
+def _err(*parts: object) -> None:
+    print(*parts, file=sys.stderr)  # noqa: T201 - the CLI talks to people
+
+
+def _out(*parts: object) -> None:
+    print(*parts)  # noqa: T201
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _container(settings: Settings) -> Container:
+    return build_local(settings)
+
+
+# -- serve ------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from iris_exec.local.server import create_local_app, engine_lock, write_server_info
+
+    settings = _settings(host=args.host, port=args.port)
+    with engine_lock(settings):
+        container = _container(settings)
+        if not container.auth.has_keys():
+            key, _ = container.auth.create_key(LOCAL_PROJECT, name="created by the first serve")
+            _err(f"Created project '{LOCAL_PROJECT}' and its API key (shown once, keep it):")
+            _out(key)
+        url = f"http://{settings.host}:{settings.port}"
+        write_server_info(settings, url)
+        app = create_local_app(settings, container)
+        _err(f"IRIS code execution service {__version__} on {url} (data in {settings.data_dir})")
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            http="httptools",
+            log_level="info",
+            access_log=args.access_log,
+            timeout_graceful_shutdown=5,
+        )
+    return 0
+
+
+# -- keys -------------------------------------------------------------------------------
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    container = _container(_settings())
+    key, record = container.auth.create_key(args.project, name=args.name)
+    _err(f"API key {record.key_id} for project '{record.project_id}' (shown once, keep it):")
+    _out(key)
+    return 0
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    container = _container(_settings())
+    records = container.auth.list_keys(args.project)
+    if args.json:
+        _out(
+            json.dumps(
+                [
+                    {
+                        "keyId": r.key_id,
+                        "prefix": r.prefix,
+                        "projectId": r.project_id,
+                        "name": r.name,
+                        "createdAt": r.created_at,
+                        "revokedAt": r.revoked_at,
+                    }
+                    for r in records
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    if not records:
+        _err("no keys; create one with: iris-exec keys create --project NAME")
+        return 0
+    _out(f"{'KEY ID':<16} {'PREFIX':<18} {'PROJECT':<20} {'CREATED':<17} STATUS")
+    for r in records:
+        status = "active" if r.active else f"revoked {_when(r.revoked_at)}"
+        prefix = r.prefix + "..."
+        _out(f"{r.key_id:<16} {prefix:<18} {r.project_id:<20} {_when(r.created_at):<17} {status}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    container = _container(_settings())
+    record = container.auth.revoke(args.key)
+    _err(f"revoked {record.key_id} ({record.prefix}...) of project '{record.project_id}'")
+    return 0
+
+
+# -- run --------------------------------------------------------------------------------
+
+
+def _print_result(answer: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        _out(json.dumps(answer, indent=2))
+        return 0 if answer.get("success") else 1
+    if "error" in answer and "result" not in answer:
+        _err(f"error {answer.get('statusCode')}: {answer.get('error')}: {answer.get('message')}")
+        return 1
+    result = answer["result"]
+    _out(result["output"])
+    meta = result["metadata"]
+    status = "ok" if result["success"] else f"failed: {result['error']['name']}"
+    created = "new" if meta.get("sandboxCreated") else "reused"
+    _err(
+        f"\n-- {status} | code {result['executionTime']} ms, setup {meta.get('setupTime', 0)} ms"
+        f" | sandbox {answer['sandboxId']} ({created}) | project {meta['projectId']}"
+    )
+    return 0 if result["success"] else 1
+
+
+async def _run_in_process(
+    settings: Settings, project: str, command: ExecuteCommand
+) -> dict[str, Any]:
+    container = _container(settings)
+    await container.provider.start()
+    try:
+        await container.sandboxes.reconcile()
+        principal = Principal(project_id=project, key_id="cli")
+        try:
+            return await container.executions.execute(principal, command)
+        except IrisError as exc:
+            return {"error": exc.title, "message": exc.message, "statusCode": exc.status}
+    finally:
+        await container.provider.shutdown()
+
+
+def _run_via_server(
+    settings: Settings, url: str, project: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """A server owns this data directory: run there (so --sandbox can reuse its sandboxes),
+    with a key made for this one call and revoked after it."""
+    container = _container(settings)
+    key, record = container.auth.create_key(project, name="iris-exec run (temporary)")
+    try:
+        request = urllib.request.Request(  # noqa: S310 - our own local server
+            f"{url}/api/iris/execute",
+            data=json.dumps(payload).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=settings.execution_timeout_s + 60) as resp:  # noqa: S310
+                answer: dict[str, Any] = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            answer = json.loads(exc.read())
+        return answer
+    finally:
+        container.auth.revoke(record.key_id)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from iris_exec.local.server import engine_lock, running_server
+
+    path = Path(args.file)
+    try:
+        code = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        _err(f"cannot read {path}: {exc.strerror}")
+        return 2
+    project = validate_project_id(args.project)
+    if args.sandbox:
+        validate_sandbox_id(args.sandbox)
+    settings = _settings()
+    language: Language = "javascript" if path.suffix in {".js", ".mjs", ".cjs"} else "typescript"
+    server = running_server(settings)
+    if server is not None:
+        payload: dict[str, Any] = {"code": code, "language": language}
+        if args.sandbox:
+            payload["sandboxId"] = args.sandbox
+        if args.timeout_ms:
+            payload["timeoutMs"] = args.timeout_ms
+        return _print_result(_run_via_server(settings, server["url"], project, payload), args.json)
+    if args.sandbox:
+        _err(
+            "note: no local server is running, so no sandbox outlives this command;"
+            " start `iris-exec serve` to reuse sandboxes between runs"
+        )
+    command = ExecuteCommand(
+        code=code,
+        language=language,
+        timeout_s=(args.timeout_ms / 1000) if args.timeout_ms else settings.execution_timeout_s,
+        sandbox_id=args.sandbox,
+    )
+    with engine_lock(settings):
+        answer = asyncio.run(_run_in_process(settings, project, command))
+    return _print_result(answer, args.json)
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="iris-exec", description="IRIS code execution service")
+    p.add_argument("--version", action="version", version=f"iris-exec {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the local API (all routes)")
+    serve.add_argument("--host", default=None, help="default 127.0.0.1 (IRIS_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="default 8000 (IRIS_PORT)")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys", required=True)
+    create = keys.add_parser("create", help="create a key; prints it as the last line")
+    create.add_argument("--project", required=True)
+    create.add_argument("--name", default=None)
+    create.set_defaults(func=cmd_keys_create)
+    listing = keys.add_parser("list", help="list keys (prefixes only)")
+    listing.add_argument("--project", default=None)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key by key, key id or prefix")
+    revoke.add_argument("key", metavar="KEY_OR_PREFIX")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    run = sub.add_parser("run", help="run a file in a sandbox and show the result")
+    run.add_argument("file")
+    run.add_argument("--project", default=LOCAL_PROJECT)
+    run.add_argument("--sandbox", default=None, help="reuse this sandbox (needs a running server)")
+    run.add_argument("--timeout-ms", type=int, default=None)
+    run.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    run.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.command != "serve" else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.func(args)
+    except ConfigurationError as exc:
+        _err(f"iris-exec: {exc}")
+        return 2
+    except IrisError as exc:
+        _err(f"iris-exec: {exc.message}")
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Domain models, errors and ports. Imports no vendor SDK."""

@@ -1,0 +1,165 @@
+"""Domain models: plain dataclasses, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+
+class SandboxStatus(StrEnum):
+    RUNNING = "running"
+    CLOSED = "closed"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+class GoneReason(StrEnum):
+    """Why a sandbox is gone, as a 410 tells it."""
+
+    CLOSED = "closed"
+    EXPIRED = "expired"
+    EVICTED = "evicted"
+    FAILED = "failed"
+
+    @property
+    def status(self) -> SandboxStatus:
+        return {
+            GoneReason.CLOSED: SandboxStatus.CLOSED,
+            GoneReason.EVICTED: SandboxStatus.CLOSED,
+            GoneReason.EXPIRED: SandboxStatus.EXPIRED,
+            GoneReason.FAILED: SandboxStatus.FAILED,
+        }[self]
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxRecord:
+    """One sandbox in the registry. Times are epoch seconds."""
+
+    sandbox_id: str
+    project_id: str
+    provider: str
+    provider_ref: str
+    status: SandboxStatus
+    created_at: float
+    last_used_at: float
+    #: Idle deadline: last use + idle timeout, capped by the lifetime deadline.
+    expires_at: float
+    #: Hard end of life: creation + max lifetime.
+    lifetime_deadline: float
+    closed_at: float | None = None
+    closed_reason: GoneReason | None = None
+    detail: str | None = None
+    lease_id: str | None = None
+    lease_until: float | None = None
+    executions: int = 0
+
+    def is_busy(self, now: float) -> bool:
+        return self.lease_id is not None and (self.lease_until or 0.0) > now
+
+    def is_live(self, now: float) -> bool:
+        """Running and not past its deadline. A busy sandbox stays live until its lease ends."""
+        return self.status is SandboxStatus.RUNNING and (self.expires_at > now or self.is_busy(now))
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    key_id: str
+    key_hash: str
+    #: First characters of the key, enough to recognise it in a list.
+    prefix: str
+    project_id: str
+    created_at: float
+    revoked_at: float | None = None
+    name: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: decided by the credential, never by a request argument."""
+
+    project_id: str
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitState:
+    limit: int
+    remaining: int
+    reset_at: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_at),
+        }
+
+
+Language = Literal["typescript", "javascript"]
+Stream = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolGrant:
+    """What an execution may do with the IRIS tools: one project, one sandbox, one execution,
+    until ``expires_at``. Providers turn it into whatever reaches their sandboxes."""
+
+    project_id: str
+    sandbox_id: str
+    execution_id: str
+    expires_at: float
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionJob:
+    """One execution as a provider receives it."""
+
+    execution_id: str
+    source: str
+    language: Language
+    project_id: str
+    session_id: str | None
+    context: dict[str, Any]
+    timeout_s: float
+    output_limit_bytes: int
+    grant: ToolGrant | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputChunk:
+    stream: Stream
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CodeError:
+    """An error of the user's code: data in the response, not an HTTP error."""
+
+    name: str
+    message: str
+    stack: str | None = None
+
+
+LimitHit = Literal["timeout", "memory", "output"]
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """What a provider observed while running one execution."""
+
+    output: list[OutputChunk] = field(default_factory=list)
+    succeeded: bool = False
+    #: The top-level return value as JSON text, or None if nothing was returned.
+    value_json: str | None = None
+    error: CodeError | None = None
+    limit_hit: LimitHit | None = None
+    output_truncated: bool = False
+    execution_ms: float = 0.0
+    setup_ms: float = 0.0
+    exit_code: int | None = None

@@ -1,0 +1,105 @@
+"""Ports: what the services need from the outside world. Adapters implement them;
+each port has one contract test suite run against every adapter."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from iris_exec.domain.models import (
+    ApiKeyRecord,
+    ExecutionJob,
+    GoneReason,
+    RunOutcome,
+    SandboxRecord,
+)
+
+
+class SandboxRegistry(Protocol):
+    """Where sandboxes are registered, across requests (and Lambda invocations).
+
+    Every read is scoped to a project: another project's sandbox is simply not found."""
+
+    def create(self, record: SandboxRecord) -> None:
+        """Register a new sandbox; raises ``AlreadyExists`` if the id is taken."""
+
+    def get(self, project_id: str, sandbox_id: str) -> SandboxRecord | None: ...
+
+    def list_live(self, project_id: str, now: float) -> list[SandboxRecord]:
+        """The project's sandboxes that are running and not past their deadline (or busy)."""
+
+    def list_due(self, now: float, limit: int) -> list[SandboxRecord]:
+        """Running sandboxes of any project past their deadline and not busy: the reaper's work."""
+
+    def list_running(self, provider: str) -> list[SandboxRecord]:
+        """Every sandbox marked running for a provider (reconciliation after a restart)."""
+
+    def acquire_lease(
+        self, project_id: str, sandbox_id: str, lease_id: str, until: float, now: float
+    ) -> bool:
+        """Take the execution lease if the sandbox is running and not leased (or the lease
+        expired). Atomic: of two callers at once, one gets it."""
+
+    def release_lease(
+        self,
+        project_id: str,
+        sandbox_id: str,
+        lease_id: str,
+        last_used_at: float,
+        expires_at: float,
+    ) -> None:
+        """Give back the lease (only if still ours) and record the use."""
+
+    def mark_gone(
+        self,
+        project_id: str,
+        sandbox_id: str,
+        reason: GoneReason,
+        at: float,
+        detail: str | None = None,
+        *,
+        only_if_idle: bool = False,
+    ) -> bool:
+        """Move a running sandbox to its final status. False if it was not running (or, with
+        ``only_if_idle``, if it holds a live lease at ``at``)."""
+
+
+class KeyStore(Protocol):
+    """API keys, stored by SHA-256 hash only."""
+
+    def add(self, record: ApiKeyRecord) -> None: ...
+
+    def find_by_hash(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    def list(self, project_id: str | None = None) -> list[ApiKeyRecord]: ...
+
+    def revoke(self, key_id: str, at: float) -> bool: ...
+
+
+class RateLimitStore(Protocol):
+    def hit(self, subject: str, window_start: int, window_s: int) -> int:
+        """Count one request of ``subject`` in the window starting at ``window_start`` and
+        return the count including it. Atomic across concurrent callers."""
+
+
+class SandboxProvider(Protocol):
+    """Runs sandboxes: local bubblewrap jails or E2B microVMs."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Prepare (and check) the provider; raise with a clear message if it cannot work."""
+
+    async def shutdown(self) -> None: ...
+
+    async def create(self, sandbox_id: str, project_id: str, lifetime_s: float) -> str:
+        """Start a sandbox and return the provider's own id for it."""
+
+    async def run(self, provider_ref: str, job: ExecutionJob) -> RunOutcome:
+        """Run one execution; errors of the user's code are data in the outcome.
+        Raises ``SandboxLost`` if the sandbox is gone, ``ProviderUnavailable`` if the
+        provider cannot serve."""
+
+    async def kill(self, provider_ref: str) -> None:
+        """Stop the sandbox. Idempotent: killing a gone sandbox is fine."""
+
+    async def is_alive(self, provider_ref: str) -> bool: ...

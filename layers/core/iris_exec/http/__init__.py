@@ -1,0 +1,1 @@
+"""HTTP edge (FastAPI): used by the local server and by every Lambda function."""

@@ -1,0 +1,306 @@
+"""The HTTP edge: the contract's routes, one error envelope, CORS, rate-limit headers.
+
+The same app factory serves the local server (all routes) and each Lambda function
+(only its own route)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from iris_exec import __version__
+from iris_exec.composition import Container
+from iris_exec.domain.errors import (
+    BadRequest,
+    IrisError,
+    PayloadTooLarge,
+    StoreUnavailable,
+)
+from iris_exec.domain.models import Principal
+from iris_exec.services.clock import iso, new_id
+from iris_exec.services.requests import ExecuteBody, max_body_bytes, parse_execute
+from iris_exec.services.sandboxes import validate_sandbox_id
+
+log = logging.getLogger(__name__)
+
+EXECUTE = "execute"
+SANDBOX_GET = "sandbox_get"
+SANDBOX_DELETE = "sandbox_delete"
+ALL_ROUTES = frozenset({EXECUTE, SANDBOX_GET, SANDBOX_DELETE})
+
+ALLOWED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Iris-Busy", "Prefer"]
+EXPOSED_HEADERS = [
+    "X-Request-Id",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+]
+
+
+class RequestContext:
+    """Gives every request an id (API Gateway's when there is one) and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if scope["method"] == "OPTIONS" and b"access-control-request-method" not in headers:
+            # A bare OPTIONS (not a CORS preflight, which CORSMiddleware answers): say what
+            # is allowed; never 401 or 405.
+            await Response(status_code=204, headers={"Allow": "GET, POST, DELETE, OPTIONS"})(
+                scope, receive, send
+            )
+            return
+        event = scope.get("aws.event") or {}
+        request_id = (event.get("requestContext") or {}).get("requestId") or new_id("req_")
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "") or new_id("req_"))
+
+
+def error_response(
+    request: Request,
+    status: int,
+    title: str,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """The contract's one error shape."""
+    body: dict[str, Any] = {
+        "error": title,
+        "message": message,
+        "statusCode": status,
+        "timestamp": iso(request.app.state.container.clock()),
+        "path": request.url.path,
+        "requestId": _request_id(request),
+    }
+    body.update(extra or {})
+    merged = dict(_ratelimit_headers(request))
+    merged.update(headers or {})
+    return JSONResponse(body, status_code=status, headers=merged)
+
+
+def _ratelimit_headers(request: Request) -> dict[str, str]:
+    state = getattr(request.state, "ratelimit", None)
+    return state.headers() if state is not None else {}
+
+
+def respond(request: Request, body: dict[str, Any], status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=_ratelimit_headers(request))
+
+
+_HTTP_TITLES = {404: "Not Found", 405: "Method Not Allowed", 400: "Bad Request"}
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route accepts on this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "OPTIONS"})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    methods.discard("HEAD")
+    return ", ".join(sorted(methods))
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def domain_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, IrisError)
+        if exc.status >= 500:
+            log.error("request %s failed: %s", _request_id(request), exc.message)
+        return error_response(
+            request, exc.status, exc.title, exc.message, headers=exc.headers, extra=exc.extra
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        status = exc.status_code
+        headers = dict(exc.headers or {})
+        if status == 405:
+            allowed = _allowed_methods(request)
+            headers["Allow"] = allowed
+            message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+        elif status == 404:
+            message = f"No route {request.url.path}; see the API reference in the README"
+        else:
+            message = str(exc.detail)
+        title = _HTTP_TITLES.get(status, "Error")
+        return error_response(request, status, title, message, headers=headers)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        return error_response(request, 400, "Bad Request", f"Invalid request: {exc}")
+
+    async def store_unavailable(request: Request, exc: Exception) -> Response:
+        log.error("store unavailable on request %s: %s", _request_id(request), exc)
+        return error_response(
+            request,
+            503,
+            "Service Unavailable",
+            "A store this service depends on is unavailable; retry shortly",
+            headers={"Retry-After": "5"},
+        )
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on request %s", _request_id(request), exc_info=exc)
+        return error_response(
+            request,
+            500,
+            "Internal Server Error",
+            f"An internal error occurred; it was logged with requestId {_request_id(request)}",
+        )
+
+    app.add_exception_handler(IrisError, domain_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StoreUnavailable, store_unavailable)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def container_of(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+def authenticated(request: Request) -> Principal:
+    """Bearer key -> project, then the per-key rate limit (both before the body is read)."""
+    container = container_of(request)
+    principal = container.auth.authenticate(request.headers.get("authorization"))
+    request.state.ratelimit = container.rate_limiter.check(principal)
+    return principal
+
+
+Caller = Annotated[Principal, Depends(authenticated)]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be too large."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(
+            f"Request body of {declared} bytes is too large; code may be at most 100 KiB"
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge("Request body is too large; code may be at most 100 KiB")
+    return bytes(body)
+
+
+def _sandbox_id_param(request: Request) -> str | None:
+    value = request.query_params.get("sandboxId")
+    return None if value is None else validate_sandbox_id(value)
+
+
+def create_app(
+    container: Container,
+    *,
+    routes: Iterable[str] = ALL_ROUTES,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    enabled = frozenset(routes)
+    app = FastAPI(
+        title="IRIS code execution service",
+        version=__version__,
+        description="Run TypeScript in isolated sandboxes with access to the IRIS tools.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    _install_error_handlers(app)
+
+    if EXECUTE in enabled:
+
+        @app.post(
+            "/api/iris/execute",
+            summary="Run code in a sandbox",
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ExecuteBody.model_json_schema()}},
+                }
+            },
+        )
+        async def execute(request: Request, caller: Caller) -> Response:
+            settings = container.settings
+            raw = await read_body(request, max_body_bytes(settings))
+            command = parse_execute(raw, caller, settings)
+            if request.headers.get("x-iris-busy", "").lower() == "reject":
+                command = replace(command, wait=False)
+            body = await container.executions.execute(caller, command)
+            return respond(request, body)
+
+    if SANDBOX_GET in enabled:
+
+        @app.get("/api/iris/sandbox", summary="Status of one sandbox")
+        async def sandbox_get(request: Request, caller: Caller) -> Response:
+            sandbox_id = _sandbox_id_param(request)
+            if sandbox_id is None:
+                raise BadRequest("The sandboxId query parameter is required")
+            return respond(request, await container.sandboxes.describe(caller, sandbox_id))
+
+    if SANDBOX_DELETE in enabled:
+
+        @app.delete("/api/iris/sandbox", summary="Close one sandbox, or all of your project's")
+        async def sandbox_delete(request: Request, caller: Caller) -> Response:
+            sandbox_id = _sandbox_id_param(request)
+            close_all = request.query_params.get("all")
+            if close_all is not None and close_all.lower() != "true":
+                raise BadRequest("all must be 'true' (or leave it out and give sandboxId)")
+            if sandbox_id is not None and close_all is not None:
+                raise BadRequest("Give either sandboxId or all=true, not both")
+            now = iso(container.clock())
+            if sandbox_id is not None:
+                await container.sandboxes.close(caller, sandbox_id)
+                return respond(
+                    request, {"message": f"Sandbox {sandbox_id} closed", "timestamp": now}
+                )
+            if close_all is not None:
+                closed = await container.sandboxes.close_all(caller)
+                return respond(
+                    request, {"message": "All sandboxes closed", "closed": closed, "timestamp": now}
+                )
+            raise BadRequest("Give sandboxId=<id> or all=true")
+
+    @app.get("/health", summary="Liveness (no authentication)", include_in_schema=False)
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "provider": container.provider.name}
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=container.settings.cors_origin_list,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=ALLOWED_HEADERS,
+        expose_headers=EXPOSED_HEADERS,
+        max_age=600,
+    )
+    app.add_middleware(RequestContext)
+    return app

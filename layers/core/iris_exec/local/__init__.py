@@ -1,0 +1,1 @@
+"""Local mode: one server process for every route, with jails and SQLite."""

@@ -1,0 +1,101 @@
+"""The local server: all routes on one process, sandboxes reaped in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from iris_exec.composition import Container, build_local
+from iris_exec.domain.errors import ConfigurationError
+from iris_exec.http.app import create_app
+from iris_exec.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = "server.lock"
+INFO_FILE = "server.json"
+
+
+@contextlib.contextmanager
+def engine_lock(settings: Settings) -> Iterator[None]:
+    """One local engine per data directory: a second one would sweep the first one's jails."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            info = running_server(settings)
+            who = f" (a server on {info['url']}, pid {info['pid']})" if info else ""
+            raise ConfigurationError(
+                f"another iris-exec engine is using {settings.data_dir}{who}; stop it, or set"
+                " IRIS_DATA_DIR to another directory"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def running_server(settings: Settings) -> dict[str, str] | None:
+    """The local server using this data directory, if one is up."""
+    path = settings.data_dir / INFO_FILE
+    try:
+        info = json.loads(path.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    probe = os.open(settings.data_dir / LOCK_FILE, os.O_RDWR)
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return {"url": str(info["url"]), "pid": str(info["pid"])}
+    finally:
+        os.close(probe)
+    return None
+
+
+async def _reap_forever(container: Container) -> None:
+    while True:
+        await asyncio.sleep(container.settings.reaper_interval_s)
+        try:
+            await container.sandboxes.reap()
+        except Exception:
+            log.exception("reaper pass failed")
+
+
+def create_local_app(settings: Settings, container: Container | None = None) -> FastAPI:
+    """The whole API for one machine. The provider starts with the app and stops with it."""
+    built = container or build_local(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await built.provider.start()
+        lost = await built.sandboxes.reconcile()
+        if lost:
+            log.warning("%d sandbox(es) of an earlier run were marked failed", lost)
+        reaper = asyncio.create_task(_reap_forever(built))
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            await built.provider.shutdown()
+
+    return create_app(built, lifespan=lifespan)
+
+
+def write_server_info(settings: Settings, url: str) -> Path:
+    path = settings.data_dir / INFO_FILE
+    path.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    return path

@@ -1,0 +1,100 @@
+"""API keys: ``sk_live_`` + base64url(32 random bytes), stored as SHA-256 only."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+
+from iris_exec.domain.errors import BadRequest, NotFound, Unauthorized
+from iris_exec.domain.models import ApiKeyRecord, Principal
+from iris_exec.domain.ports import KeyStore
+from iris_exec.services.clock import Clock, new_id
+
+KEY_PREFIX = "sk_live_"
+KEY_PATTERN = re.compile(r"^sk_live_[A-Za-z0-9_-]{43}$")
+PROJECT_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+SHOWN_PREFIX_CHARS = 14
+
+
+def new_api_key() -> str:
+    raw = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    return KEY_PREFIX + raw
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def validate_project_id(project_id: str) -> str:
+    if not PROJECT_PATTERN.match(project_id):
+        raise BadRequest("project ids are 1-128 characters of letters, digits and . _ : -")
+    return project_id
+
+
+class AuthService:
+    """Turns an Authorization header into a Principal, and manages keys."""
+
+    def __init__(self, keys: KeyStore, clock: Clock) -> None:
+        self._keys = keys
+        self._clock = clock
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization or not authorization.strip():
+            raise Unauthorized("Authorization header is required")
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not KEY_PATTERN.match(token):
+            raise Unauthorized("Invalid API key format")
+        return self.principal_for_key(token)
+
+    def principal_for_key(self, key: str) -> Principal:
+        record = self._keys.find_by_hash(hash_key(key)) if KEY_PATTERN.match(key) else None
+        if record is None or not record.active:
+            raise Unauthorized("Invalid or inactive API key")
+        return Principal(project_id=record.project_id, key_id=record.key_id)
+
+    def create_key(self, project_id: str, name: str | None = None) -> tuple[str, ApiKeyRecord]:
+        """A new key for the project. The key itself is returned once and never stored."""
+        validate_project_id(project_id)
+        key = new_api_key()
+        record = ApiKeyRecord(
+            key_id=new_id("key_", 9),
+            key_hash=hash_key(key),
+            prefix=key[:SHOWN_PREFIX_CHARS],
+            project_id=project_id,
+            created_at=self._clock(),
+            name=name,
+        )
+        self._keys.add(record)
+        return key, record
+
+    def revoke(self, key_or_prefix: str) -> ApiKeyRecord:
+        """Revoke by full key, key id or a prefix that matches exactly one key."""
+        candidates: list[ApiKeyRecord]
+        if KEY_PATTERN.match(key_or_prefix):
+            found = self._keys.find_by_hash(hash_key(key_or_prefix))
+            candidates = [found] if found else []
+        else:
+            candidates = [
+                k
+                for k in self._keys.list()
+                if k.key_id == key_or_prefix
+                or (len(key_or_prefix) >= 10 and k.prefix.startswith(key_or_prefix))
+            ]
+        if not candidates:
+            raise NotFound(f"no key matches {key_or_prefix!r}")
+        if len(candidates) > 1:
+            raise BadRequest(
+                f"{len(candidates)} keys match {key_or_prefix!r}; give more characters"
+            )
+        record = candidates[0]
+        self._keys.revoke(record.key_id, self._clock())
+        return record
+
+    def list_keys(self, project_id: str | None = None) -> list[ApiKeyRecord]:
+        return self._keys.list(project_id)
+
+    def has_keys(self) -> bool:
+        return bool(self._keys.list())

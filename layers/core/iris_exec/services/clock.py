@@ -1,0 +1,29 @@
+"""Time and identifiers, injectable so tests can move the clock."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], float]
+
+
+def system_clock() -> float:
+    return time.time()
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds -> '2026-11-26T12:00:00.000Z' (the contract's timestamp format)."""
+    if ts is None:
+        return None
+    return (
+        datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{int(ts * 1000) % 1000:03d}Z"
+    )
+
+
+def new_id(prefix: str, nbytes: int = 12) -> str:
+    """Random url-safe id with a type prefix, e.g. ``sb_3kq...``."""
+    return prefix + secrets.token_urlsafe(nbytes).replace("-", "x").replace("_", "y")

@@ -1,0 +1,38 @@
+"""The response's `output` and `logs`, built the same way whatever provider ran the code."""
+
+from __future__ import annotations
+
+from iris_exec.domain.models import CodeError, OutputChunk, RunOutcome
+
+NO_OUTPUT = "(no output)"
+
+
+def sections(outcome: RunOutcome) -> str:
+    """`=== Results ===`, `=== Output ===`, `=== Errors ===`, each only when non-empty."""
+    stdout = "".join(c.text for c in outcome.output if c.stream == "stdout").rstrip("\n")
+    stderr = "".join(c.text for c in outcome.output if c.stream == "stderr").rstrip("\n")
+    parts: list[str] = []
+    if outcome.value_json is not None:
+        parts.append("=== Results ===\n" + outcome.value_json)
+    if stdout:
+        parts.append("=== Output ===\n" + stdout)
+    errors = [stderr] if stderr else []
+    if outcome.error is not None:
+        errors.append(describe(outcome.error))
+    if errors:
+        parts.append("=== Errors ===\n" + "\n".join(errors))
+    return "\n\n".join(parts) or NO_OUTPUT
+
+
+def describe(error: CodeError) -> str:
+    return error.stack or f"{error.name}: {error.message}"
+
+
+def log_lines(chunks: list[OutputChunk]) -> list[str]:
+    """One entry per line, tagged with its stream, in the order the program wrote them."""
+    lines: list[str] = []
+    for chunk in chunks:
+        text = chunk.text[:-1] if chunk.text.endswith("\n") else chunk.text
+        for line in text.split("\n"):
+            lines.append(f"[{chunk.stream}] {line.removesuffix(chr(13))}")
+    return lines

@@ -1,0 +1,118 @@
+"""Validation of the execute request body: every rule of CONTRACT.md, one clear message each."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from iris_exec.domain.errors import BadRequest, Forbidden, PayloadTooLarge
+from iris_exec.domain.models import Language, Principal
+from iris_exec.services.sandboxes import validate_sandbox_id
+from iris_exec.settings import Settings
+
+SESSION_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: JSON escaping can make code up to 6x larger on the wire (\uXXXX); context adds its own.
+WIRE_FACTOR = 6
+
+
+class ExecuteBody(BaseModel):
+    """The JSON body of POST /api/iris/execute (unknown fields are rejected)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    code: str = Field(description="TypeScript or JavaScript source, 1 byte to 100 KiB of UTF-8")
+    projectId: str | None = Field(None, description="Must equal the API key's project")
+    sessionId: str | None = Field(None, description="1-128 characters of [A-Za-z0-9._:-]")
+    context: dict[str, Any] | None = Field(None, description="JSON object, at most 64 KiB")
+    sandboxId: str | None = Field(None, description="Reuse this sandbox of your project")
+    language: Literal["typescript", "javascript", "python"] = Field(
+        "typescript", description="Language of `code`"
+    )
+    timeoutMs: int | None = Field(None, description="Lower time limit for this run, in ms")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteCommand:
+    code: str
+    language: Language
+    timeout_s: float
+    session_id: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    sandbox_id: str | None = None
+    wait: bool = True
+
+
+def max_body_bytes(settings: Settings) -> int:
+    return WIRE_FACTOR * (settings.max_code_bytes + settings.max_context_bytes) + 64 * 1024
+
+
+def _describe(exc: ValidationError) -> str:
+    messages = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        if err["type"] == "extra_forbidden":
+            messages.append(f"unknown field '{where}'")
+        elif err["type"] == "missing":
+            messages.append(f"'{where}' is required")
+        else:
+            messages.append(f"'{where}': {err['msg']}")
+    return "; ".join(messages)
+
+
+def parse_execute(raw: bytes, principal: Principal, settings: Settings) -> ExecuteCommand:
+    """Bytes of the request body -> a valid command, or the contract's 400/403/413."""
+    if len(raw) > max_body_bytes(settings):
+        raise PayloadTooLarge(
+            f"Request body is {len(raw)} bytes; code may be at most {settings.max_code_bytes}"
+            " bytes (UTF-8)"
+        )
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"Request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("Request body must be a JSON object with at least a 'code' field")
+    code = data.get("code")
+    if isinstance(code, str):
+        size = len(code.encode("utf-8", "surrogatepass"))
+        if size > settings.max_code_bytes:
+            raise PayloadTooLarge(
+                f"code is {size} bytes; the limit is {settings.max_code_bytes} bytes (UTF-8)"
+            )
+    try:
+        body = ExecuteBody.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest(_describe(exc)) from exc
+    if not body.code.strip():
+        raise BadRequest("'code' must not be empty")
+    if "\x00" in body.code:
+        raise BadRequest("'code' must not contain NUL characters")
+    if body.projectId is not None and body.projectId != principal.project_id:
+        raise Forbidden(
+            "projectId does not match your API key's project; omit it or use your own project"
+        )
+    if body.sessionId is not None and not SESSION_PATTERN.match(body.sessionId):
+        raise BadRequest("'sessionId' must be 1-128 characters of letters, digits and . _ : -")
+    context = body.context or {}
+    if len(json.dumps(context, separators=(",", ":"))) > settings.max_context_bytes:
+        raise BadRequest(f"'context' is larger than {settings.max_context_bytes} bytes as JSON")
+    if body.sandboxId is not None:
+        validate_sandbox_id(body.sandboxId)
+    if body.language == "python":
+        raise BadRequest("language 'python' is not supported yet; use typescript or javascript")
+    limit_ms = int(settings.execution_timeout_s * 1000)
+    if body.timeoutMs is not None and not 1 <= body.timeoutMs <= limit_ms:
+        raise BadRequest(f"'timeoutMs' must be between 1 and {limit_ms}")
+    timeout_s = body.timeoutMs / 1000 if body.timeoutMs else settings.execution_timeout_s
+    return ExecuteCommand(
+        code=body.code,
+        language=body.language,
+        timeout_s=timeout_s,
+        session_id=body.sessionId,
+        context=context,
+        sandbox_id=body.sandboxId,
+    )

@@ -1,0 +1,330 @@
+"""Sandbox lifecycle: create (within the project's quota, evicting the least recently used
+idle sandbox), lease for one execution at a time, describe, close, reap idle ones."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from iris_exec.domain.errors import (
+    BadRequest,
+    Conflict,
+    Gone,
+    NotFound,
+    ProviderUnavailable,
+    SandboxLost,
+    ServiceUnavailable,
+    TooManyRequests,
+)
+from iris_exec.domain.models import GoneReason, Principal, SandboxRecord, SandboxStatus
+from iris_exec.domain.ports import SandboxProvider, SandboxRegistry
+from iris_exec.services.clock import Clock, iso, new_id
+from iris_exec.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SANDBOX_ID_PATTERN = re.compile(r"^sb_[A-Za-z0-9]{8,64}$")
+#: A lease outlives its execution's deadline by this much, then anyone may take it.
+LEASE_GRACE_S = 30.0
+WAIT_POLL_S = 0.5
+
+
+def validate_sandbox_id(sandbox_id: str) -> str:
+    if not SANDBOX_ID_PATTERN.match(sandbox_id):
+        raise BadRequest("sandboxId must look like 'sb_' followed by 8-64 letters or digits")
+    return sandbox_id
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The right to run one execution in a sandbox."""
+
+    record: SandboxRecord
+    lease_id: str
+    created: bool
+    create_ms: float
+
+
+def _gone(record: SandboxRecord) -> Gone:
+    reason = record.closed_reason or GoneReason(record.status.value)
+    why = {
+        GoneReason.CLOSED: "was closed",
+        GoneReason.EXPIRED: "expired after being idle or reaching its maximum lifetime",
+        GoneReason.EVICTED: "was closed to make room for a new sandbox (project quota)",
+        GoneReason.FAILED: "failed",
+    }[reason]
+    detail = f" ({record.detail})" if record.detail else ""
+    return Gone(
+        f"Sandbox {record.sandbox_id} {why}{detail}; omit sandboxId to get a new one",
+        reason=reason.value,
+        at=iso(record.closed_at),
+    )
+
+
+class SandboxService:
+    def __init__(
+        self,
+        registry: SandboxRegistry,
+        provider: SandboxProvider,
+        settings: Settings,
+        clock: Clock,
+    ) -> None:
+        self._registry = registry
+        self._provider = provider
+        self._settings = settings
+        self._clock = clock
+        self._project_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._released: dict[str, asyncio.Event] = {}
+
+    # -- leasing -----------------------------------------------------------------------
+
+    async def acquire(
+        self, principal: Principal, sandbox_id: str | None, *, wait: bool, timeout_s: float
+    ) -> Lease:
+        """A lease on the named sandbox (waiting while it is busy, unless ``wait`` is False),
+        or on a new sandbox."""
+        lease_id = new_id("ls_")
+        if sandbox_id is None:
+            return await self._create(principal, lease_id, timeout_s)
+        deadline = self._clock() + timeout_s
+        while True:
+            record = await self._usable(principal, sandbox_id)
+            now = self._clock()
+            until = now + timeout_s + LEASE_GRACE_S
+            if self._registry.acquire_lease(principal.project_id, sandbox_id, lease_id, until, now):
+                return Lease(record, lease_id, created=False, create_ms=0.0)
+            if not wait:
+                raise Conflict(
+                    f"Sandbox {sandbox_id} is busy with another execution; retry later, or"
+                    " send the request without 'X-Iris-Busy: reject' to wait for it"
+                )
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise Conflict(f"Sandbox {sandbox_id} stayed busy for {timeout_s:g} s; retry later")
+            event = self._released.setdefault(sandbox_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(remaining, WAIT_POLL_S))
+
+    async def _usable(self, principal: Principal, sandbox_id: str) -> SandboxRecord:
+        record = self._registry.get(principal.project_id, sandbox_id)
+        if record is None:
+            raise NotFound(f"Sandbox {sandbox_id} not found")
+        if record.status is not SandboxStatus.RUNNING:
+            raise _gone(record)
+        now = self._clock()
+        if not record.is_live(now):
+            record = await self._finish(
+                record, GoneReason.EXPIRED, self._expiry_detail(record, now)
+            )
+            raise _gone(record)
+        if not await self._provider.is_alive(record.provider_ref):
+            record = await self._finish(
+                record, GoneReason.FAILED, "the sandbox stopped outside this service"
+            )
+            raise _gone(record)
+        return record
+
+    async def _create(self, principal: Principal, lease_id: str, timeout_s: float) -> Lease:
+        project = principal.project_id
+        async with self._project_locks[project]:
+            now = self._clock()
+            live = self._registry.list_live(project, now)
+            quota = self._settings.max_sandboxes_per_project
+            if len(live) >= quota:
+                await self._evict_one(project, live, now)
+            sandbox_id = new_id("sb_", 15)
+            started = asyncio.get_running_loop().time()
+            try:
+                ref = await self._provider.create(
+                    sandbox_id, project, self._settings.sandbox_max_lifetime_s
+                )
+            except ProviderUnavailable as exc:
+                raise ServiceUnavailable(
+                    f"The sandbox provider cannot create a sandbox now: {exc}",
+                    retry_after_s=exc.retry_after_s,
+                ) from exc
+            create_ms = (asyncio.get_running_loop().time() - started) * 1000
+            now = self._clock()
+            lifetime_deadline = now + self._settings.sandbox_max_lifetime_s
+            record = SandboxRecord(
+                sandbox_id=sandbox_id,
+                project_id=project,
+                provider=self._provider.name,
+                provider_ref=ref,
+                status=SandboxStatus.RUNNING,
+                created_at=now,
+                last_used_at=now,
+                expires_at=min(now + self._settings.sandbox_idle_timeout_s, lifetime_deadline),
+                lifetime_deadline=lifetime_deadline,
+                lease_id=lease_id,
+                lease_until=now + timeout_s + LEASE_GRACE_S,
+            )
+            try:
+                self._registry.create(record)
+            except Exception:
+                # Nothing half-made stays behind: no registered sandbox, no running one.
+                await self._provider.kill(ref)
+                raise
+            log.info("sandbox %s created for project %s", sandbox_id, project)
+            return Lease(record, lease_id, created=True, create_ms=create_ms)
+
+    async def _evict_one(self, project: str, live: list[SandboxRecord], now: float) -> None:
+        idle = sorted((r for r in live if not r.is_busy(now)), key=lambda r: r.last_used_at)
+        for victim in idle:
+            if self._registry.mark_gone(
+                project,
+                victim.sandbox_id,
+                GoneReason.EVICTED,
+                now,
+                "least recently used when the project reached its sandbox quota",
+                only_if_idle=True,
+            ):
+                log.info("sandbox %s evicted (project %s at quota)", victim.sandbox_id, project)
+                await self._kill_quietly(victim)
+                return
+        quota = self._settings.max_sandboxes_per_project
+        raise TooManyRequests(
+            f"All {quota} sandboxes of this project are busy; retry when one finishes, or close"
+            " one with DELETE /api/iris/sandbox",
+            retry_after_s=5,
+        )
+
+    def release(self, lease: Lease) -> None:
+        now = self._clock()
+        record = lease.record
+        self._registry.release_lease(
+            record.project_id,
+            record.sandbox_id,
+            lease.lease_id,
+            last_used_at=now,
+            expires_at=now + self._settings.sandbox_idle_timeout_s,
+        )
+        event = self._released.pop(record.sandbox_id, None)
+        if event is not None:
+            event.set()
+
+    async def lost(self, lease: Lease, exc: SandboxLost) -> Gone:
+        """The provider lost the sandbox during an execution: record why, return the 410."""
+        record = self._registry.get(lease.record.project_id, lease.record.sandbox_id)
+        if record is not None and record.status is SandboxStatus.RUNNING:
+            record = await self._finish(record, GoneReason(exc.reason), str(exc))
+        return _gone(record or lease.record)
+
+    # -- inspection and closing ----------------------------------------------------------
+
+    async def describe(self, principal: Principal, sandbox_id: str) -> dict[str, Any]:
+        record = self._registry.get(principal.project_id, sandbox_id)
+        if record is None:
+            raise NotFound(f"Sandbox {sandbox_id} not found")
+        now = self._clock()
+        if record.status is SandboxStatus.RUNNING:
+            if not record.is_live(now):
+                record = await self._finish(
+                    record, GoneReason.EXPIRED, self._expiry_detail(record, now)
+                )
+            elif not await self._provider.is_alive(record.provider_ref):
+                record = await self._finish(
+                    record, GoneReason.FAILED, "the sandbox stopped outside this service"
+                )
+        active = record.status is SandboxStatus.RUNNING
+        body: dict[str, Any] = {
+            "sandboxId": record.sandbox_id,
+            "active": active,
+            "status": record.status.value,
+            "busy": active and record.is_busy(now),
+            "createdAt": iso(record.created_at),
+            "lastUsedAt": iso(record.last_used_at),
+            "expiresAt": iso(record.expires_at) if active else None,
+            "executions": record.executions,
+            "totalActive": len(self._registry.list_live(principal.project_id, now)),
+            "timestamp": iso(now),
+        }
+        if not active:
+            body["reason"] = (record.closed_reason or GoneReason(record.status.value)).value
+            body["closedAt"] = iso(record.closed_at)
+        return body
+
+    async def close(self, principal: Principal, sandbox_id: str) -> None:
+        """Close one sandbox of the caller's project; closing a closed one is fine."""
+        record = self._registry.get(principal.project_id, sandbox_id)
+        if record is None:
+            raise NotFound(f"Sandbox {sandbox_id} not found")
+        if record.status is SandboxStatus.RUNNING:
+            await self._finish(record, GoneReason.CLOSED, "closed by request")
+
+    async def close_all(self, principal: Principal) -> int:
+        now = self._clock()
+        closed = 0
+        for record in self._registry.list_live(principal.project_id, now):
+            if self._registry.mark_gone(
+                record.project_id,
+                record.sandbox_id,
+                GoneReason.CLOSED,
+                now,
+                "closed by request (all)",
+            ):
+                await self._kill_quietly(record)
+                closed += 1
+        return closed
+
+    async def reap(self) -> int:
+        """Close sandboxes past their idle or lifetime deadline. Returns how many."""
+        now = self._clock()
+        reaped = 0
+        for record in self._registry.list_due(now, limit=100):
+            if self._registry.mark_gone(
+                record.project_id,
+                record.sandbox_id,
+                GoneReason.EXPIRED,
+                now,
+                self._expiry_detail(record, now),
+                only_if_idle=True,
+            ):
+                await self._kill_quietly(record)
+                reaped += 1
+        if reaped:
+            log.info("reaped %d idle sandbox(es)", reaped)
+        return reaped
+
+    async def reconcile(self) -> int:
+        """After a restart: sandboxes the registry thinks are running but the provider lost."""
+        failed = 0
+        for record in self._registry.list_running(self._provider.name):
+            if not await self._provider.is_alive(record.provider_ref):
+                self._registry.mark_gone(
+                    record.project_id,
+                    record.sandbox_id,
+                    GoneReason.FAILED,
+                    self._clock(),
+                    "the sandbox was lost when the service restarted",
+                )
+                failed += 1
+        return failed
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _expiry_detail(self, record: SandboxRecord, now: float) -> str:
+        if now >= record.lifetime_deadline:
+            return f"reached its maximum lifetime of {self._settings.sandbox_max_lifetime_s:g} s"
+        return f"idle for more than {self._settings.sandbox_idle_timeout_s:g} s"
+
+    async def _finish(
+        self, record: SandboxRecord, reason: GoneReason, detail: str
+    ) -> SandboxRecord:
+        """Mark the sandbox gone and stop it; return the record as it now stands."""
+        now = self._clock()
+        self._registry.mark_gone(record.project_id, record.sandbox_id, reason, now, detail)
+        await self._kill_quietly(record)
+        return self._registry.get(record.project_id, record.sandbox_id) or record
+
+    async def _kill_quietly(self, record: SandboxRecord) -> None:
+        try:
+            await self._provider.kill(record.provider_ref)
+        except Exception:
+            # The registry already says it is gone; the provider's own reaping catches up.
+            log.exception("could not stop sandbox %s", record.sandbox_id)

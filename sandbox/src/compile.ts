@@ -1,0 +1,237 @@
+/**
+ * Turns the user's TypeScript (or JavaScript) into an ES module the runner can
+ * import: static imports are hoisted to the top, the rest of the program becomes
+ * the body of an async function (so top-level `await` and `return` both work),
+ * and esbuild strips the types.
+ *
+ * Why a real parser: esbuild alone rejects a file with both top-level `await`
+ * and top-level `return`, and regexes cannot tell an import statement from the
+ * same text inside a string or comment.
+ */
+import { parse } from "@babel/parser";
+import * as esbuild from "esbuild";
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
+
+export type Language = "typescript" | "javascript";
+
+export interface CompileOptions {
+  language: Language;
+  /** Working directory of the sandbox: relative imports resolve from here. */
+  cwd: string;
+  /** URL the `./iris-prime` import is rewritten to. */
+  irisPrimeUrl: string;
+  /** Name shown in stack traces, e.g. `main.ts`. */
+  filename: string;
+}
+
+export interface CompiledProgram {
+  ok: true;
+  code: string;
+  /** Rewritten specifier (URL or path) -> what the user wrote, for error messages. */
+  specifiers: Record<string, string>;
+}
+
+export interface CompileFailure {
+  ok: false;
+  error: { name: string; message: string; stack: string };
+}
+
+/** Name of the async function the program body becomes; the runner calls it. */
+export const ENTRY = "__iris_main__";
+
+/** Lines the wrapper adds before the user's code. */
+export const HEADER_LINES = 1;
+
+const IRIS_PRIME = /^(?:\.\/)?iris-prime(?:\.(?:ts|js|mjs|mts))?$/;
+
+interface Edit {
+  start: number;
+  end: number;
+  text: string;
+}
+
+interface Node {
+  type: string;
+  start: number;
+  end: number;
+  [key: string]: unknown;
+}
+
+/** Replaces every character but line breaks by a space, so lines and columns stay put. */
+function blank(text: string): string {
+  return text.replace(/[^\n\r]/g, " ");
+}
+
+function rewriteSpecifier(spec: string, options: CompileOptions, seen: Record<string, string>): string {
+  let target = spec;
+  if (IRIS_PRIME.test(spec)) {
+    target = options.irisPrimeUrl;
+  } else if (spec.startsWith("./") || spec.startsWith("../") || spec.startsWith("/")) {
+    target = pathToFileURL(path.resolve(options.cwd, spec)).href;
+  }
+  if (target !== spec) {
+    seen[target] = spec;
+    seen[decodeURI(new URL(target).pathname)] = spec;
+  }
+  return target;
+}
+
+function walk(node: unknown, visit: (n: Node) => void): void {
+  if (Array.isArray(node)) {
+    for (const child of node) walk(child, visit);
+    return;
+  }
+  if (node === null || typeof node !== "object" || typeof (node as Node).type !== "string") return;
+  visit(node as Node);
+  for (const [key, value] of Object.entries(node)) {
+    if (key === "loc" || key === "extra" || key === "leadingComments" || key === "trailingComments") continue;
+    if (value !== null && typeof value === "object") walk(value, visit);
+  }
+}
+
+function syntaxError(message: string, filename: string, line?: number, column?: number): CompileFailure {
+  const where = line === undefined ? filename : `${filename}:${line}:${(column ?? 0) + 1}`;
+  return { ok: false, error: { name: "SyntaxError", message, stack: `SyntaxError: ${message}\n    at ${where}` } };
+}
+
+export async function compile(source: string, options: CompileOptions): Promise<CompiledProgram | CompileFailure> {
+  let program: { body: Node[]; interpreter?: Node | null };
+  try {
+    const file = parse(source, {
+      sourceType: "module",
+      plugins: options.language === "typescript" ? ["typescript"] : [],
+      allowReturnOutsideFunction: true,
+      allowAwaitOutsideFunction: true,
+      allowImportExportEverywhere: false,
+      errorRecovery: false,
+    }) as unknown as { program: { body: Node[]; interpreter?: Node | null } };
+    program = file.program;
+  } catch (err) {
+    const e = err as { message?: string; loc?: { line: number; column: number } };
+    const message = (e.message ?? String(err)).replace(/ \(\d+:\d+\)$/, "");
+    return syntaxError(message, options.filename, e.loc?.line, e.loc?.column);
+  }
+
+  const specifiers: Record<string, string> = {};
+  const hoisted: string[] = [];
+  const edits: Edit[] = [];
+  const literal = (spec: string) => JSON.stringify(rewriteSpecifier(spec, options, specifiers));
+
+  if (program.interpreter) {
+    const n = program.interpreter;
+    edits.push({ start: n.start, end: n.end, text: blank(source.slice(n.start, n.end)) });
+  }
+
+  for (const node of program.body) {
+    const text = source.slice(node.start, node.end);
+    switch (node.type) {
+      case "ImportDeclaration": {
+        edits.push({ start: node.start, end: node.end, text: blank(text) });
+        if (node.importKind === "type") break;
+        const src = node.source as Node & { value: string };
+        const rewritten =
+          source.slice(node.start, src.start) + literal(src.value) + source.slice(src.end, node.end);
+        hoisted.push(rewritten.replace(/[\r\n]+/g, " ").replace(/;?\s*$/, ";"));
+        break;
+      }
+      case "ExportAllDeclaration":
+      case "ExportNamedDeclaration": {
+        const declaration = node.declaration as Node | null | undefined;
+        if (declaration) {
+          // `export const x = 1` inside a function body is a syntax error: keep the declaration.
+          edits.push({ start: node.start, end: declaration.start, text: blank(source.slice(node.start, declaration.start)) });
+          break;
+        }
+        edits.push({ start: node.start, end: node.end, text: blank(text) });
+        const src = node.source as (Node & { value: string }) | null | undefined;
+        if (src && node.exportKind !== "type") hoisted.push(`import ${literal(src.value)};`);
+        break;
+      }
+      case "ExportDefaultDeclaration": {
+        const declaration = node.declaration as Node & { id?: unknown };
+        const named =
+          (declaration.type === "FunctionDeclaration" || declaration.type === "ClassDeclaration") &&
+          declaration.id;
+        const prefix = source.slice(node.start, declaration.start);
+        if (named) {
+          edits.push({ start: node.start, end: declaration.start, text: blank(prefix) });
+        } else {
+          edits.push({ start: node.start, end: declaration.start, text: "void (" + blank(prefix).slice(6) });
+          edits.push({ start: declaration.end, end: declaration.end, text: ")" });
+        }
+        break;
+      }
+      case "TSImportEqualsDeclaration": {
+        const ref = node.moduleReference as Node & { expression?: Node & { value: string } };
+        if (ref.type === "TSExternalModuleReference" && ref.expression) {
+          const id = node.id as Node & { name: string };
+          edits.push({
+            start: node.start,
+            end: node.end,
+            text: `const ${id.name} = require(${JSON.stringify(ref.expression.value)});`,
+          });
+        }
+        break;
+      }
+      case "TSExportAssignment": {
+        const expression = node.expression as Node;
+        edits.push({ start: node.start, end: expression.start, text: "void (" });
+        edits.push({ start: expression.end, end: expression.end, text: ")" });
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  // Literal dynamic imports resolve like static ones (from the sandbox's working directory).
+  walk(program.body, (n) => {
+    if (n.type === "ImportExpression") {
+      const src = n.source as Node & { value?: unknown };
+      if (src.type === "StringLiteral" && typeof src.value === "string") {
+        edits.push({ start: src.start, end: src.end, text: literal(src.value) });
+      }
+    }
+  });
+
+  edits.sort((a, b) => a.start - b.start || a.end - b.end);
+  let body = "";
+  let cursor = 0;
+  for (const edit of edits) {
+    if (edit.start < cursor) continue; // nested edit inside one already applied
+    body += source.slice(cursor, edit.start) + edit.text;
+    cursor = edit.end;
+  }
+  body += source.slice(cursor);
+
+  // Everything added goes on one line before the user's first line; the runner takes
+  // HEADER_LINES off line numbers in stack traces, so they match what the user wrote.
+  const wrapped =
+    hoisted.join(" ") +
+    ` export default async function ${ENTRY}(require, __filename, __dirname) {\n` +
+    body +
+    "\n}\n";
+
+  try {
+    const out = await esbuild.transform(wrapped, {
+      loader: options.language === "typescript" ? "ts" : "js",
+      format: "esm",
+      target: "node20",
+      sourcemap: "inline",
+      sourcefile: options.filename,
+      sourcesContent: false,
+      // Unused and type-only imports still load their module (as `import "x"`), so a
+      // missing module fails the way it would in plain JavaScript.
+      tsconfigRaw: { compilerOptions: { importsNotUsedAsValues: "preserve" } },
+      logLevel: "silent",
+    });
+    return { ok: true, code: out.code, specifiers };
+  } catch (err) {
+    const failure = err as { errors?: { text: string; location?: { line: number; column: number } | null }[] };
+    const first = failure.errors?.[0];
+    if (!first) throw err;
+    const line = first.location ? first.location.line - HEADER_LINES : undefined;
+    return syntaxError(first.text, options.filename, line, first.location?.column);
+  }
+}

@@ -1,0 +1,65 @@
+"""Fakes for the parts a unit test does not need for real (never for what is under test)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from iris_exec.domain.errors import SandboxLost
+from iris_exec.domain.models import ExecutionJob, OutputChunk, RunOutcome
+
+
+class MovableClock:
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeProvider:
+    """A SandboxProvider that 'runs' code by echoing it; faults can be injected."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.alive: set[str] = set()
+        self.killed: list[str] = []
+        self.created = 0
+        self.fail_run: Exception | None = None
+        self.fail_create: Exception | None = None
+        self.run_delay = 0.0
+
+    async def start(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+    async def create(self, sandbox_id: str, project_id: str, lifetime_s: float) -> str:
+        if self.fail_create is not None:
+            raise self.fail_create
+        self.created += 1
+        ref = f"fake-{self.created}"
+        self.alive.add(ref)
+        return ref
+
+    async def run(self, provider_ref: str, job: ExecutionJob) -> RunOutcome:
+        if provider_ref not in self.alive:
+            raise SandboxLost("gone")
+        if self.fail_run is not None:
+            raise self.fail_run
+        if self.run_delay:
+            await asyncio.sleep(self.run_delay)
+        return RunOutcome(
+            output=[OutputChunk("stdout", job.source + "\n")], succeeded=True, execution_ms=1.0
+        )
+
+    async def kill(self, provider_ref: str) -> None:
+        self.alive.discard(provider_ref)
+        self.killed.append(provider_ref)
+
+    async def is_alive(self, provider_ref: str) -> bool:
+        return provider_ref in self.alive
