@@ -14,7 +14,7 @@ ASSETS := layers/core/iris_exec/assets
 ASSET_SOURCES := $(wildcard sandbox/src/*.ts) sandbox/build.mjs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup dev test bench lint typecheck unit integration assets system-packages sam-tools clean
+.PHONY: help setup dev test bench lint typecheck assets system-packages test-packages sam-tools clean
 
 help:
 	@echo "make dev    - set up, then serve the local API on 127.0.0.1:$${IRIS_PORT:-8000}"
@@ -29,6 +29,12 @@ system-packages:
 	@command -v bwrap >/dev/null && command -v setpriv >/dev/null || { \
 	  echo "installing bubblewrap (the local sandbox)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux >/dev/null; }
+
+# What only the tests need: PostgreSQL (the Supabase adapter's tests start their own server).
+test-packages:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && command -v psql >/dev/null || { \
+	  echo "installing postgresql (for the tool store's tests)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null; }
 
 $(UV):
 	@py="$(PY312)"; test -n "$$py" || exit 1; \
@@ -65,7 +71,7 @@ typecheck: setup
 
 sam-tools: .tools/sam/bin/sam
 
-test: setup sam-tools lint typecheck
+test: setup test-packages sam-tools lint typecheck
 	PATH="$(CURDIR)/.tools/sam/bin:$$PATH" $(VENV)/bin/pytest
 
 bench: setup

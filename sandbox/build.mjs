@@ -3,6 +3,7 @@
 import * as esbuild from "esbuild";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 const root = path.dirname(fileURLToPath(import.meta.url));
@@ -30,7 +31,30 @@ await esbuild.build({
     compile: path.join(root, "src/compile.ts"),
   },
 });
-await esbuild.build({ ...common, banner: undefined, entryPoints: { "iris-prime": path.join(root, "src/iris-prime.ts") } });
+
+// Every warm runner loads this one before its request: keep it small (see trusted-validator.ts).
+const trustedValidator = {
+  name: "trusted-validator",
+  setup(build) {
+    build.onResolve({ filter: /validation\/ajv-provider\.js$/ }, () => ({
+      path: path.join(root, "src/trusted-validator.ts"),
+    }));
+  },
+};
+await esbuild.build({
+  ...common,
+  entryPoints: {
+    "iris-prime": path.join(root, "src/iris-prime.ts"),
+    "iris-mcp": path.join(root, "src/iris-mcp.ts"),
+  },
+  plugins: [trustedValidator],
+  minify: true,
+});
+
+// The typed API of `./iris-prime`, for editors and for users' own type checks.
+const tsc = path.join(root, "..", "node_modules", ".bin", "tsc");
+const dts = spawnSync(tsc, ["-p", path.join(root, "tsconfig.dts.json"), "--outDir", outdir], { stdio: "inherit" });
+if (dts.status !== 0) process.exit(dts.status ?? 1);
 
 // esbuild's API runs its native binary; ship it beside the bundles.
 const binary = fileURLToPath(import.meta.resolve("@esbuild/linux-" + (process.arch === "arm64" ? "arm64" : "x64") + "/bin/esbuild"));

@@ -52,6 +52,7 @@ interface ErrorInfo {
 
 const assetsDir = path.dirname(new URL(import.meta.url).pathname);
 const irisPrimeUrl = pathToFileURL(path.join(assetsDir, "iris-prime.mjs")).href;
+const irisMcpUrl = pathToFileURL(path.join(assetsDir, "iris-mcp.mjs")).href;
 
 const writeFrame = (() => {
   const wait = new Int32Array(new SharedArrayBuffer(4));
@@ -162,6 +163,12 @@ function describeError(err: unknown, request: RunRequest | null): ErrorInfo {
   return { name: "Error", message, stack: `Uncaught ${message}` };
 }
 
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
 let currentRequest: RunRequest | null = null;
 let finished = false;
 
@@ -200,11 +207,14 @@ async function main(): Promise<void> {
     }
   });
 
-  // Warm-up: everything that does not depend on the request happens before `ready`.
+  // Warm-up: everything that does not depend on the request happens before `ready`...
   await import(irisPrimeUrl);
   writeFrame({ t: "ready" });
+  // ...and the MCP client, which only code calling the tools needs, loads while we wait.
+  const preload = import(irisMcpUrl).catch(() => undefined);
 
-  const request = JSON.parse(fs.readFileSync(0, "utf8")) as RunRequest;
+  const request = JSON.parse(await readStdin()) as RunRequest;
+  await preload;
   currentRequest = request;
 
   let code = request.code;

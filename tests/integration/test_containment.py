@@ -9,22 +9,13 @@ from typing import Any
 
 import pytest
 
+from tests.support.api import execute, result_value
 from tests.support.server import CANARY, ROOT, LocalServer
 
 
 def run(server: LocalServer, key: str, code: str, **fields: Any) -> dict[str, Any]:
-    with server.client(key) as client:
-        response = client.post("/api/iris/execute", json={"code": code, **fields})
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["result"]
+    result: dict[str, Any] = execute(server, key, code, **fields)["result"]
     return result
-
-
-def value(result: dict[str, Any]) -> Any:
-    output: str = result["output"]
-    assert output.startswith("=== Results ===\n"), output
-    text = output.removeprefix("=== Results ===\n").split("\n\n=== ")[0]
-    return json.loads(text)
 
 
 def while_busy(server: LocalServer, key: str, code: str, **fields: Any) -> dict[str, Any]:
@@ -35,7 +26,7 @@ def while_busy(server: LocalServer, key: str, code: str, **fields: Any) -> dict[
         with server.client(key) as client:
             assert client.get("/health").status_code == 200
         other = run(server, key, "return 6 * 7")
-        assert value(other) == 42
+        assert result_value(other) == 42
         return hostile.result(timeout=120)
 
 
@@ -75,7 +66,7 @@ def test_spawning_processes_without_end_is_capped(server: LocalServer, key: str)
     )
     result = while_busy(server, key, code)
     assert result["success"] is True, result
-    assert 0 < value(result) < 256  # the per-sandbox process cap held
+    assert 0 < result_value(result) < 256  # the per-sandbox process cap held
 
 
 def test_filling_the_disk_stops_at_the_sandbox_quota(server: LocalServer, key: str) -> None:
@@ -91,7 +82,7 @@ def test_filling_the_disk_stops_at_the_sandbox_quota(server: LocalServer, key: s
     )
     result = while_busy(server, key, code)
     assert result["success"] is True, result
-    outcome = value(result)
+    outcome = result_value(result)
     assert outcome["code"] == "ENOSPC"
     assert outcome["written"] <= 512
 
@@ -127,7 +118,7 @@ def test_printing_100_mb_is_truncated_and_flagged(server: LocalServer, key: str)
 def test_no_network_to_the_host(server: LocalServer, key: str, code: str) -> None:
     result = run(server, key, code.replace("PORT", str(server.port)))
     assert result["success"] is True, result
-    assert value(result) in {"ECONNREFUSED", "ENETUNREACH", "EHOSTUNREACH"}
+    assert result_value(result) in {"ECONNREFUSED", "ENETUNREACH", "EHOSTUNREACH"}
 
 
 def test_host_files_and_environment_are_invisible(server: LocalServer, key: str) -> None:
@@ -144,7 +135,7 @@ def test_host_files_and_environment_are_invisible(server: LocalServer, key: str)
         "};"
     )
     result = run(server, key, code)
-    seen = value(result)
+    seen = result_value(result)
     assert seen["visible"] == []
     assert set(seen["env"]) <= {"HOME", "USER", "PATH", "LANG", "TZ", "PWD"}
     assert CANARY not in json.dumps(seen)
@@ -155,4 +146,4 @@ def test_host_files_and_environment_are_invisible(server: LocalServer, key: str)
 
 def test_server_is_still_healthy_after_all_that(server: LocalServer, key: str) -> None:
     result = run(server, key, "return 'still here'")
-    assert value(result) == "still here"
+    assert result_value(result) == "still here"

@@ -155,17 +155,15 @@ def _print_result(answer: dict[str, Any], as_json: bool) -> int:
 async def _run_in_process(
     settings: Settings, project: str, command: ExecuteCommand
 ) -> dict[str, Any]:
+    from iris_exec.local.server import local_engine, mcp_endpoint
+
     container = _container(settings)
-    await container.provider.start()
-    try:
-        await container.sandboxes.reconcile()
+    async with local_engine(container, mcp_endpoint(container)):
         principal = Principal(project_id=project, key_id="cli")
         try:
             return await container.executions.execute(principal, command)
         except IrisError as exc:
             return {"error": exc.title, "message": exc.message, "statusCode": exc.status}
-    finally:
-        await container.provider.shutdown()
 
 
 def _run_via_server(
@@ -273,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.command != "serve" else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The MCP SDK logs every stateless request at INFO.
+    for noisy in (
+        "mcp.server.streamable_http",
+        "mcp.server.streamable_http_manager",
+        "mcp.server.mcpserver.server",
+    ):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
     except ConfigurationError as exc:

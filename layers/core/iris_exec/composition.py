@@ -5,15 +5,27 @@ builder that needs them, so a function that never touches them never pays."""
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
-from iris_exec.domain.ports import KeyStore, RateLimitStore, SandboxProvider, SandboxRegistry
+from iris_exec.domain.errors import ConfigurationError
+from iris_exec.domain.ports import (
+    KeyStore,
+    RateLimitStore,
+    SandboxProvider,
+    SandboxRegistry,
+    ToolStore,
+)
 from iris_exec.services.auth import AuthService
 from iris_exec.services.clock import Clock, system_clock
 from iris_exec.services.executions import ExecutionService
 from iris_exec.services.ratelimit import RateLimiter
 from iris_exec.services.sandboxes import SandboxService
-from iris_exec.settings import Backend, Settings
+from iris_exec.services.tokens import ExecutionTokens
+from iris_exec.services.tools import ToolService
+from iris_exec.settings import Backend, Settings, ToolStoreKind
 
 
 @dataclass
@@ -23,9 +35,12 @@ class Container:
     registry: SandboxRegistry
     keys: KeyStore
     rate_limits: RateLimitStore
+    tool_store: ToolStore
     provider: SandboxProvider
     auth: AuthService
     rate_limiter: RateLimiter
+    tokens: ExecutionTokens
+    tools: ToolService
     sandboxes: SandboxService
     executions: ExecutionService
 
@@ -36,23 +51,59 @@ def assemble(
     registry: SandboxRegistry,
     keys: KeyStore,
     rate_limits: RateLimitStore,
+    tool_store: ToolStore,
     provider: SandboxProvider,
+    signing_key: bytes,
     clock: Clock = system_clock,
 ) -> Container:
     """Wire the services over the given adapters."""
     sandboxes = SandboxService(registry, provider, settings, clock)
+    tokens = ExecutionTokens(signing_key, clock)
     return Container(
         settings=settings,
         clock=clock,
         registry=registry,
         keys=keys,
         rate_limits=rate_limits,
+        tool_store=tool_store,
         provider=provider,
         auth=AuthService(keys, clock),
         rate_limiter=RateLimiter(rate_limits, settings.rate_limit_per_minute, clock),
+        tokens=tokens,
+        tools=ToolService(tool_store, clock),
         sandboxes=sandboxes,
-        executions=ExecutionService(sandboxes, provider, settings, clock),
+        executions=ExecutionService(sandboxes, provider, tokens, settings, clock),
     )
+
+
+def local_signing_key(settings: Settings) -> bytes:
+    """The configured key, or one kept in the data directory (created once, mode 0600)."""
+    if settings.token_signing_key is not None:
+        return settings.token_signing_key.get_secret_value().encode()
+    path = Path(settings.data_dir) / "signing.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip().encode()
+    with os.fdopen(fd, "w") as out:
+        key = secrets.token_hex(32)
+        out.write(key)
+    return key.encode()
+
+
+def build_tool_store(settings: Settings, sqlite_db: object | None = None) -> ToolStore:
+    if settings.tool_store is ToolStoreKind.POSTGRES:
+        if settings.database_url is None:
+            raise ConfigurationError("IRIS_TOOL_STORE=postgres needs IRIS_DATABASE_URL")
+        from iris_exec.adapters.postgres.tools import PostgresToolStore
+
+        return PostgresToolStore(settings.database_url.get_secret_value())
+    from iris_exec.adapters.sqlite.database import Database
+    from iris_exec.adapters.sqlite.tools import SqliteToolStore
+
+    assert isinstance(sqlite_db, Database), "the SQLite tool store shares the local database"
+    return SqliteToolStore(sqlite_db)
 
 
 def build_local(settings: Settings, *, clock: Clock = system_clock) -> Container:
@@ -62,14 +113,17 @@ def build_local(settings: Settings, *, clock: Clock = system_clock) -> Container
     from iris_exec.adapters.sqlite.keys import SqliteKeyStore
     from iris_exec.adapters.sqlite.ratelimit import SqliteRateLimitStore
     from iris_exec.adapters.sqlite.registry import SqliteSandboxRegistry
+    from iris_exec.adapters.sqlite.tools import TOOL_SCHEMA
 
-    db = Database(settings.database_path)
+    db = Database(settings.database_path, extra_schema=(TOOL_SCHEMA,))
     return assemble(
         settings,
         registry=SqliteSandboxRegistry(db),
         keys=SqliteKeyStore(db),
         rate_limits=SqliteRateLimitStore(db),
+        tool_store=build_tool_store(settings, db),
         provider=LocalSandboxProvider(settings),
+        signing_key=local_signing_key(settings),
         clock=clock,
     )
 
@@ -77,4 +131,4 @@ def build_local(settings: Settings, *, clock: Clock = system_clock) -> Container
 def build(settings: Settings) -> Container:
     if settings.backend is Backend.LOCAL:
         return build_local(settings)
-    raise NotImplementedError("the AWS backend is built by iris_exec.aws (issue: AWS deployment)")
+    raise ConfigurationError("IRIS_BACKEND=aws is built by the Lambda functions' composition")

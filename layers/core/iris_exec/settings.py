@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,6 +14,11 @@ class Backend(StrEnum):
 
     LOCAL = "local"
     AWS = "aws"
+
+
+class ToolStoreKind(StrEnum):
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
 
 
 class Settings(BaseSettings):
@@ -49,6 +54,15 @@ class Settings(BaseSettings):
 
     # HTTP edge.
     cors_origins: str = "*"
+
+    # IRIS tools.
+    #: Where tool records live: the local SQLite file, or PostgreSQL (Supabase).
+    tool_store: ToolStoreKind = ToolStoreKind.SQLITE
+    #: PostgreSQL connection string (Supabase: the pooled one works), for tool_store=postgres.
+    database_url: SecretStr | None = None
+    #: Key signing per-execution tool tokens (32+ bytes). Local mode makes one in the data
+    #: directory when unset; on AWS it comes from Secrets Manager.
+    token_signing_key: SecretStr | None = None
 
     @property
     def database_path(self) -> Path:

@@ -114,6 +114,7 @@ class ToolGrant:
     execution_id: str
     expires_at: float
     token: str
+    session_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@ each port has one contract test suite run against every adapter."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from iris_exec.domain.models import (
     ApiKeyRecord,
@@ -11,6 +11,15 @@ from iris_exec.domain.models import (
     GoneReason,
     RunOutcome,
     SandboxRecord,
+)
+from iris_exec.domain.tools import (
+    EvaluationStats,
+    LineageEntry,
+    MiningRecord,
+    PromptSummary,
+    PromptVersion,
+    ToolCaller,
+    Vote,
 )
 
 
@@ -103,3 +112,70 @@ class SandboxProvider(Protocol):
         """Stop the sandbox. Idempotent: killing a gone sandbox is fine."""
 
     async def is_alive(self, provider_ref: str) -> bool: ...
+
+
+class ToolStore(Protocol):
+    """Where the IRIS tools keep their records. Every read and write is scoped to a project."""
+
+    def add_event(
+        self, caller: ToolCaller, record_id: str, event: str, metadata: dict[str, Any], at: float
+    ) -> None: ...
+
+    def add_evaluation(
+        self,
+        caller: ToolCaller,
+        record_id: str,
+        input_text: str,
+        output_text: str,
+        verdict: str,
+        score: float,
+        at: float,
+    ) -> EvaluationStats:
+        """Store one evaluation and return the project's totals including it (atomically)."""
+
+    def put_vote(
+        self, caller: ToolCaller, consensus_id: str, agent_id: str, vote: str, at: float
+    ) -> list[Vote]:
+        """Insert or replace the agent's vote; return every vote of the consensus."""
+
+    def get_votes(self, project_id: str, consensus_id: str) -> list[Vote]: ...
+
+    def save_prompt(
+        self, project_id: str, name: str, template: str, variables: list[str], at: float
+    ) -> PromptVersion:
+        """Store the next version of a prompt. Two concurrent saves get two versions."""
+
+    def get_prompt(
+        self, project_id: str, name: str, version: int | None
+    ) -> PromptVersion | None: ...
+
+    def list_prompts(self, project_id: str) -> list[PromptSummary]: ...
+
+    def add_lineage(
+        self,
+        project_id: str,
+        record_id: str,
+        signature: str,
+        parent_id: str | None,
+        input_value: Any,
+        output_value: Any,
+        at: float,
+    ) -> bool:
+        """Append to a lineage. False (and nothing stored) if the parent is not this project's."""
+
+    def get_lineage(self, project_id: str, signature: str) -> list[LineageEntry]: ...
+
+    def add_metric(
+        self,
+        caller: ToolCaller,
+        record_id: str,
+        metric: str,
+        value: float,
+        tags: dict[str, str],
+        at: float,
+    ) -> None: ...
+
+    def metric_values(self, project_id: str, metric: str, since: float | None) -> list[float]: ...
+
+    def mining_records(self, project_id: str, limit: int) -> list[MiningRecord]:
+        """The project's most recent records (events, evaluations, votes, metrics)."""

@@ -1,4 +1,4 @@
-"""The local server: all routes on one process, sandboxes reaped in the background."""
+"""The local server: all routes and /mcp on one process, sandboxes reaped in the background."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from iris_exec.adapters.local.provider import LocalSandboxProvider
 from iris_exec.composition import Container, build_local
 from iris_exec.domain.errors import ConfigurationError
-from iris_exec.http.app import create_app
+from iris_exec.http.app import RequestContext, create_app
+from iris_exec.local.tools_socket import serve_unix_socket
+from iris_exec.mcp.app import MCP_PATH, McpEndpoint
 from iris_exec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,26 +77,60 @@ async def _reap_forever(container: Container) -> None:
             log.exception("reaper pass failed")
 
 
-def create_local_app(settings: Settings, container: Container | None = None) -> FastAPI:
-    """The whole API for one machine. The provider starts with the app and stops with it."""
+def mcp_endpoint(container: Container) -> McpEndpoint:
+    return McpEndpoint(
+        container.tools, container.auth, container.tokens, container.rate_limiter, container.clock
+    )
+
+
+@asynccontextmanager
+async def local_engine(container: Container, mcp: McpEndpoint) -> AsyncIterator[None]:
+    """Everything local mode runs besides HTTP: the jails, the tool socket, the reaper."""
+    provider = container.provider
+    await provider.start()
+    try:
+        lost = await container.sandboxes.reconcile()
+        if lost:
+            log.warning("%d sandbox(es) of an earlier run were marked failed", lost)
+        async with mcp.session_manager_run():
+            assert isinstance(provider, LocalSandboxProvider)
+            async with serve_unix_socket(RequestContext(mcp), provider.tools_socket):
+                reaper = asyncio.create_task(_reap_forever(container))
+                try:
+                    yield
+                finally:
+                    reaper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reaper
+    finally:
+        await provider.shutdown()
+
+
+class WithMcp:
+    """Routes /mcp to the tool server and everything else to the API."""
+
+    def __init__(self, api: FastAPI, mcp: McpEndpoint) -> None:
+        self.api = api
+        self.mcp: ASGIApp = RequestContext(mcp)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].rstrip("/") == MCP_PATH:
+            await self.mcp(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+def create_local_app(settings: Settings, container: Container | None = None) -> WithMcp:
+    """The whole API and /mcp for one machine. The engine starts and stops with the app."""
     built = container or build_local(settings)
+    mcp = mcp_endpoint(built)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await built.provider.start()
-        lost = await built.sandboxes.reconcile()
-        if lost:
-            log.warning("%d sandbox(es) of an earlier run were marked failed", lost)
-        reaper = asyncio.create_task(_reap_forever(built))
-        try:
+        async with local_engine(built, mcp):
             yield
-        finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
-            await built.provider.shutdown()
 
-    return create_app(built, lifespan=lifespan)
+    return WithMcp(create_app(built, lifespan=lifespan), mcp)
 
 
 def write_server_info(settings: Settings, url: str) -> Path:

@@ -14,9 +14,12 @@ from iris_exec.services.clock import Clock, iso, new_id
 from iris_exec.services.output import log_lines, sections
 from iris_exec.services.requests import ExecuteCommand
 from iris_exec.services.sandboxes import SandboxService
+from iris_exec.services.tokens import ExecutionTokens
 from iris_exec.settings import Settings
 
 log = logging.getLogger(__name__)
+
+GRANT_GRACE_S = 5.0
 
 
 class ExecutionService:
@@ -24,11 +27,13 @@ class ExecutionService:
         self,
         sandboxes: SandboxService,
         provider: SandboxProvider,
+        tokens: ExecutionTokens,
         settings: Settings,
         clock: Clock,
     ) -> None:
         self._sandboxes = sandboxes
         self._provider = provider
+        self._tokens = tokens
         self._settings = settings
         self._clock = clock
 
@@ -40,6 +45,14 @@ class ExecutionService:
         )
         sandbox_id = lease.record.sandbox_id
         execution_id = new_id("ex_")
+        # The tools answer this execution until its deadline (plus a moment to close).
+        grant = self._tokens.mint(
+            principal.project_id,
+            sandbox_id,
+            execution_id,
+            command.session_id,
+            expires_at=self._clock() + command.timeout_s + GRANT_GRACE_S,
+        )
         job = ExecutionJob(
             execution_id=execution_id,
             source=command.code,
@@ -49,6 +62,7 @@ class ExecutionService:
             context=command.context,
             timeout_s=command.timeout_s,
             output_limit_bytes=self._settings.output_limit_bytes,
+            grant=grant,
         )
         began = time.monotonic()
         try:

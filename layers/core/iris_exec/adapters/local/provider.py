@@ -22,6 +22,7 @@ from iris_exec.adapters.local.compiler import FILENAME, Compiler
 from iris_exec.adapters.local.jail import (
     EXEC_DIR,
     SANDBOX_HOME,
+    TOOLS_MOUNT,
     JailConfig,
     Report,
     Runner,
@@ -34,7 +35,16 @@ from iris_exec.settings import Settings
 
 log = logging.getLogger(__name__)
 
-REQUIRED_ASSETS = ("runner.mjs", "compiler.mjs", "compile.mjs", "iris-prime.mjs", "esbuild")
+TOOLS_SOCKET_NAME = "tools.sock"
+JAIL_TOOLS_SOCKET = f"{TOOLS_MOUNT}/{TOOLS_SOCKET_NAME}"
+REQUIRED_ASSETS = (
+    "runner.mjs",
+    "compiler.mjs",
+    "compile.mjs",
+    "iris-prime.mjs",
+    "iris-mcp.mjs",
+    "esbuild",
+)
 
 
 def default_assets_dir() -> Path:
@@ -53,7 +63,6 @@ class Jail:
         self.jail_id = jail_id
         self.dir = provider.root / jail_id
         self.files = self.dir / "fs"
-        self.tools_dir = self.dir / "run"
         self.lock = asyncio.Lock()
         self.dead: str | None = None
         self.current: Runner | None = None
@@ -68,7 +77,6 @@ class Jail:
         cfg = self.provider.cfg
         self.dir.mkdir(mode=0o711)
         self.files.mkdir(mode=0o711)
-        self.tools_dir.mkdir(mode=0o755)
         if self.provider.can_mount:
             opts = f"size={cfg.disk_bytes},mode=0711,nosuid,nodev"
             if cfg.host_uid is not None:
@@ -96,7 +104,7 @@ class Jail:
             self.provider.cgroups,
             f"{self.jail_id}-{self._seq}",
             files_dir=self.files,
-            tools_dir=self.tools_dir,
+            tools_dir=self.provider.tools_dir,
         )
 
     async def take_runner(self) -> Runner:
@@ -162,6 +170,8 @@ class LocalSandboxProvider:
         else:
             self.runtime = settings.data_dir.resolve() / "run"
         self.root = self.runtime / "jails"
+        #: Bound read-only into every jail: holds the tool server's Unix socket.
+        self.tools_dir = self.runtime / "tools"
         self._jails: dict[str, Jail] = {}
         self._pool: list[Jail] = []
         self._pool_tasks: set[asyncio.Task[None]] = set()
@@ -228,6 +238,8 @@ class LocalSandboxProvider:
         for path in (self.runtime.parent, self.runtime, self.root):
             path.mkdir(exist_ok=True, parents=True)
             path.chmod(0o711)
+        self.tools_dir.mkdir(exist_ok=True)
+        self.tools_dir.chmod(0o755)
         write_etc(self.runtime / "etc")
         assets = self._stage_assets()
         cfg = JailConfig(
@@ -290,6 +302,8 @@ class LocalSandboxProvider:
         await wait_for_teardowns()
         if self._started:
             await self.compiler.close()
+            # Nothing of this engine stays behind in /run (a killed one is swept at the next start).
+            await asyncio.to_thread(shutil.rmtree, self.runtime, True)
         self._started = False
 
     # -- the port --------------------------------------------------------------------
@@ -324,6 +338,11 @@ class LocalSandboxProvider:
             self._pool.append(await self._new_jail())
         except ProviderUnavailable as exc:
             log.warning("could not prepare a spare sandbox: %s", exc)
+
+    @property
+    def tools_socket(self) -> Path:
+        """Where the local server must listen for the sandboxes' tool calls."""
+        return self.tools_dir / TOOLS_SOCKET_NAME
 
     async def is_alive(self, provider_ref: str) -> bool:
         jail = self._jails.get(provider_ref)
@@ -362,7 +381,13 @@ class LocalSandboxProvider:
                 "cwd": SANDBOX_HOME,
                 "workdir": EXEC_DIR,
                 "filename": FILENAME if job.language == "typescript" else "main.js",
-                "tools": None,
+                "tools": None
+                if job.grant is None
+                else {
+                    "url": "http://localhost/mcp",
+                    "socket": JAIL_TOOLS_SOCKET,
+                    "token": job.grant.token,
+                },
             }
             jail.current = runner
             try:

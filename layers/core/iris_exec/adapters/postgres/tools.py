@@ -1,0 +1,273 @@
+"""The IRIS tool store in PostgreSQL (Supabase), through psycopg.
+
+Works with Supabase's pooled connection string (PgBouncer in transaction mode): no
+server-side prepared statements, and every operation is one short transaction. The
+schema is `infra/sql/001_tool_store.sql`, applied with psql."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from iris_exec.domain.errors import StoreUnavailable
+from iris_exec.domain.tools import (
+    EvaluationStats,
+    LineageEntry,
+    MiningRecord,
+    PromptSummary,
+    PromptVersion,
+    ToolCaller,
+    Vote,
+)
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+_MINING = """
+SELECT txn, kind, name, metadata FROM (
+    SELECT COALESCE(session_id, execution_id, id) AS txn, 'event' AS kind, event AS name,
+           metadata, created_at FROM iris.tool_events WHERE project_id = %(p)s
+    UNION ALL
+    SELECT COALESCE(session_id, execution_id, id), 'evaluation', verdict, NULL, created_at
+           FROM iris.tool_evaluations WHERE project_id = %(p)s
+    UNION ALL
+    SELECT COALESCE(session_id, execution_id, project_id || '/' || consensus_id || '/' || agent_id),
+           'vote', vote, NULL, updated_at FROM iris.tool_votes WHERE project_id = %(p)s
+    UNION ALL
+    SELECT COALESCE(session_id, execution_id, id), 'metric', metric, NULL, created_at
+           FROM iris.tool_metrics WHERE project_id = %(p)s
+) AS records ORDER BY created_at DESC LIMIT %(limit)s
+"""
+
+
+class PostgresToolStore:
+    """One connection, opened lazily and reopened after a failure."""
+
+    def __init__(self, dsn: str, *, connect_timeout_s: int = 5) -> None:
+        self._dsn = dsn
+        self._timeout = connect_timeout_s
+        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self._dsn,
+                row_factory=dict_row,
+                prepare_threshold=None,  # PgBouncer transaction pooling has no prepared statements
+                connect_timeout=self._timeout,
+                autocommit=False,
+            )
+        return self._conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        with self._lock:
+            try:
+                conn = self._connect()
+                with conn.transaction(), conn.cursor() as cur:
+                    yield cur
+            except psycopg.OperationalError as exc:
+                if self._conn is not None:
+                    self._conn.close()
+                raise StoreUnavailable(
+                    f"tool store unreachable: {exc.sqlstate or 'connection'}"
+                ) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+
+    def add_event(
+        self, caller: ToolCaller, record_id: str, event: str, metadata: dict[str, Any], at: float
+    ) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO iris.tool_events VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (record_id, caller.project_id, caller.session_id, caller.execution_id, event,
+                 Jsonb(metadata), at),
+            )  # fmt: skip
+
+    def add_evaluation(
+        self,
+        caller: ToolCaller,
+        record_id: str,
+        input_text: str,
+        output_text: str,
+        verdict: str,
+        score: float,
+        at: float,
+    ) -> EvaluationStats:
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO iris.tool_evaluations VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (record_id, caller.project_id, caller.session_id, caller.execution_id, input_text,
+                 output_text, verdict, score, at),
+            )  # fmt: skip
+            cur.execute(
+                "SELECT COUNT(*) AS total,"
+                " COUNT(*) FILTER (WHERE verdict = 'correct') AS correct,"
+                " COUNT(*) FILTER (WHERE verdict = 'partial') AS partial,"
+                " COUNT(*) FILTER (WHERE verdict = 'incorrect') AS incorrect,"
+                " SUM(score) AS score_sum FROM iris.tool_evaluations WHERE project_id = %s",
+                (caller.project_id,),
+            )
+            row = cur.fetchone()
+        assert row is not None
+        return EvaluationStats(
+            int(row["total"]), int(row["correct"]), int(row["partial"]), int(row["incorrect"]),
+            float(row["score_sum"]),
+        )  # fmt: skip
+
+    def put_vote(
+        self, caller: ToolCaller, consensus_id: str, agent_id: str, vote: str, at: float
+    ) -> list[Vote]:
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO iris.tool_votes VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (project_id, consensus_id, agent_id) DO UPDATE SET"
+                " vote = EXCLUDED.vote, session_id = EXCLUDED.session_id,"
+                " execution_id = EXCLUDED.execution_id, updated_at = EXCLUDED.updated_at",
+                (caller.project_id, consensus_id, agent_id, vote, caller.session_id,
+                 caller.execution_id, at),
+            )  # fmt: skip
+            return self._votes(cur, caller.project_id, consensus_id)
+
+    def get_votes(self, project_id: str, consensus_id: str) -> list[Vote]:
+        with self._tx() as cur:
+            return self._votes(cur, project_id, consensus_id)
+
+    @staticmethod
+    def _votes(
+        cur: psycopg.Cursor[dict[str, Any]], project_id: str, consensus_id: str
+    ) -> list[Vote]:
+        cur.execute(
+            "SELECT consensus_id, agent_id, vote, updated_at FROM iris.tool_votes"
+            " WHERE project_id = %s AND consensus_id = %s ORDER BY agent_id",
+            (project_id, consensus_id),
+        )
+        return [Vote(r["consensus_id"], r["agent_id"], r["vote"], r["updated_at"]) for r in cur]
+
+    def save_prompt(
+        self, project_id: str, name: str, template: str, variables: list[str], at: float
+    ) -> PromptVersion:
+        with self._tx() as cur:
+            # The row lock taken by the upsert serializes concurrent saves of one name.
+            cur.execute(
+                "INSERT INTO iris.tool_prompt_heads AS h VALUES (%s, %s, 1, %s)"
+                " ON CONFLICT (project_id, name) DO UPDATE SET latest = h.latest + 1,"
+                " updated_at = EXCLUDED.updated_at RETURNING latest",
+                (project_id, name, at),
+            )
+            head = cur.fetchone()
+            assert head is not None
+            version = int(head["latest"])
+            cur.execute(
+                "INSERT INTO iris.tool_prompts VALUES (%s, %s, %s, %s, %s, %s)",
+                (project_id, name, version, template, Jsonb(variables), at),
+            )
+        return PromptVersion(name, version, template, variables, at)
+
+    def get_prompt(self, project_id: str, name: str, version: int | None) -> PromptVersion | None:
+        with self._tx() as cur:
+            if version is None:
+                cur.execute(
+                    "SELECT * FROM iris.tool_prompts WHERE project_id = %s AND name = %s"
+                    " ORDER BY version DESC LIMIT 1",
+                    (project_id, name),
+                )
+            else:
+                cur.execute(
+                    "SELECT * FROM iris.tool_prompts WHERE project_id = %s AND name = %s"
+                    " AND version = %s",
+                    (project_id, name, version),
+                )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return PromptVersion(
+            row["name"], row["version"], row["template"], list(row["variables"]), row["created_at"]
+        )
+
+    def list_prompts(self, project_id: str) -> list[PromptSummary]:
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT name, latest, updated_at FROM iris.tool_prompt_heads WHERE project_id = %s"
+                " ORDER BY name",
+                (project_id,),
+            )
+            return [PromptSummary(r["name"], r["latest"], r["updated_at"]) for r in cur]
+
+    def add_lineage(
+        self,
+        project_id: str,
+        record_id: str,
+        signature: str,
+        parent_id: str | None,
+        input_value: Any,
+        output_value: Any,
+        at: float,
+    ) -> bool:
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO iris.tool_lineage"
+                " (id, project_id, signature, parent_id, input, output, created_at)"
+                " SELECT %s, %s, %s, %s, %s, %s, %s"
+                " WHERE %s::text IS NULL OR EXISTS"
+                " (SELECT 1 FROM iris.tool_lineage WHERE project_id = %s AND id = %s)",
+                (record_id, project_id, signature, parent_id, Jsonb(input_value),
+                 Jsonb(output_value), at, parent_id, project_id, parent_id),
+            )  # fmt: skip
+            return cur.rowcount == 1
+
+    def get_lineage(self, project_id: str, signature: str) -> list[LineageEntry]:
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT * FROM iris.tool_lineage WHERE project_id = %s AND signature = %s"
+                " ORDER BY created_at, seq",
+                (project_id, signature),
+            )
+            return [
+                LineageEntry(
+                    r["id"],
+                    r["signature"],
+                    r["parent_id"],
+                    r["input"],
+                    r["output"],
+                    r["created_at"],
+                )
+                for r in cur
+            ]
+
+    def add_metric(
+        self,
+        caller: ToolCaller,
+        record_id: str,
+        metric: str,
+        value: float,
+        tags: dict[str, str],
+        at: float,
+    ) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO iris.tool_metrics VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (record_id, caller.project_id, caller.session_id, caller.execution_id, metric,
+                 value, Jsonb(tags), at),
+            )  # fmt: skip
+
+    def metric_values(self, project_id: str, metric: str, since: float | None) -> list[float]:
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT value FROM iris.tool_metrics WHERE project_id = %s AND metric = %s"
+                " AND (%s::double precision IS NULL OR created_at >= %s)",
+                (project_id, metric, since, since),
+            )
+            return [float(r["value"]) for r in cur]
+
+    def mining_records(self, project_id: str, limit: int) -> list[MiningRecord]:
+        with self._tx() as cur:
+            cur.execute(_MINING, {"p": project_id, "limit": limit})
+            return [MiningRecord(r["txn"], r["kind"], r["name"], r["metadata"]) for r in cur]

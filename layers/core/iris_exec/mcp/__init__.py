@@ -1,0 +1,1 @@
+"""The MCP edge: the IRIS tool server and its authentication."""

@@ -1,0 +1,352 @@
+"""The IRIS tool server (MCP): the eight tools of the contract and their read-side companions.
+
+Tool names are the `iris.*` method names. Arguments never choose the project: the caller
+(project, and session and execution when the call comes from an execution) is put into the
+request by the authentication in front of this server (`iris_exec.mcp.app`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field, JsonValue
+
+from iris_exec import __version__
+from iris_exec.domain.errors import IrisError, StoreUnavailable
+from iris_exec.domain.tools import ToolCaller, ToolInputError
+from iris_exec.services.tools import ToolService
+
+log = logging.getLogger(__name__)
+
+CALLER_KEY = "iris_caller"
+
+INSTRUCTIONS = (
+    "IRIS agent-learning tools: pattern discovery over your project's records, reflexion"
+    " (evaluations), consensus voting, telemetry events, a versioned prompt registry, lineage"
+    " tracking and metrics. Every call is scoped to the project of your credential."
+)
+
+
+# -- result models (structured output) --------------------------------------------------
+
+
+class Pattern(BaseModel):
+    antecedent: list[str] = Field(description="Items that, together, predict the consequent")
+    consequent: list[str] = Field(description="Items predicted")
+    support: float = Field(description="Share of transactions containing every item of the rule")
+    confidence: float = Field(description="support(rule) / support(antecedent)")
+    lift: float = Field(
+        description="confidence / support(consequent); above 1 means positive association"
+    )
+    count: int = Field(description="Transactions containing every item of the rule")
+
+
+class Patterns(BaseModel):
+    patterns: list[Pattern]
+    transactions: int = Field(description="Transactions the rules were mined from")
+
+
+class EvaluationStats(BaseModel):
+    total: int
+    correct: int
+    partial: int
+    incorrect: int
+    accuracy: float = Field(description="Mean score over the project's evaluations")
+
+
+class Evaluation(BaseModel):
+    id: str
+    input: str
+    output: str
+    verdict: Literal["correct", "incorrect", "partial"]
+    score: float
+    createdAt: str
+    stats: EvaluationStats
+
+
+class Tally(BaseModel):
+    approve: int
+    reject: int
+    abstain: int
+    total: int
+
+
+class VoteResult(BaseModel):
+    consensusId: str
+    agentId: str
+    vote: Literal["approve", "reject", "abstain"]
+    tally: Tally
+    status: Literal["pending", "approved", "rejected", "tied"]
+
+
+class CastVote(BaseModel):
+    agentId: str
+    vote: Literal["approve", "reject", "abstain"]
+    updatedAt: str
+
+
+class Consensus(BaseModel):
+    consensusId: str
+    votes: list[CastVote]
+    tally: Tally
+    status: Literal["pending", "approved", "rejected", "tied"]
+
+
+class EventRecord(BaseModel):
+    id: str
+    event: str
+    timestamp: str
+
+
+class Prompt(BaseModel):
+    name: str
+    version: int
+    template: str
+    variables: list[str]
+    createdAt: str
+
+
+class PromptLookup(BaseModel):
+    prompt: Prompt | None = Field(description="The prompt, or null if there is none")
+
+
+class PromptSummary(BaseModel):
+    name: str
+    latestVersion: int
+    updatedAt: str
+
+
+class PromptList(BaseModel):
+    prompts: list[PromptSummary]
+
+
+class LineageRecord(BaseModel):
+    id: str
+    signature: str
+    parentId: str | None
+    createdAt: str
+
+
+class LineageEntry(BaseModel):
+    id: str
+    parentId: str | None
+    input: JsonValue
+    output: JsonValue
+    createdAt: str
+
+
+class Lineage(BaseModel):
+    signature: str
+    entries: list[LineageEntry]
+
+
+class MetricRecord(BaseModel):
+    id: str
+    metric: str
+    value: float
+    tags: dict[str, str]
+    timestamp: str
+
+
+class MetricStats(BaseModel):
+    metric: str
+    count: int
+    min: float | None
+    max: float | None
+    mean: float | None
+    p50: float | None
+    p95: float | None
+
+
+# -- the server ---------------------------------------------------------------------------
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def caller_of(ctx: Context) -> ToolCaller:
+    request = ctx.request_context.request
+    state = getattr(request, "scope", {}).get("state", {}) if request is not None else {}
+    caller = state.get(CALLER_KEY)
+    if not isinstance(caller, ToolCaller):
+        # The authentication in front of the server always sets it; never fall back.
+        raise ToolError("not authenticated")
+    return caller
+
+
+def _call(fn: Callable[[], Any]) -> Any:
+    """Domain errors become tool errors the caller can act on; nothing internal leaks."""
+    try:
+        return fn()
+    except ToolInputError as exc:
+        raise ToolError(exc.message) from exc
+    except StoreUnavailable as exc:
+        log.error("tool store unavailable: %s", exc)
+        raise ToolError("The IRIS tool store is unavailable; retry shortly") from exc
+    except IrisError as exc:
+        raise ToolError(exc.message) from exc
+
+
+def build_mcp_server(tools: ToolService) -> MCPServer[Any]:
+    server: MCPServer[Any] = MCPServer(name="iris", version=__version__, instructions=INSTRUCTIONS)
+
+    @server.tool(name="discoverPatterns", structured_output=True)
+    def discover_patterns(
+        ctx: Context,
+        minSupport: Annotated[
+            float, Field(description="Minimum share of transactions, in (0, 1]", gt=0, le=1)
+        ] = 0.3,
+        minConfidence: Annotated[
+            float, Field(description="Minimum confidence of a rule, in (0, 1]", gt=0, le=1)
+        ] = 0.7,
+        maxPatterns: Annotated[
+            int, Field(description="Most rules to return (best first)", ge=1, le=1000)
+        ] = 10,
+    ) -> Patterns:
+        """Association rules mined from the project's records: one transaction per session
+        (or per execution), items `event:<name>`, `event:<name>.<key>=<value>`, `verdict:<v>`,
+        `vote:<v>`, `metric:<name>`. Sorted by lift, then confidence, then support."""
+        caller = caller_of(ctx)
+        found = _call(
+            lambda: tools.discover_patterns(caller, minSupport, minConfidence, maxPatterns)
+        )
+        return Patterns(patterns=found["patterns"], transactions=found["transactions"])
+
+    @server.tool(name="evaluateOutput", structured_output=True)
+    def evaluate_output(
+        ctx: Context,
+        input: Annotated[str, Field(description="What the agent was given")],
+        output: Annotated[str, Field(description="What the agent produced")],
+        verdict: Annotated[
+            Literal["correct", "incorrect", "partial"],
+            Field(description="correct (score 1), partial (0.5) or incorrect (0)"),
+        ],
+    ) -> Evaluation:
+        """Store a reflexion (an evaluated output) and return the project's running stats."""
+        caller = caller_of(ctx)
+        return Evaluation.model_validate(
+            _call(lambda: tools.evaluate_output(caller, input, output, verdict))
+        )
+
+    @server.tool(name="submitVote", structured_output=True)
+    def submit_vote(
+        ctx: Context,
+        consensusId: Annotated[Name, Field(description="The decision being voted on")],
+        agentId: Annotated[Name, Field(description="Who votes; voting again replaces the vote")],
+        vote: Annotated[Literal["approve", "reject", "abstain"], Field(description="The vote")],
+    ) -> VoteResult:
+        """Cast (or replace) an agent's vote and return the tally and status."""
+        caller = caller_of(ctx)
+        return VoteResult.model_validate(
+            _call(lambda: tools.submit_vote(caller, consensusId, agentId, vote))
+        )
+
+    @server.tool(name="getConsensus", structured_output=True)
+    def get_consensus(
+        ctx: Context, consensusId: Annotated[Name, Field(description="The decision")]
+    ) -> Consensus:
+        """Every vote of a consensus, its tally and status."""
+        caller = caller_of(ctx)
+        return Consensus.model_validate(_call(lambda: tools.get_consensus(caller, consensusId)))
+
+    @server.tool(name="logEvent", structured_output=True)
+    def log_event(
+        ctx: Context,
+        event: Annotated[Name, Field(description="Event name, 1-200 characters")],
+        metadata: Annotated[
+            dict[str, JsonValue] | None, Field(description="JSON object, at most 64 KiB")
+        ] = None,
+    ) -> EventRecord:
+        """Record a telemetry event."""
+        caller = caller_of(ctx)
+        return EventRecord.model_validate(_call(lambda: tools.log_event(caller, event, metadata)))
+
+    @server.tool(name="savePrompt", structured_output=True)
+    def save_prompt(
+        ctx: Context,
+        name: Annotated[Name, Field(description="Prompt name; versions count per name")],
+        template: Annotated[str, Field(description="Template with {placeholders}")],
+        variables: Annotated[
+            list[str] | None,
+            Field(description="Declared placeholders; default: those found in the template"),
+        ] = None,
+    ) -> Prompt:
+        """Save the next version of a prompt template."""
+        caller = caller_of(ctx)
+        return Prompt.model_validate(
+            _call(lambda: tools.save_prompt(caller, name, template, variables))
+        )
+
+    @server.tool(name="getPrompt", structured_output=True)
+    def get_prompt(
+        ctx: Context,
+        name: Annotated[Name, Field(description="Prompt name")],
+        version: Annotated[
+            int | None, Field(description="A version; default the latest", ge=1)
+        ] = None,
+    ) -> PromptLookup:
+        """A saved prompt (the latest version unless one is given), or null."""
+        caller = caller_of(ctx)
+        return PromptLookup(prompt=_call(lambda: tools.get_prompt(caller, name, version)))
+
+    @server.tool(name="listPrompts", structured_output=True)
+    def list_prompts(ctx: Context) -> PromptList:
+        """Every prompt name of the project with its latest version."""
+        caller = caller_of(ctx)
+        return PromptList.model_validate({"prompts": _call(lambda: tools.list_prompts(caller))})
+
+    @server.tool(name="trackLineage", structured_output=True)
+    def track_lineage(
+        ctx: Context,
+        signature: Annotated[Name, Field(description="What is being traced")],
+        input: Annotated[JsonValue, Field(description="Any JSON, at most 64 KiB")],
+        output: Annotated[JsonValue, Field(description="Any JSON, at most 64 KiB")],
+        parentId: Annotated[
+            str | None, Field(description="An earlier lineage id of this project")
+        ] = None,
+    ) -> LineageRecord:
+        """Append a step to the lineage of a signature."""
+        caller = caller_of(ctx)
+        return LineageRecord.model_validate(
+            _call(lambda: tools.track_lineage(caller, signature, input, output, parentId))
+        )
+
+    @server.tool(name="getLineage", structured_output=True)
+    def get_lineage(
+        ctx: Context, signature: Annotated[Name, Field(description="What was traced")]
+    ) -> Lineage:
+        """Every step recorded for a signature, oldest first."""
+        caller = caller_of(ctx)
+        return Lineage.model_validate(_call(lambda: tools.get_lineage(caller, signature)))
+
+    @server.tool(name="recordMetric", structured_output=True)
+    def record_metric(
+        ctx: Context,
+        metric: Annotated[Name, Field(description="Metric name")],
+        value: Annotated[float, Field(description="A finite number", allow_inf_nan=False)],
+        tags: Annotated[
+            dict[str, str] | None, Field(description="Flat map of strings to strings")
+        ] = None,
+    ) -> MetricRecord:
+        """Record one value of a metric."""
+        caller = caller_of(ctx)
+        return MetricRecord.model_validate(
+            _call(lambda: tools.record_metric(caller, metric, value, tags))
+        )
+
+    @server.tool(name="getMetrics", structured_output=True)
+    def get_metrics(
+        ctx: Context,
+        metric: Annotated[Name, Field(description="Metric name")],
+        since: Annotated[
+            str | float | None,
+            Field(description="Only values since this ISO 8601 time or epoch milliseconds"),
+        ] = None,
+    ) -> MetricStats:
+        """count, min, max, mean, p50 and p95 of a metric's values."""
+        caller = caller_of(ctx)
+        return MetricStats.model_validate(_call(lambda: tools.get_metrics(caller, metric, since)))
+
+    return server

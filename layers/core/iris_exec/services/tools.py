@@ -1,0 +1,357 @@
+"""The IRIS tools' semantics (CONTRACT.md, "The module inside the sandbox").
+
+Every call is scoped to the caller's project, which comes from the credential. Results are
+plain JSON-ready dicts in the contract's shapes; bad arguments raise ToolInputError with
+a message that says what to fix."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime
+from typing import Any
+
+from iris_exec.domain.ports import ToolStore
+from iris_exec.domain.tools import VERDICT_SCORES, ToolCaller, ToolInputError, Vote
+from iris_exec.services import patterns
+from iris_exec.services.clock import Clock, iso, new_id
+
+MAX_NAME = 200
+MAX_TEXT_BYTES = 64 * 1024
+MAX_TAGS = 50
+MAX_PATTERNS = 1000
+#: Pattern discovery reads at most this many of the project's most recent records.
+MINING_WINDOW = 20_000
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+VOTES = ("approve", "reject", "abstain")
+
+
+def _name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME:
+        raise ToolInputError(f"{what} must be a string of 1 to {MAX_NAME} characters")
+    return value
+
+
+def _json_size(value: Any, what: str, limit: int = MAX_TEXT_BYTES) -> None:
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise ToolInputError(f"{what} must be JSON (finite numbers, no cycles): {exc}") from exc
+    if size > limit:
+        raise ToolInputError(f"{what} is {size} bytes as JSON; the limit is {limit}")
+
+
+def _text(value: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise ToolInputError(f"{what} must be a string")
+    if len(value.encode()) > MAX_TEXT_BYTES:
+        raise ToolInputError(f"{what} is longer than {MAX_TEXT_BYTES} bytes")
+    return value
+
+
+def _threshold(value: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ToolInputError(f"{what} must be a number in (0, 1]; got {value!r}")
+    return float(value)
+
+
+def _tally(votes: list[Vote]) -> tuple[dict[str, int], str]:
+    tally = {v: sum(1 for x in votes if x.vote == v) for v in VOTES}
+    tally["total"] = len(votes)
+    if tally["approve"] == 0 and tally["reject"] == 0:
+        status = "pending"
+    elif tally["approve"] > tally["reject"]:
+        status = "approved"
+    elif tally["reject"] > tally["approve"]:
+        status = "rejected"
+    else:
+        status = "tied"
+    return tally, status
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (as numpy's default)."""
+    position = (len(ordered) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def parse_since(since: str | float | None) -> float | None:
+    """`since` as an ISO 8601 time or epoch milliseconds (JavaScript's Date.now())."""
+    if since is None:
+        return None
+    if isinstance(since, bool):
+        raise ToolInputError("since must be an ISO 8601 time or epoch milliseconds")
+    if isinstance(since, int | float):
+        return float(since) / 1000
+    try:
+        parsed = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ToolInputError(f"since must be an ISO 8601 time; got {since!r}") from exc
+    if parsed.tzinfo is None:
+        raise ToolInputError("since needs a time zone (e.g. 2026-11-26T12:00:00Z)")
+    return parsed.timestamp()
+
+
+class ToolService:
+    def __init__(self, store: ToolStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    def discover_patterns(
+        self, caller: ToolCaller, min_support: float, min_confidence: float, max_patterns: int
+    ) -> dict[str, Any]:
+        """Rules and the number of transactions they were mined from."""
+        support = _threshold(min_support, "minSupport")
+        confidence = _threshold(min_confidence, "minConfidence")
+        if isinstance(max_patterns, bool) or not isinstance(max_patterns, int):
+            raise ToolInputError("maxPatterns must be an integer")
+        if not 1 <= max_patterns <= MAX_PATTERNS:
+            raise ToolInputError(f"maxPatterns must be between 1 and {MAX_PATTERNS}")
+        records = self._store.mining_records(caller.project_id, MINING_WINDOW)
+        baskets = patterns.transactions(records)
+        found = [
+            {
+                "antecedent": list(rule.antecedent),
+                "consequent": list(rule.consequent),
+                "support": rule.support,
+                "confidence": rule.confidence,
+                "lift": rule.lift,
+                "count": rule.count,
+            }
+            for rule in patterns.rules(baskets, support, confidence, max_patterns)
+        ]
+        return {"patterns": found, "transactions": len(baskets)}
+
+    def evaluate_output(
+        self, caller: ToolCaller, input_text: str, output_text: str, verdict: str
+    ) -> dict[str, Any]:
+        _text(input_text, "input")
+        _text(output_text, "output")
+        if verdict not in VERDICT_SCORES:
+            raise ToolInputError("verdict must be 'correct', 'incorrect' or 'partial'")
+        score = VERDICT_SCORES[verdict]
+        record_id, now = new_id("evl_"), self._clock()
+        stats = self._store.add_evaluation(
+            caller, record_id, input_text, output_text, verdict, score, now
+        )
+        return {
+            "id": record_id,
+            "input": input_text,
+            "output": output_text,
+            "verdict": verdict,
+            "score": score,
+            "createdAt": iso(now),
+            "stats": {
+                "total": stats.total,
+                "correct": stats.correct,
+                "partial": stats.partial,
+                "incorrect": stats.incorrect,
+                "accuracy": stats.score_sum / stats.total if stats.total else 0.0,
+            },
+        }
+
+    def submit_vote(
+        self, caller: ToolCaller, consensus_id: str, agent_id: str, vote: str
+    ) -> dict[str, Any]:
+        _name(consensus_id, "consensusId")
+        _name(agent_id, "agentId")
+        if vote not in VOTES:
+            raise ToolInputError("vote must be 'approve', 'reject' or 'abstain'")
+        votes = self._store.put_vote(caller, consensus_id, agent_id, vote, self._clock())
+        tally, status = _tally(votes)
+        return {
+            "consensusId": consensus_id,
+            "agentId": agent_id,
+            "vote": vote,
+            "tally": tally,
+            "status": status,
+        }
+
+    def get_consensus(self, caller: ToolCaller, consensus_id: str) -> dict[str, Any]:
+        _name(consensus_id, "consensusId")
+        votes = self._store.get_votes(caller.project_id, consensus_id)
+        tally, status = _tally(votes)
+        return {
+            "consensusId": consensus_id,
+            "votes": [
+                {"agentId": v.agent_id, "vote": v.vote, "updatedAt": iso(v.updated_at)}
+                for v in votes
+            ],
+            "tally": tally,
+            "status": status,
+        }
+
+    def log_event(
+        self, caller: ToolCaller, event: str, metadata: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        _name(event, "event")
+        metadata = {} if metadata is None else metadata
+        if not isinstance(metadata, dict):
+            raise ToolInputError("metadata must be a JSON object")
+        _json_size(metadata, "metadata")
+        record_id, now = new_id("evt_"), self._clock()
+        self._store.add_event(caller, record_id, event, metadata, now)
+        return {"id": record_id, "event": event, "timestamp": iso(now)}
+
+    def save_prompt(
+        self, caller: ToolCaller, name: str, template: str, variables: list[str] | None
+    ) -> dict[str, Any]:
+        _name(name, "name")
+        _text(template, "template")
+        if not template:
+            raise ToolInputError("template must not be empty")
+        found = list(dict.fromkeys(PLACEHOLDER.findall(template)))
+        if variables is None:
+            declared = found
+        else:
+            if not isinstance(variables, list) or not all(isinstance(v, str) for v in variables):
+                raise ToolInputError("variables must be a list of names")
+            bad = [v for v in variables if not VARIABLE.match(v)]
+            if bad:
+                raise ToolInputError(f"variable names are identifiers; not {bad}")
+            if len(set(variables)) != len(variables):
+                raise ToolInputError("variables lists a name more than once")
+            missing = [v for v in variables if v not in found]
+            if missing:
+                raise ToolInputError(
+                    f"variables {missing} are declared but do not appear in the template as"
+                    f" {{{missing[0]}}}"
+                )
+            undeclared = [v for v in found if v not in variables]
+            if undeclared:
+                raise ToolInputError(
+                    f"the template uses {['{' + v + '}' for v in undeclared]} but variables does"
+                    " not declare them"
+                )
+            declared = list(variables)
+        saved = self._store.save_prompt(caller.project_id, name, template, declared, self._clock())
+        return self._prompt(
+            saved.name, saved.version, saved.template, saved.variables, saved.created_at
+        )
+
+    def get_prompt(
+        self, caller: ToolCaller, name: str, version: int | None
+    ) -> dict[str, Any] | None:
+        _name(name, "name")
+        if version is not None and (
+            isinstance(version, bool) or not isinstance(version, int) or version < 1
+        ):
+            raise ToolInputError("version must be a positive integer")
+        found = self._store.get_prompt(caller.project_id, name, version)
+        if found is None:
+            return None
+        return self._prompt(
+            found.name, found.version, found.template, found.variables, found.created_at
+        )
+
+    @staticmethod
+    def _prompt(
+        name: str, version: int, template: str, variables: list[str], created_at: float
+    ) -> dict[str, Any]:
+        return {
+            "name": name,
+            "version": version,
+            "template": template,
+            "variables": variables,
+            "createdAt": iso(created_at),
+        }
+
+    def list_prompts(self, caller: ToolCaller) -> list[dict[str, Any]]:
+        return [
+            {"name": p.name, "latestVersion": p.latest_version, "updatedAt": iso(p.updated_at)}
+            for p in self._store.list_prompts(caller.project_id)
+        ]
+
+    def track_lineage(
+        self,
+        caller: ToolCaller,
+        signature: str,
+        input_value: Any,
+        output_value: Any,
+        parent_id: str | None,
+    ) -> dict[str, Any]:
+        _name(signature, "signature")
+        _json_size(input_value, "input")
+        _json_size(output_value, "output")
+        if parent_id is not None:
+            _name(parent_id, "parentId")
+        record_id, now = new_id("lin_"), self._clock()
+        stored = self._store.add_lineage(
+            caller.project_id, record_id, signature, parent_id, input_value, output_value, now
+        )
+        if not stored:
+            raise ToolInputError(
+                f"parentId {parent_id!r} is not a lineage id of this project; pass the id a"
+                " previous trackLineage returned, or omit it"
+            )
+        return {
+            "id": record_id,
+            "signature": signature,
+            "parentId": parent_id,
+            "createdAt": iso(now),
+        }
+
+    def get_lineage(self, caller: ToolCaller, signature: str) -> dict[str, Any]:
+        _name(signature, "signature")
+        return {
+            "signature": signature,
+            "entries": [
+                {
+                    "id": e.id,
+                    "parentId": e.parent_id,
+                    "input": e.input,
+                    "output": e.output,
+                    "createdAt": iso(e.created_at),
+                }
+                for e in self._store.get_lineage(caller.project_id, signature)
+            ],
+        }
+
+    def record_metric(
+        self, caller: ToolCaller, metric: str, value: float, tags: dict[str, str] | None
+    ) -> dict[str, Any]:
+        _name(metric, "metric")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ToolInputError(f"value must be a finite number; got {value!r}")
+        tags = {} if tags is None else tags
+        if not isinstance(tags, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+        ):
+            raise ToolInputError("tags must be a flat map of strings to strings")
+        if len(tags) > MAX_TAGS:
+            raise ToolInputError(f"at most {MAX_TAGS} tags")
+        _json_size(tags, "tags", 8 * 1024)
+        record_id, now = new_id("met_"), self._clock()
+        self._store.add_metric(caller, record_id, metric, float(value), tags, now)
+        return {
+            "id": record_id,
+            "metric": metric,
+            "value": float(value),
+            "tags": tags,
+            "timestamp": iso(now),
+        }
+
+    def get_metrics(
+        self, caller: ToolCaller, metric: str, since: str | float | None
+    ) -> dict[str, Any]:
+        _name(metric, "metric")
+        values = sorted(self._store.metric_values(caller.project_id, metric, parse_since(since)))
+        if not values:
+            return {"metric": metric, "count": 0, "min": None, "max": None, "mean": None,
+                    "p50": None, "p95": None}  # fmt: skip
+        return {
+            "metric": metric,
+            "count": len(values),
+            "min": values[0],
+            "max": values[-1],
+            "mean": sum(values) / len(values),
+            "p50": _percentile(values, 0.5),
+            "p95": _percentile(values, 0.95),
+        }
