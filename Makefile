@@ -14,7 +14,8 @@ ASSETS := layers/core/iris_exec/assets
 ASSET_SOURCES := $(wildcard sandbox/src/*.ts) sandbox/build.mjs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup dev test bench lint typecheck assets system-packages test-packages sam-tools clean
+.PHONY: help setup dev test bench lint typecheck assets system-packages test-packages sam-tools clean \
+  layer-requirements layer-requirements-check
 
 help:
 	@echo "make dev    - set up, then serve the local API on 127.0.0.1:$${IRIS_PORT:-8000}"
@@ -79,3 +80,15 @@ bench: setup
 
 clean:
 	rm -rf .venv .tools node_modules $(ASSETS) .iris .aws-sam .mypy_cache .ruff_cache .pytest_cache
+
+# The layer's pinned dependencies, exported from the lock (boto3 comes with the runtime).
+LAYER_EXPORT = $(UV) export --frozen --no-dev --no-hashes --no-emit-project --extra aws \
+  --extra e2b --extra postgres --no-emit-package boto3 --no-emit-package botocore \
+  --no-emit-package s3transfer
+layer-requirements: | $(UV)
+	$(LAYER_EXPORT) -o layers/core/requirements.txt
+
+# Fails when layers/core/requirements.txt no longer matches uv.lock.
+layer-requirements-check: | $(UV)
+	@diff <(grep -v '^#' layers/core/requirements.txt) <($(LAYER_EXPORT) --quiet | grep -v '^#') \
+	  || { echo "layers/core/requirements.txt is stale: run make layer-requirements" >&2; exit 1; }

@@ -15,6 +15,7 @@ from functools import partial
 from itertools import combinations
 
 from efficient_apriori import itemsets_from_transactions
+
 from iris_exec.services.patterns import MAX_ITEMSET_SIZE, frequent_itemsets
 
 Itemsets = dict[tuple[str, ...], int]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.dynamodb_local import DynamoDBLocal
+from tests.support.postgres import PostgresServer
 from tests.support.server import LocalServer
 
 
@@ -36,3 +38,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).parent.name == "integration":
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    server.migrate()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[DynamoDBLocal]:
+    """One DynamoDB Local for the session (it takes a few seconds to start)."""
+    server = DynamoDBLocal().start()
+    yield server
+    server.stop()

@@ -19,6 +19,7 @@
  */
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
+import * as os from "node:os";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
@@ -37,11 +38,15 @@ interface RunRequest {
   projectId: string;
   sessionId: string | null;
   context: Record<string, unknown>;
-  cwd: string;
-  /** Directory for the compiled module; not the user's working directory. */
-  workdir: string;
+  /** The user's working directory (default: where the runner was started). */
+  cwd?: string;
+  /** Directory for the compiled module, not the user's (default: ~/.iris/exec; relative
+   *  to cwd). */
+  workdir?: string;
   filename: string;
   tools?: Record<string, unknown>;
+  /** Remote sandboxes: stop at this many bytes of output (the local host counts itself). */
+  outputLimit?: number;
 }
 
 interface ErrorInfo {
@@ -75,6 +80,10 @@ const writeFrame = (() => {
   };
 })();
 
+const now = (): number => performance.timeOrigin + performance.now();
+let outputLimit = Infinity;
+let outputBytes = 0;
+
 function captureStream(stream: NodeJS.WriteStream, tag: "o" | "e"): void {
   const write = (chunk: unknown, encoding?: unknown, callback?: unknown): boolean => {
     let text: string;
@@ -87,7 +96,18 @@ function captureStream(stream: NodeJS.WriteStream, tag: "o" | "e"): void {
     } else {
       text = String(chunk);
     }
-    if (text.length > 0) writeFrame({ t: "out", s: tag, d: text });
+    if (text.length > 0) {
+      outputBytes += Buffer.byteLength(text);
+      if (outputBytes > outputLimit) {
+        // Keep what fits, say why, and stop: nothing past the cap is worth producing.
+        const room = outputLimit - (outputBytes - Buffer.byteLength(text));
+        if (room > 0) writeFrame({ t: "out", s: tag, d: Buffer.from(text).subarray(0, room).toString("utf8") });
+        finished = true;
+        writeFrame({ t: "limit", kind: "output", at: now() });
+        process.exit(1);
+      }
+      writeFrame({ t: "out", s: tag, d: text });
+    }
     const done = typeof encoding === "function" ? encoding : callback;
     if (typeof done === "function") queueMicrotask(() => (done as () => void)());
     return true;
@@ -184,8 +204,9 @@ async function closeTools(): Promise<void> {
 async function finish(frame: Record<string, unknown>, code: number): Promise<never> {
   if (!finished) {
     finished = true;
+    const end = now(); // the code's time ends here, not after the tools close
     await closeTools();
-    writeFrame(frame);
+    writeFrame({ ...frame, at: end });
   }
   process.exit(code);
 }
@@ -203,7 +224,7 @@ async function main(): Promise<void> {
   process.on("exit", (code) => {
     if (!finished) {
       finished = true;
-      writeFrame({ t: "exit", code });
+      writeFrame({ t: "exit", code, at: now() });
     }
   });
 
@@ -214,7 +235,10 @@ async function main(): Promise<void> {
   const preload = import(irisMcpUrl).catch(() => undefined);
 
   const request = JSON.parse(await readStdin()) as RunRequest;
+  request.cwd ??= process.cwd();
+  request.workdir = path.resolve(request.cwd, request.workdir ?? path.join(os.homedir(), ".iris", "exec"));
   await preload;
+  if (typeof request.outputLimit === "number") outputLimit = request.outputLimit;
   currentRequest = request;
 
   let code = request.code;
@@ -250,7 +274,7 @@ async function main(): Promise<void> {
   process.chdir(request.cwd);
   const userRequire = createRequire(path.join(request.cwd, "index.js"));
 
-  writeFrame({ t: "start", at: performance.timeOrigin + performance.now() });
+  writeFrame({ t: "start", at: now() });
   const mod = (await import(pathToFileURL(modulePath).href)) as {
     default: (require: NodeJS.Require, filename: string, dirname: string) => Promise<unknown>;
   };

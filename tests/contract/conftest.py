@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
+from iris_exec.adapters.dynamodb.ratelimit import DynamoRateLimitStore
+from iris_exec.adapters.dynamodb.registry import DynamoSandboxRegistry
+from iris_exec.adapters.dynamodb.tables import TABLES, create_tables
 from iris_exec.adapters.postgres.tools import PostgresToolStore
 from iris_exec.adapters.sqlite.database import Database
 from iris_exec.adapters.sqlite.keys import SqliteKeyStore
@@ -13,19 +21,15 @@ from iris_exec.adapters.sqlite.ratelimit import SqliteRateLimitStore
 from iris_exec.adapters.sqlite.registry import SqliteSandboxRegistry
 from iris_exec.adapters.sqlite.tools import TOOL_SCHEMA, SqliteToolStore
 from iris_exec.domain.ports import KeyStore, RateLimitStore, SandboxRegistry, ToolStore
-
+from tests.contract.test_registry import NOW as CONTRACT_NOW
+from tests.support.dynamodb_local import DynamoDBLocal
 from tests.support.postgres import PostgresServer
 
-ADAPTERS = ["sqlite"]
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+ADAPTERS = ["sqlite", "dynamodb"]
 TOOL_STORES = ["sqlite", "postgres"]
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer().start()
-    server.migrate()
-    yield server
-    server.stop()
 
 
 class ToolStores:
@@ -72,22 +76,52 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     db.close()
 
 
+@dataclass(frozen=True)
+class DynamoTables:
+    client: DynamoDBClient
+    names: dict[str, str]
+
+
+@pytest.fixture
+def dynamodb_tables(dynamodb_local: DynamoDBLocal) -> Iterator[DynamoTables]:
+    """A fresh set of tables for one test, under names no other test uses."""
+    client = dynamodb_local.client(max_pool_connections=50)
+    suffix = uuid.uuid4().hex[:12]
+    names = {logical: f"iris-{logical}-{suffix}" for logical in TABLES}
+    create_tables(client, names)
+    yield DynamoTables(client, names)
+    for name in names.values():
+        client.delete_table(TableName=name)
+
+
 @pytest.fixture(params=ADAPTERS)
-def registry(request: pytest.FixtureRequest, sqlite_db: Database) -> SandboxRegistry:
+def registry(request: pytest.FixtureRequest) -> SandboxRegistry:
     if request.param == "sqlite":
-        return SqliteSandboxRegistry(sqlite_db)
+        return SqliteSandboxRegistry(request.getfixturevalue("sqlite_db"))
+    if request.param == "dynamodb":
+        tables: DynamoTables = request.getfixturevalue("dynamodb_tables")
+        # The contract's records live around CONTRACT_NOW: TTL's clock must agree with it.
+        return DynamoSandboxRegistry(
+            tables.client, tables.names["sandboxes"], clock=lambda: CONTRACT_NOW
+        )
     raise AssertionError(request.param)
 
 
 @pytest.fixture(params=ADAPTERS)
-def key_store(request: pytest.FixtureRequest, sqlite_db: Database) -> KeyStore:
+def key_store(request: pytest.FixtureRequest) -> KeyStore:
     if request.param == "sqlite":
-        return SqliteKeyStore(sqlite_db)
+        return SqliteKeyStore(request.getfixturevalue("sqlite_db"))
+    if request.param == "dynamodb":
+        tables: DynamoTables = request.getfixturevalue("dynamodb_tables")
+        return DynamoKeyStore(tables.client, tables.names["keys"])
     raise AssertionError(request.param)
 
 
 @pytest.fixture(params=ADAPTERS)
-def rate_store(request: pytest.FixtureRequest, sqlite_db: Database) -> RateLimitStore:
+def rate_store(request: pytest.FixtureRequest) -> RateLimitStore:
     if request.param == "sqlite":
-        return SqliteRateLimitStore(sqlite_db)
+        return SqliteRateLimitStore(request.getfixturevalue("sqlite_db"))
+    if request.param == "dynamodb":
+        tables: DynamoTables = request.getfixturevalue("dynamodb_tables")
+        return DynamoRateLimitStore(tables.client, tables.names["rate"])
     raise AssertionError(request.param)

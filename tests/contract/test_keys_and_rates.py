@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from iris_exec.domain.errors import AlreadyExists
 from iris_exec.domain.models import ApiKeyRecord
 from iris_exec.domain.ports import KeyStore, RateLimitStore

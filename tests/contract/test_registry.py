@@ -6,6 +6,7 @@ import threading
 from dataclasses import replace
 
 import pytest
+
 from iris_exec.domain.errors import AlreadyExists
 from iris_exec.domain.models import GoneReason, SandboxRecord, SandboxStatus
 from iris_exec.domain.ports import SandboxRegistry

@@ -6,9 +6,9 @@ import threading
 import uuid
 
 import pytest
+
 from iris_exec.domain.ports import ToolStore
 from iris_exec.domain.tools import ToolCaller
-
 from tests.contract.conftest import ToolStores
 
 

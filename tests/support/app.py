@@ -11,7 +11,6 @@ from iris_exec.adapters.sqlite.registry import SqliteSandboxRegistry
 from iris_exec.adapters.sqlite.tools import TOOL_SCHEMA, SqliteToolStore
 from iris_exec.composition import Container, assemble
 from iris_exec.settings import Settings
-
 from tests.support.fakes import FakeProvider, MovableClock
 
 

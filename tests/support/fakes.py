@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from iris_exec.domain.errors import SandboxLost
-from iris_exec.domain.models import ExecutionJob, OutputChunk, RunOutcome
+from iris_exec.domain.models import (
+    CreatedSandbox,
+    ExecutionJob,
+    OutputChunk,
+    ProviderSandbox,
+    RunOutcome,
+)
 
 
 class MovableClock:
@@ -38,13 +44,13 @@ class FakeProvider:
     async def shutdown(self) -> None:
         return None
 
-    async def create(self, sandbox_id: str, project_id: str, lifetime_s: float) -> str:
+    async def create(self, sandbox_id: str, project_id: str, lifetime_s: float) -> CreatedSandbox:
         if self.fail_create is not None:
             raise self.fail_create
         self.created += 1
         ref = f"fake-{self.created}"
         self.alive.add(ref)
-        return ref
+        return CreatedSandbox(ref, "fake")
 
     async def run(self, provider_ref: str, job: ExecutionJob) -> RunOutcome:
         if provider_ref not in self.alive:
@@ -63,3 +69,6 @@ class FakeProvider:
 
     async def is_alive(self, provider_ref: str) -> bool:
         return provider_ref in self.alive
+
+    async def list_sandboxes(self) -> list[ProviderSandbox]:
+        return []

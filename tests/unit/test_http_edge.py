@@ -7,10 +7,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from iris_exec.composition import Container
 from iris_exec.domain.errors import ProviderUnavailable, StoreUnavailable
 from iris_exec.http.app import create_app
-
 from tests.support.app import fake_container
 from tests.support.fakes import FakeProvider, MovableClock
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+
 from iris_exec.domain.tools import MiningRecord, ToolInputError
 from iris_exec.services.patterns import items_of, rules, transactions
 

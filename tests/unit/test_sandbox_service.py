@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+
 from iris_exec.composition import Container
 from iris_exec.domain.errors import (
     Conflict,
@@ -17,7 +18,6 @@ from iris_exec.domain.errors import (
 )
 from iris_exec.domain.models import Principal
 from iris_exec.services.requests import ExecuteCommand
-
 from tests.support.app import fake_container
 from tests.support.fakes import FakeProvider, MovableClock
 

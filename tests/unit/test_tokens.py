@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from iris_exec.domain.errors import Unauthorized
 from iris_exec.services.tokens import ExecutionTokens
-
 from tests.support.fakes import MovableClock
 
 KEY = b"k" * 32

@@ -14,16 +14,21 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iris_exec import __version__
 from iris_exec.composition import Container, build_local
-from iris_exec.domain.errors import ConfigurationError, IrisError
+from iris_exec.domain.errors import AlreadyExists, ConfigurationError, IrisError
 from iris_exec.domain.models import Language, Principal
-from iris_exec.services.auth import validate_project_id
+from iris_exec.domain.ports import KeyStore
+from iris_exec.services.auth import AuthService, validate_project_id
+from iris_exec.services.clock import system_clock
 from iris_exec.services.requests import ExecuteCommand
 from iris_exec.services.sandboxes import validate_sandbox_id
 from iris_exec.settings import Settings
+
+if TYPE_CHECKING:
+    from iris_exec.adapters.apigateway import UsagePlanKeys
 
 LOCAL_PROJECT = "local"
 
@@ -79,11 +84,71 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # -- keys -------------------------------------------------------------------------------
 
 
+def _key_store(args: argparse.Namespace) -> KeyStore:
+    """The keys of the local data directory, or of the AWS deployment's DynamoDB table."""
+    settings = _settings()
+    if args.backend == "dynamodb":
+        from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
+        from iris_exec.aws.composition import dynamodb_client
+
+        return DynamoKeyStore(dynamodb_client(settings), args.keys_table or settings.keys_table)
+    from iris_exec.adapters.sqlite.database import Database
+    from iris_exec.adapters.sqlite.keys import SqliteKeyStore
+
+    return SqliteKeyStore(Database(settings.database_path))
+
+
+def _auth(args: argparse.Namespace) -> AuthService:
+    return AuthService(_key_store(args), system_clock)
+
+
+def _usage_plan(args: argparse.Namespace) -> UsagePlanKeys | None:
+    if not getattr(args, "usage_plan_id", None):
+        return None
+    if args.backend != "dynamodb":
+        raise ConfigurationError("--usage-plan-id goes with --backend dynamodb")
+    import boto3
+
+    from iris_exec.adapters.apigateway import UsagePlanKeys
+
+    client = boto3.client("apigateway", region_name=_settings().aws_region)
+    return UsagePlanKeys(client, args.usage_plan_id)
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    container = _container(_settings())
-    key, record = container.auth.create_key(args.project, name=args.name)
-    _err(f"API key {record.key_id} for project '{record.project_id}' (shown once, keep it):")
+    plan = _usage_plan(args)
+    usage = (lambda key_id: plan.issue(key_id, args.project)) if plan else None
+    key, record = _auth(args).create_key(args.project, name=args.name, usage_key=usage)
+    metered = " (metered on its usage-plan key)" if record.usage_key else ""
+    _err(
+        f"API key {record.key_id} for project '{record.project_id}'{metered} (shown once, keep it):"
+    )
     _out(key)
+    return 0
+
+
+def cmd_keys_import(args: argparse.Namespace) -> int:
+    from iris_exec.adapters.postgres.legacy_keys import read_legacy_keys
+
+    auth, plan = _auth(args), _usage_plan(args)
+    imported = skipped = 0
+    for legacy in read_legacy_keys(args.database_url, args.table):
+        try:
+            record = auth.import_key(
+                legacy.key_hash,
+                legacy.project_id,
+                name=legacy.name,
+                prefix=legacy.prefix,
+                created_at=legacy.created_at,
+                revoked_at=legacy.revoked_at or (None if legacy.active else system_clock()),
+            )
+        except AlreadyExists:
+            skipped += 1
+            continue
+        if plan is not None and record.active:
+            _err(f"note: {record.key_id} has no usage-plan key yet; create keys anew to meter them")
+        imported += 1
+    _err(f"imported {imported} key(s) from {args.table}; {skipped} were already here")
     return 0
 
 
@@ -92,8 +157,7 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    container = _container(_settings())
-    records = container.auth.list_keys(args.project)
+    records = _auth(args).list_keys(args.project)
     if args.json:
         _out(
             json.dumps(
@@ -124,8 +188,10 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    container = _container(_settings())
-    record = container.auth.revoke(args.key)
+    record = _auth(args).revoke(args.key)
+    plan = _usage_plan(args)
+    if plan is not None and record.usage_key:
+        plan.retire(record.key_id)
     _err(f"revoked {record.key_id} ({record.prefix}...) of project '{record.project_id}'")
     return 0
 
@@ -243,17 +309,39 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys", required=True)
-    create = keys.add_parser("create", help="create a key; prints it as the last line")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--backend",
+        choices=["local", "dynamodb"],
+        default="local",
+        help="local: the data directory's SQLite file; dynamodb: the AWS deployment's keys table",
+    )
+    where.add_argument("--keys-table", default=None, help="DynamoDB table (IRIS_KEYS_TABLE)")
+    plan = argparse.ArgumentParser(add_help=False)
+    plan.add_argument(
+        "--usage-plan-id", default=None, help="API Gateway usage plan (stack output UsagePlanId)"
+    )
+    create = keys.add_parser(
+        "create", parents=[where, plan], help="create a key; prints it as the last line"
+    )
     create.add_argument("--project", required=True)
     create.add_argument("--name", default=None)
     create.set_defaults(func=cmd_keys_create)
-    listing = keys.add_parser("list", help="list keys (prefixes only)")
+    listing = keys.add_parser("list", parents=[where], help="list keys (prefixes only)")
     listing.add_argument("--project", default=None)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_keys_list)
-    revoke = keys.add_parser("revoke", help="revoke a key by key, key id or prefix")
+    revoke = keys.add_parser(
+        "revoke", parents=[where, plan], help="revoke a key by key, key id or prefix"
+    )
     revoke.add_argument("key", metavar="KEY_OR_PREFIX")
     revoke.set_defaults(func=cmd_keys_revoke)
+    imports = keys.add_parser(
+        "import", parents=[where, plan], help="take over the keys of an iris_api_keys table"
+    )
+    imports.add_argument("--database-url", required=True, help="PostgreSQL (Supabase) URL")
+    imports.add_argument("--table", default="iris_api_keys")
+    imports.set_defaults(func=cmd_keys_import)
 
     run = sub.add_parser("run", help="run a file in a sandbox and show the result")
     run.add_argument("file")

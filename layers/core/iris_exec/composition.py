@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from iris_exec.domain.errors import ConfigurationError
 from iris_exec.domain.ports import (
+    ExecutionObserver,
     KeyStore,
     RateLimitStore,
     SandboxProvider,
@@ -44,6 +46,13 @@ class Container:
     sandboxes: SandboxService
     executions: ExecutionService
 
+    def close(self) -> None:
+        """Release what the adapters hold open (database connections)."""
+        for adapter in (self.tool_store, self.registry, self.keys, self.rate_limits):
+            close = getattr(adapter, "close", None)
+            if callable(close):
+                close()
+
 
 def assemble(
     settings: Settings,
@@ -53,8 +62,9 @@ def assemble(
     rate_limits: RateLimitStore,
     tool_store: ToolStore,
     provider: SandboxProvider,
-    signing_key: bytes,
+    signing_key: bytes | Callable[[], bytes],
     clock: Clock = system_clock,
+    observer: ExecutionObserver | None = None,
 ) -> Container:
     """Wire the services over the given adapters."""
     sandboxes = SandboxService(registry, provider, settings, clock)
@@ -72,7 +82,7 @@ def assemble(
         tokens=tokens,
         tools=ToolService(tool_store, clock),
         sandboxes=sandboxes,
-        executions=ExecutionService(sandboxes, provider, tokens, settings, clock),
+        executions=ExecutionService(sandboxes, provider, tokens, settings, clock, observer),
     )
 
 
@@ -131,4 +141,6 @@ def build_local(settings: Settings, *, clock: Clock = system_clock) -> Container
 def build(settings: Settings) -> Container:
     if settings.backend is Backend.LOCAL:
         return build_local(settings)
-    raise ConfigurationError("IRIS_BACKEND=aws is built by the Lambda functions' composition")
+    from iris_exec.aws.composition import build_aws
+
+    return build_aws(settings)

@@ -64,6 +64,28 @@ class Settings(BaseSettings):
     #: directory when unset; on AWS it comes from Secrets Manager.
     token_signing_key: SecretStr | None = None
 
+    # AWS deployment (IRIS_BACKEND=aws). Secrets are read from Secrets Manager by name, at
+    # cold start, with a cache; their values are never in the template or in samconfig.
+    sandbox_table: str = "iris-sandboxes"
+    keys_table: str = "iris-api-keys"
+    rate_table: str = "iris-rate-windows"
+    e2b_api_key_secret: str | None = None
+    token_signing_key_secret: str | None = None
+    database_url_secret: str | None = None
+    #: Direct E2B key (tests and local experiments); production uses e2b_api_key_secret.
+    e2b_api_key: SecretStr | None = None
+    #: The E2B template sandboxes are created from (infra/e2b).
+    e2b_template: str = "iris-exec"
+    #: Where the template keeps the sandbox assets.
+    e2b_assets_dir: str = "/opt/iris"
+    #: Public base URL of this API (API Gateway stage URL); E2B sandboxes reach <url>/mcp.
+    public_url: str | None = None
+    #: API Gateway key that meters requests without a valid API key (see aws/authorizer.py).
+    anonymous_usage_key: str = "iris-exec-anonymous-usage-key"
+    #: DynamoDB endpoint override (DynamoDB Local in tests).
+    dynamodb_endpoint: str | None = None
+    aws_region: str = Field("us-east-1", validation_alias="AWS_REGION")
+
     @property
     def database_path(self) -> Path:
         """The one SQLite file of local mode."""

@@ -53,6 +53,9 @@ class SandboxRecord:
     lease_id: str | None = None
     lease_until: float | None = None
     executions: int = 0
+    #: How code in the sandbox reaches the IRIS tools (e.g. "unix-socket", "egress-header",
+    #: "sandbox-token"): says whether an execution token is ever visible inside.
+    tool_channel: str | None = None
 
     def is_busy(self, now: float) -> bool:
         return self.lease_id is not None and (self.lease_until or 0.0) > now
@@ -72,6 +75,8 @@ class ApiKeyRecord:
     created_at: float
     revoked_at: float | None = None
     name: str | None = None
+    #: API Gateway key this key is metered on (usage plans), on AWS.
+    usage_key: str | None = None
 
     @property
     def active(self) -> bool:
@@ -105,6 +110,23 @@ Stream = Literal["stdout", "stderr"]
 
 
 @dataclass(frozen=True, slots=True)
+class CreatedSandbox:
+    """A provider's answer to create: its own id, and how the tools are reached from it."""
+
+    provider_ref: str
+    tool_channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSandbox:
+    """A sandbox as the provider knows it (for reconciling with the registry)."""
+
+    provider_ref: str
+    sandbox_id: str
+    project_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToolGrant:
     """What an execution may do with the IRIS tools: one project, one sandbox, one execution,
     until ``expires_at``. Providers turn it into whatever reaches their sandboxes."""
@@ -130,6 +152,8 @@ class ExecutionJob:
     timeout_s: float
     output_limit_bytes: int
     grant: ToolGrant | None = None
+    #: The sandbox's end of life (epoch seconds): no provider may keep it alive past this.
+    sandbox_deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,3 +188,19 @@ class RunOutcome:
     execution_ms: float = 0.0
     setup_ms: float = 0.0
     exit_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionReport:
+    """What is known of one finished execution, for metrics and audit."""
+
+    project_id: str
+    sandbox_id: str
+    execution_id: str
+    sandbox_created: bool
+    succeeded: bool
+    error_name: str | None
+    execution_ms: float
+    setup_ms: float
+    output_bytes: int
+    started_at: float

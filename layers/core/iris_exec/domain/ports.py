@@ -7,8 +7,11 @@ from typing import Any, Protocol
 
 from iris_exec.domain.models import (
     ApiKeyRecord,
+    CreatedSandbox,
     ExecutionJob,
+    ExecutionReport,
     GoneReason,
+    ProviderSandbox,
     RunOutcome,
     SandboxRecord,
 )
@@ -100,8 +103,9 @@ class SandboxProvider(Protocol):
 
     async def shutdown(self) -> None: ...
 
-    async def create(self, sandbox_id: str, project_id: str, lifetime_s: float) -> str:
-        """Start a sandbox and return the provider's own id for it."""
+    async def create(self, sandbox_id: str, project_id: str, lifetime_s: float) -> CreatedSandbox:
+        """Start a sandbox (at most ``lifetime_s`` long); its provider id and tool channel.
+        Retried creates with the same ``sandbox_id`` must not make a second sandbox."""
 
     async def run(self, provider_ref: str, job: ExecutionJob) -> RunOutcome:
         """Run one execution; errors of the user's code are data in the outcome.
@@ -112,6 +116,9 @@ class SandboxProvider(Protocol):
         """Stop the sandbox. Idempotent: killing a gone sandbox is fine."""
 
     async def is_alive(self, provider_ref: str) -> bool: ...
+
+    async def list_sandboxes(self) -> list[ProviderSandbox]:
+        """Every sandbox this provider runs for this service (to find orphans)."""
 
 
 class ToolStore(Protocol):
@@ -179,3 +186,9 @@ class ToolStore(Protocol):
 
     def mining_records(self, project_id: str, limit: int) -> list[MiningRecord]:
         """The project's most recent records (events, evaluations, votes, metrics)."""
+
+
+class ExecutionObserver(Protocol):
+    """Told about every finished execution (metrics on AWS; nothing by default)."""
+
+    def executed(self, report: ExecutionReport) -> None: ...

@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iris_exec import __version__
 from iris_exec.composition import Container
@@ -28,6 +27,7 @@ from iris_exec.domain.errors import (
     StoreUnavailable,
 )
 from iris_exec.domain.models import Principal
+from iris_exec.http.envelope import RequestContext, error_body
 from iris_exec.services.clock import iso, new_id
 from iris_exec.services.requests import ExecuteBody, max_body_bytes, parse_execute
 from iris_exec.services.sandboxes import validate_sandbox_id
@@ -49,38 +49,6 @@ EXPOSED_HEADERS = [
 ]
 
 
-class RequestContext:
-    """Gives every request an id (API Gateway's when there is one) and echoes it back."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        if scope["method"] == "OPTIONS" and b"access-control-request-method" not in headers:
-            # A bare OPTIONS (not a CORS preflight, which CORSMiddleware answers): say what
-            # is allowed; never 401 or 405.
-            await Response(status_code=204, headers={"Allow": "GET, POST, DELETE, OPTIONS"})(
-                scope, receive, send
-            )
-            return
-        event = scope.get("aws.event") or {}
-        request_id = (event.get("requestContext") or {}).get("requestId") or new_id("req_")
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
-
-
 def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "") or new_id("req_"))
 
@@ -95,15 +63,15 @@ def error_response(
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     """The contract's one error shape."""
-    body: dict[str, Any] = {
-        "error": title,
-        "message": message,
-        "statusCode": status,
-        "timestamp": iso(request.app.state.container.clock()),
-        "path": request.url.path,
-        "requestId": _request_id(request),
-    }
-    body.update(extra or {})
+    body = error_body(
+        status,
+        title,
+        message,
+        path=request.url.path,
+        request_id=_request_id(request),
+        timestamp=iso(request.app.state.container.clock()),
+        extra=extra,
+    )
     merged = dict(_ratelimit_headers(request))
     merged.update(headers or {})
     return JSONResponse(body, status_code=status, headers=merged)
@@ -291,8 +259,9 @@ def create_app(
             raise BadRequest("Give sandboxId=<id> or all=true")
 
     @app.get("/health", summary="Liveness (no authentication)", include_in_schema=False)
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "provider": container.provider.name}
+    async def health() -> Response:
+        body = {"status": "ok", "version": __version__, "provider": container.provider.name}
+        return JSONResponse(body)
 
     app.add_middleware(
         CORSMiddleware,

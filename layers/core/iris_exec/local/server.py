@@ -18,7 +18,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from iris_exec.adapters.local.provider import LocalSandboxProvider
 from iris_exec.composition import Container, build_local
 from iris_exec.domain.errors import ConfigurationError
-from iris_exec.http.app import RequestContext, create_app
+from iris_exec.http.app import create_app
+from iris_exec.http.envelope import RequestContext
 from iris_exec.local.tools_socket import serve_unix_socket
 from iris_exec.mcp.app import MCP_PATH, McpEndpoint
 from iris_exec.settings import Settings

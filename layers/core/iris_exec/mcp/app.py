@@ -4,7 +4,6 @@ sandbox). Whatever authenticates the call decides the project."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from mcp.server.transport_security import TransportSecuritySettings
@@ -12,9 +11,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iris_exec.domain.errors import IrisError, StoreUnavailable
 from iris_exec.domain.tools import ToolCaller
+from iris_exec.http.envelope import send_error
 from iris_exec.mcp.server import CALLER_KEY, build_mcp_server
 from iris_exec.services.auth import AuthService
-from iris_exec.services.clock import Clock, iso, new_id
+from iris_exec.services.clock import Clock, iso
 from iris_exec.services.ratelimit import RateLimiter
 from iris_exec.services.tokens import TOKEN_PREFIX, ExecutionTokens
 from iris_exec.services.tools import ToolService
@@ -32,20 +32,28 @@ class McpEndpoint:
         tokens: ExecutionTokens,
         rate_limiter: RateLimiter,
         clock: Clock,
+        *,
+        per_request: bool = False,
     ) -> None:
         self.server = build_mcp_server(tools)
+        #: Lambda: the SDK's session manager runs once per instance, so each invocation
+        #: gets a fresh one (the tools stay registered on the one server).
+        self.per_request = per_request
+        self.app: ASGIApp = self._http_app()
+        self._auth = auth
+        self._tokens = tokens
+        self._rate_limiter = rate_limiter
+        self._clock = clock
+
+    def _http_app(self) -> ASGIApp:
         # Requests reach us through our own auth (and API Gateway in production), and over
         # a Unix socket from the sandboxes: the SDK's Host/Origin checks do not apply.
-        self.app: ASGIApp = self.server.streamable_http_app(
+        return self.server.streamable_http_app(
             streamable_http_path=MCP_PATH,
             stateless_http=True,
             json_response=True,
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
-        self._auth = auth
-        self._tokens = tokens
-        self._rate_limiter = rate_limiter
-        self._clock = clock
 
     def session_manager_run(self) -> Any:
         """The context the SDK needs around request handling (a task group)."""
@@ -68,44 +76,22 @@ class McpEndpoint:
         try:
             caller = self.caller(headers.get("authorization"))
         except IrisError as exc:
-            await _error(
-                scope, send, exc.status, exc.title, exc.message, exc.headers, exc.extra, self._clock
-            )
+            await send_error(
+                scope, send, exc.status, exc.title, exc.message,
+                timestamp=iso(self._clock()), headers=exc.headers, extra=exc.extra,
+            )  # fmt: skip
             return
         except StoreUnavailable:
-            await _error(
+            await send_error(
                 scope, send, 503, "Service Unavailable",
                 "A store this service depends on is unavailable; retry shortly",
-                {"Retry-After": "5"}, {}, self._clock,
+                timestamp=iso(self._clock()), headers={"Retry-After": "5"},
             )  # fmt: skip
             return
         scope.setdefault("state", {})[CALLER_KEY] = caller
-        await self.app(scope, receive, send)
-
-
-async def _error(
-    scope: Scope,
-    send: Send,
-    status: int,
-    title: str,
-    message: str,
-    headers: dict[str, str],
-    extra: dict[str, Any],
-    clock: Clock,
-) -> None:
-    request_id = scope.get("state", {}).get("request_id") or new_id("req_")
-    body = json.dumps(
-        {
-            "error": title,
-            "message": message,
-            "statusCode": status,
-            "timestamp": iso(clock()),
-            "path": scope.get("path", MCP_PATH),
-            "requestId": request_id,
-            **extra,
-        }
-    ).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+        if self.per_request:
+            app = self._http_app()
+            async with self.session_manager_run():
+                await app(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 
 from iris_exec.domain.errors import BadRequest, NotFound, Unauthorized
 from iris_exec.domain.models import ApiKeyRecord, Principal
@@ -16,6 +17,7 @@ KEY_PREFIX = "sk_live_"
 KEY_PATTERN = re.compile(r"^sk_live_[A-Za-z0-9_-]{43}$")
 PROJECT_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SHOWN_PREFIX_CHARS = 14
+HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 def new_api_key() -> str:
@@ -55,20 +57,56 @@ class AuthService:
             raise Unauthorized("Invalid or inactive API key")
         return Principal(project_id=record.project_id, key_id=record.key_id)
 
-    def create_key(self, project_id: str, name: str | None = None) -> tuple[str, ApiKeyRecord]:
-        """A new key for the project. The key itself is returned once and never stored."""
+    def create_key(
+        self,
+        project_id: str,
+        name: str | None = None,
+        *,
+        usage_key: Callable[[str], str] | None = None,
+    ) -> tuple[str, ApiKeyRecord]:
+        """A new key for the project. The key itself is returned once and never stored.
+        ``usage_key(key_id)`` names its API Gateway usage-plan key, when there is one."""
         validate_project_id(project_id)
         key = new_api_key()
+        key_id = new_id("key_", 9)
         record = ApiKeyRecord(
-            key_id=new_id("key_", 9),
+            key_id=key_id,
             key_hash=hash_key(key),
             prefix=key[:SHOWN_PREFIX_CHARS],
             project_id=project_id,
             created_at=self._clock(),
             name=name,
+            usage_key=usage_key(key_id) if usage_key else None,
         )
         self._keys.add(record)
         return key, record
+
+    def import_key(
+        self,
+        key_hash: str,
+        project_id: str,
+        *,
+        name: str | None = None,
+        prefix: str | None = None,
+        created_at: float | None = None,
+        revoked_at: float | None = None,
+    ) -> ApiKeyRecord:
+        """Take over a key that exists elsewhere, by its SHA-256 hash (the key stays unknown
+        to us). Raises AlreadyExists if that hash is already a key."""
+        validate_project_id(project_id)
+        if not HASH_PATTERN.match(key_hash):
+            raise BadRequest("a key hash is 64 lowercase hexadecimal characters (SHA-256)")
+        record = ApiKeyRecord(
+            key_id=new_id("key_", 9),
+            key_hash=key_hash,
+            prefix=prefix or "sk_live_(imported)",
+            project_id=project_id,
+            created_at=created_at if created_at is not None else self._clock(),
+            revoked_at=revoked_at,
+            name=name,
+        )
+        self._keys.add(record)
+        return record
 
     def revoke(self, key_or_prefix: str) -> ApiKeyRecord:
         """Revoke by full key, key id or a prefix that matches exactly one key."""

@@ -8,8 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 from iris_exec.domain.errors import ProviderUnavailable, SandboxLost, ServiceUnavailable
-from iris_exec.domain.models import ExecutionJob, Principal, RunOutcome
-from iris_exec.domain.ports import SandboxProvider
+from iris_exec.domain.models import ExecutionJob, ExecutionReport, Principal, RunOutcome
+from iris_exec.domain.ports import ExecutionObserver, SandboxProvider
 from iris_exec.services.clock import Clock, iso, new_id
 from iris_exec.services.output import log_lines, sections
 from iris_exec.services.requests import ExecuteCommand
@@ -30,7 +30,9 @@ class ExecutionService:
         tokens: ExecutionTokens,
         settings: Settings,
         clock: Clock,
+        observer: ExecutionObserver | None = None,
     ) -> None:
+        self._observer = observer
         self._sandboxes = sandboxes
         self._provider = provider
         self._tokens = tokens
@@ -63,6 +65,7 @@ class ExecutionService:
             timeout_s=command.timeout_s,
             output_limit_bytes=self._settings.output_limit_bytes,
             grant=grant,
+            sandbox_deadline=lease.record.lifetime_deadline,
         )
         began = time.monotonic()
         try:
@@ -90,6 +93,21 @@ class ExecutionService:
         )
         if lease.created:
             outcome = replace(outcome, setup_ms=outcome.setup_ms + lease.create_ms)
+        if self._observer is not None:
+            self._observer.executed(
+                ExecutionReport(
+                    project_id=principal.project_id,
+                    sandbox_id=sandbox_id,
+                    execution_id=execution_id,
+                    sandbox_created=lease.created,
+                    succeeded=outcome.succeeded,
+                    error_name=outcome.error.name if outcome.error else None,
+                    execution_ms=outcome.execution_ms,
+                    setup_ms=outcome.setup_ms,
+                    output_bytes=sum(len(c.text.encode()) for c in outcome.output),
+                    started_at=started,
+                )
+            )
         return self.render(
             principal, command, outcome, sandbox_id, execution_id, started, lease.created
         )

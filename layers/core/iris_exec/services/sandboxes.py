@@ -140,7 +140,7 @@ class SandboxService:
             sandbox_id = new_id("sb_", 15)
             started = asyncio.get_running_loop().time()
             try:
-                ref = await self._provider.create(
+                created = await self._provider.create(
                     sandbox_id, project, self._settings.sandbox_max_lifetime_s
                 )
             except ProviderUnavailable as exc:
@@ -155,7 +155,7 @@ class SandboxService:
                 sandbox_id=sandbox_id,
                 project_id=project,
                 provider=self._provider.name,
-                provider_ref=ref,
+                provider_ref=created.provider_ref,
                 status=SandboxStatus.RUNNING,
                 created_at=now,
                 last_used_at=now,
@@ -163,12 +163,13 @@ class SandboxService:
                 lifetime_deadline=lifetime_deadline,
                 lease_id=lease_id,
                 lease_until=now + timeout_s + LEASE_GRACE_S,
+                tool_channel=created.tool_channel,
             )
             try:
                 self._registry.create(record)
             except Exception:
                 # Nothing half-made stays behind: no registered sandbox, no running one.
-                await self._provider.kill(ref)
+                await self._provider.kill(created.provider_ref)
                 raise
             log.info("sandbox %s created for project %s", sandbox_id, project)
             return Lease(record, lease_id, created=True, create_ms=create_ms)
@@ -292,19 +293,34 @@ class SandboxService:
         return reaped
 
     async def reconcile(self) -> int:
-        """After a restart: sandboxes the registry thinks are running but the provider lost."""
-        failed = 0
-        for record in self._registry.list_running(self._provider.name):
+        """Make the registry and the provider agree: sandboxes the registry thinks are
+        running but the provider lost are marked failed; sandboxes the provider runs for us
+        that the registry does not count as running (orphans) are stopped, so none runs
+        unbilled by us. Returns how many records changed and orphans were stopped."""
+        changed = 0
+        running = self._registry.list_running(self._provider.name)
+        for record in running:
             if not await self._provider.is_alive(record.provider_ref):
                 self._registry.mark_gone(
                     record.project_id,
                     record.sandbox_id,
                     GoneReason.FAILED,
                     self._clock(),
-                    "the sandbox was lost when the service restarted",
+                    "the provider no longer had it (lost or killed outside this service)",
                 )
-                failed += 1
-        return failed
+                changed += 1
+        known = {r.provider_ref for r in running}
+        for sandbox in await self._provider.list_sandboxes():
+            if sandbox.provider_ref in known:
+                continue
+            found = self._registry.get(sandbox.project_id, sandbox.sandbox_id)
+            if found is None or found.status is not SandboxStatus.RUNNING:
+                log.warning(
+                    "stopping orphan sandbox %s (%s)", sandbox.provider_ref, sandbox.sandbox_id
+                )
+                await self._kill_quietly_ref(sandbox.provider_ref)
+                changed += 1
+        return changed
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -323,8 +339,11 @@ class SandboxService:
         return self._registry.get(record.project_id, record.sandbox_id) or record
 
     async def _kill_quietly(self, record: SandboxRecord) -> None:
+        await self._kill_quietly_ref(record.provider_ref)
+
+    async def _kill_quietly_ref(self, provider_ref: str) -> None:
         try:
-            await self._provider.kill(record.provider_ref)
+            await self._provider.kill(provider_ref)
         except Exception:
-            # The registry already says it is gone; the provider's own reaping catches up.
-            log.exception("could not stop sandbox %s", record.sandbox_id)
+            # The registry already says it is gone; the next reconcile pass tries again.
+            log.exception("could not stop sandbox %s", provider_ref)

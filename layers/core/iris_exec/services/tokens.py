@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 
 from iris_exec.domain.errors import Unauthorized
 from iris_exec.domain.models import ToolGrant
@@ -24,13 +25,26 @@ def _unb64(text: str) -> bytes:
 
 
 class ExecutionTokens:
-    def __init__(self, signing_key: bytes, clock: Clock) -> None:
-        if len(signing_key) < 32:
-            raise ValueError("the token signing key must be at least 32 bytes")
-        self._key = signing_key
+    """Mints and verifies tokens. The key may be given lazily (a callable), so that a
+    function that never mints or verifies one never fetches it."""
+
+    def __init__(self, signing_key: bytes | Callable[[], bytes], clock: Clock) -> None:
+        self._key_source = signing_key
+        self._key: bytes | None = None
+        if isinstance(signing_key, bytes):
+            self._key = self._checked(signing_key)
         self._clock = clock
 
+    @staticmethod
+    def _checked(key: bytes) -> bytes:
+        if len(key) < 32:
+            raise ValueError("the token signing key must be at least 32 bytes")
+        return key
+
     def _sign(self, payload: bytes) -> str:
+        if self._key is None:
+            assert callable(self._key_source)
+            self._key = self._checked(self._key_source())
         return _b64(hmac.new(self._key, payload, hashlib.sha256).digest())
 
     def mint(

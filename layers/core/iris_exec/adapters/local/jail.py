@@ -18,13 +18,14 @@ import os
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from iris_exec.adapters.local.cgroups import CgroupGroup, Cgroups, Limits
+from iris_exec.adapters.runner_protocol import Collector, Report
 from iris_exec.domain.errors import ProviderUnavailable
-from iris_exec.domain.models import OutputChunk, Stream
+from iris_exec.domain.models import Stream
 
 log = logging.getLogger(__name__)
 
@@ -195,70 +196,6 @@ async def open_reader(fd: int) -> asyncio.StreamReader:
     return reader
 
 
-@dataclass(slots=True)
-class Report:
-    """What the host saw of one execution, before it becomes a RunOutcome."""
-
-    chunks: list[OutputChunk] = field(default_factory=list)
-    result: dict[str, Any] | None = None
-    exit_code: int | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-    timed_out: bool = False
-    output_exceeded: bool = False
-    heap_exhausted: bool = False
-    oom_kills: int = 0
-    returncode: int | None = None
-
-
-class _Collector:
-    """Keeps output in arrival order, counts it against the cap, and notices the end."""
-
-    def __init__(self, output_limit: int) -> None:
-        self.report = Report()
-        self.limit = output_limit
-        self.bytes = 0
-        self.done = asyncio.Event()
-        self.stopped = False
-
-    def add(self, stream: Stream, text: str) -> None:
-        if self.stopped or not text:
-            return
-        if stream == "stderr" and "JavaScript heap out of memory" in text:
-            self.report.heap_exhausted = True
-        size = len(text.encode("utf-8", "surrogatepass"))
-        if self.bytes + size > self.limit:
-            keep = self.limit - self.bytes
-            text = text.encode("utf-8", "surrogatepass")[:keep].decode("utf-8", "ignore")
-            self.report.output_exceeded = True
-            self.stopped = True
-            self.done.set()
-        self.bytes += size
-        if not text:
-            return
-        chunks = self.report.chunks
-        if chunks and chunks[-1].stream == stream:
-            chunks[-1] = OutputChunk(stream, chunks[-1].text + text)
-        else:
-            chunks.append(OutputChunk(stream, text))
-
-    def frame(self, frame: dict[str, Any]) -> None:
-        kind = frame.get("t")
-        if kind == "out":
-            self.add("stderr" if frame.get("s") == "e" else "stdout", str(frame.get("d", "")))
-        elif kind == "start" and self.report.started_at is None:
-            self.report.started_at = time.monotonic()
-        elif kind == "result" and self.report.result is None:
-            self.report.result = frame
-            self.report.ended_at = time.monotonic()
-            self.done.set()
-        elif kind == "exit" and self.report.result is None:
-            code = frame.get("code")
-            self.report.exit_code = code if isinstance(code, int) else None
-            self.report.ended_at = time.monotonic()
-            self.done.set()
-
-
 #: Teardowns of finished runners, kept referenced until done.
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
@@ -345,7 +282,7 @@ class Runner:
         return self.proc.returncode is None
 
     async def execute(self, request: dict[str, Any], timeout_s: float, output_limit: int) -> Report:
-        collector = _Collector(output_limit)
+        collector = Collector(output_limit)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         assert self.proc.stderr is not None
         readers = [
@@ -407,7 +344,7 @@ class Runner:
         if self.group is not None:
             await asyncio.to_thread(self.group.remove)
 
-    async def _read_events(self, collector: _Collector) -> None:
+    async def _read_events(self, collector: Collector) -> None:
         pending = b""
         # One frame can be as large as the output cap (plus JSON escaping); not more.
         max_line = collector.limit * 7 + 65536
@@ -419,15 +356,7 @@ class Runner:
                 return
             pending += data
             *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if not line.strip():
-                    continue
-                try:
-                    frame = json.loads(line)
-                except ValueError:
-                    continue  # not ours: garbage written to fd 3 on purpose changes nothing
-                if isinstance(frame, dict):
-                    collector.frame(frame)
+            collector.lines(lines)
             if len(pending) > max_line:
                 collector.report.output_exceeded = True
                 collector.stopped = True
@@ -454,7 +383,7 @@ def _kill_and_remove(group: CgroupGroup) -> None:
     group.remove()
 
 
-async def _read_raw(stream: asyncio.StreamReader, name: Stream, collector: _Collector) -> None:
+async def _read_raw(stream: asyncio.StreamReader, name: Stream, collector: Collector) -> None:
     """Output written straight to fd 1/2 (child processes, fs.writeSync) arrives here."""
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     while True:

@@ -24,18 +24,20 @@ from iris_exec.adapters.local.jail import (
     SANDBOX_HOME,
     TOOLS_MOUNT,
     JailConfig,
-    Report,
     Runner,
     wait_for_teardowns,
     write_etc,
 )
+from iris_exec.adapters.runner_protocol import outcome
 from iris_exec.domain.errors import ConfigurationError, ProviderUnavailable, SandboxLost
-from iris_exec.domain.models import CodeError, ExecutionJob, RunOutcome
+from iris_exec.domain.models import CreatedSandbox, ExecutionJob, ProviderSandbox, RunOutcome
 from iris_exec.settings import Settings
 
 log = logging.getLogger(__name__)
 
 TOOLS_SOCKET_NAME = "tools.sock"
+#: The jail reaches the tools through the bound socket, with a token on stdin.
+TOOL_CHANNEL = "unix-socket"
 JAIL_TOOLS_SOCKET = f"{TOOLS_MOUNT}/{TOOLS_SOCKET_NAME}"
 REQUIRED_ASSETS = (
     "runner.mjs",
@@ -64,6 +66,8 @@ class Jail:
         self.dir = provider.root / jail_id
         self.files = self.dir / "fs"
         self.lock = asyncio.Lock()
+        #: Which sandbox of which project this jail is (None while it waits in the pool).
+        self.owner: tuple[str, str] | None = None
         self.dead: str | None = None
         self.current: Runner | None = None
         self._next: asyncio.Future[Runner] | None = None
@@ -308,14 +312,15 @@ class LocalSandboxProvider:
 
     # -- the port --------------------------------------------------------------------
 
-    async def create(self, sandbox_id: str, project_id: str, lifetime_s: float) -> str:
+    async def create(self, sandbox_id: str, project_id: str, lifetime_s: float) -> CreatedSandbox:
         jail = self._pool.pop(0) if self._pool else None
         if jail is None:
             jail = await self._new_jail()
+        jail.owner = (sandbox_id, project_id)
         self._jails[jail.jail_id] = jail
         self._refill_pool()
         log.debug("jail %s is sandbox %s of project %s", jail.jail_id, sandbox_id, project_id)
-        return jail.jail_id
+        return CreatedSandbox(jail.jail_id, TOOL_CHANNEL)
 
     async def _new_jail(self) -> Jail:
         jail = Jail(self, "jl_" + secrets.token_hex(8))
@@ -347,6 +352,13 @@ class LocalSandboxProvider:
     async def is_alive(self, provider_ref: str) -> bool:
         jail = self._jails.get(provider_ref)
         return jail is not None and jail.dead is None and jail.files.is_dir()
+
+    async def list_sandboxes(self) -> list[ProviderSandbox]:
+        return [
+            ProviderSandbox(ref, jail.owner[0], jail.owner[1])
+            for ref, jail in self._jails.items()
+            if jail.owner is not None and jail.dead is None
+        ]
 
     async def kill(self, provider_ref: str) -> None:
         jail = self._jails.pop(provider_ref, None)
@@ -396,61 +408,4 @@ class LocalSandboxProvider:
                 jail.current = None
             if jail.dead is not None:
                 raise SandboxLost(f"the sandbox was stopped during the execution ({jail.dead})")
-            return self._outcome(report, began, job)
-
-    def _outcome(self, report: Report, began: float, job: ExecutionJob) -> RunOutcome:
-        started = report.started_at if report.started_at is not None else began
-        ended = report.ended_at if report.ended_at is not None else started
-        outcome = RunOutcome(
-            output=report.chunks,
-            output_truncated=report.output_exceeded,
-            setup_ms=(started - began) * 1000,
-            execution_ms=(ended - started) * 1000,
-            exit_code=report.returncode,
-        )
-        result = report.result
-        error = result.get("error") if result and not result.get("ok") else None
-        allocation_failed = (
-            isinstance(error, dict)
-            and error.get("name") == "RangeError"
-            and "allocation failed" in str(error.get("message", "")).lower()
-        )
-        if report.timed_out:
-            outcome.limit_hit = "timeout"
-            outcome.execution_ms = job.timeout_s * 1000
-            outcome.error = CodeError(
-                "TimeoutError", f"Execution timed out after {job.timeout_s:g} s and was stopped"
-            )
-        elif report.oom_kills or report.heap_exhausted or allocation_failed:
-            outcome.limit_hit = "memory"
-            outcome.error = CodeError(
-                "OutOfMemoryError",
-                f"The program ran out of memory (limit {self.settings.sandbox_memory_mb} MiB)"
-                " and was stopped",
-            )
-        elif report.output_exceeded:
-            outcome.limit_hit = "output"
-            outcome.error = CodeError(
-                "OutputLimitError",
-                f"Output exceeded {job.output_limit_bytes} bytes; the program was stopped and"
-                " its output truncated",
-            )
-        elif result is not None and result.get("ok"):
-            outcome.succeeded = True
-            value = result.get("value")
-            outcome.value_json = value if isinstance(value, str) else None
-        elif isinstance(error, dict):
-            outcome.error = CodeError(
-                str(error.get("name") or "Error"),
-                str(error.get("message", "")),
-                str(error["stack"]) if error.get("stack") else None,
-            )
-        elif report.exit_code == 0:
-            outcome.succeeded = True
-        elif report.exit_code is not None:
-            outcome.error = CodeError("Error", f"Process exited with code {report.exit_code}")
-        else:
-            outcome.error = CodeError(
-                "Error", f"The program ended unexpectedly (exit status {report.returncode})"
-            )
-        return outcome
+            return outcome(report, began, job, self.settings.sandbox_memory_mb)

@@ -7,11 +7,14 @@ schema is `infra/sql/001_tool_store.sql`, applied with psql."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
 from iris_exec.domain.errors import StoreUnavailable
 from iris_exec.domain.tools import (
     EvaluationStats,
@@ -22,8 +25,6 @@ from iris_exec.domain.tools import (
     ToolCaller,
     Vote,
 )
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 _MINING = """
 SELECT txn, kind, name, metadata FROM (
@@ -45,7 +46,8 @@ SELECT txn, kind, name, metadata FROM (
 class PostgresToolStore:
     """One connection, opened lazily and reopened after a failure."""
 
-    def __init__(self, dsn: str, *, connect_timeout_s: int = 5) -> None:
+    def __init__(self, dsn: str | Callable[[], str], *, connect_timeout_s: int = 5) -> None:
+        # A callable lets the connection string come from Secrets Manager on first use.
         self._dsn = dsn
         self._timeout = connect_timeout_s
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
@@ -54,7 +56,7 @@ class PostgresToolStore:
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(
-                self._dsn,
+                self._dsn() if callable(self._dsn) else self._dsn,
                 row_factory=dict_row,
                 prepare_threshold=None,  # PgBouncer transaction pooling has no prepared statements
                 connect_timeout=self._timeout,

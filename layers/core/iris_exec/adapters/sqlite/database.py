@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     project_id  TEXT NOT NULL,
     name        TEXT,
     created_at  REAL NOT NULL,
-    revoked_at  REAL
+    revoked_at  REAL,
+    usage_key   TEXT
 );
 CREATE INDEX IF NOT EXISTS api_keys_project ON api_keys (project_id);
 
@@ -40,7 +41,8 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     detail            TEXT,
     lease_id          TEXT,
     lease_until       REAL,
-    executions        INTEGER NOT NULL DEFAULT 0
+    executions        INTEGER NOT NULL DEFAULT 0,
+    tool_channel      TEXT
 );
 CREATE INDEX IF NOT EXISTS sandboxes_project_status ON sandboxes (project_id, status);
 CREATE INDEX IF NOT EXISTS sandboxes_status_expiry ON sandboxes (status, expires_at);
@@ -53,6 +55,12 @@ CREATE TABLE IF NOT EXISTS rate_windows (
     PRIMARY KEY (subject, window_start)
 );
 """
+
+#: Columns added after a table's first release: (table, column, type). Applied to older files.
+ADDED_COLUMNS = (
+    ("api_keys", "usage_key", "TEXT"),
+    ("sandboxes", "tool_channel", "TEXT"),
+)
 
 
 class Database:
@@ -71,9 +79,16 @@ class Database:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(SCHEMA + "".join(extra_schema))
+            self._add_missing_columns()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open the local database {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+
+    def _add_missing_columns(self) -> None:
+        for table, column, kind in ADDED_COLUMNS:
+            present = {row["name"] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @contextmanager
     def cursor(self) -> Iterator[sqlite3.Cursor]:

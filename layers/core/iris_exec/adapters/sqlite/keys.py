@@ -18,6 +18,7 @@ def _record(row: sqlite3.Row) -> ApiKeyRecord:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
         name=row["name"],
+        usage_key=row["usage_key"],
     )
 
 
@@ -30,7 +31,7 @@ class SqliteKeyStore:
             with self._db.cursor() as cur:
                 cur.execute(
                     "INSERT INTO api_keys (key_id, key_hash, prefix, project_id, name, created_at,"
-                    " revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " revoked_at, usage_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.key_id,
                         record.key_hash,
@@ -39,6 +40,7 @@ class SqliteKeyStore:
                         record.name,
                         record.created_at,
                         record.revoked_at,
+                        record.usage_key,
                     ),
                 )
         except sqlite3.IntegrityError as exc:

@@ -12,7 +12,7 @@ from iris_exec.domain.models import GoneReason, SandboxRecord, SandboxStatus
 _COLUMNS = (
     "sandbox_id, project_id, provider, provider_ref, status, created_at, last_used_at,"
     " expires_at, lifetime_deadline, closed_at, closed_reason, detail, lease_id, lease_until,"
-    " executions"
+    " executions, tool_channel"
 )
 
 
@@ -33,6 +33,7 @@ def _record(row: sqlite3.Row) -> SandboxRecord:
         lease_id=row["lease_id"],
         lease_until=row["lease_until"],
         executions=row["executions"],
+        tool_channel=row["tool_channel"],
     )
 
 
@@ -45,7 +46,7 @@ class SqliteSandboxRegistry:
             with self._db.cursor() as cur:
                 cur.execute(
                     f"INSERT INTO sandboxes ({_COLUMNS}) VALUES"
-                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.sandbox_id,
                         record.project_id,
@@ -62,6 +63,7 @@ class SqliteSandboxRegistry:
                         record.lease_id,
                         record.lease_until,
                         record.executions,
+                        record.tool_channel,
                     ),
                 )
         except sqlite3.IntegrityError as exc:

@@ -1,0 +1,117 @@
+"""The DynamoDB tables, as data: CreateTable arguments (without ``TableName``) keyed by
+logical name. The SAM template declares the same key schemas and indexes; change both
+together."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from iris_exec.adapters.dynamodb import error_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+log = logging.getLogger(__name__)
+
+#: Records of gone sandboxes stay this long after their lifetime deadline (for 410 answers).
+SANDBOX_RETENTION_S = 7 * 24 * 3600
+
+TABLES: dict[str, dict[str, Any]] = {
+    "sandboxes": {
+        "AttributeDefinitions": [
+            {"AttributeName": "sandboxId", "AttributeType": "S"},
+            {"AttributeName": "projectId", "AttributeType": "S"},
+            {"AttributeName": "lastUsedAt", "AttributeType": "N"},
+            {"AttributeName": "status", "AttributeType": "S"},
+            {"AttributeName": "expiresAt", "AttributeType": "N"},
+        ],
+        "KeySchema": [{"AttributeName": "sandboxId", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                # list_live: a project's sandboxes, least recently used first.
+                "IndexName": "byProject",
+                "KeySchema": [
+                    {"AttributeName": "projectId", "KeyType": "HASH"},
+                    {"AttributeName": "lastUsedAt", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+            {
+                # list_due and list_running: running sandboxes, earliest deadline first.
+                "IndexName": "byStatus",
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "expiresAt", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    },
+    "keys": {
+        "AttributeDefinitions": [
+            {"AttributeName": "keyHash", "AttributeType": "S"},
+            {"AttributeName": "keyId", "AttributeType": "S"},
+        ],
+        "KeySchema": [{"AttributeName": "keyHash", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                # revoke: keys are revoked by id, found by hash.
+                "IndexName": "byKeyId",
+                "KeySchema": [{"AttributeName": "keyId", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    },
+    "rate": {
+        "AttributeDefinitions": [
+            {"AttributeName": "subject", "AttributeType": "S"},
+            {"AttributeName": "windowStart", "AttributeType": "N"},
+        ],
+        "KeySchema": [
+            {"AttributeName": "subject", "KeyType": "HASH"},
+            {"AttributeName": "windowStart", "KeyType": "RANGE"},
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    },
+}
+
+#: The attribute DynamoDB's TTL deletes by (epoch seconds), per table. TTL is not part of
+#: CreateTable: it is switched on afterwards (``TimeToLiveSpecification`` in the template).
+TTL_ATTRIBUTES: dict[str, str] = {"sandboxes": "ttl", "rate": "ttl"}
+
+
+def create_tables(client: DynamoDBClient, names: dict[str, str]) -> None:
+    """Create the tables named in ``names`` (logical name -> table name) and turn TTL on.
+    Tables that already exist are left as they are, so this can run again safely."""
+    unknown = set(names) - set(TABLES)
+    if unknown:
+        raise ValueError(f"unknown table(s) {sorted(unknown)}; known: {sorted(TABLES)}")
+    for logical, table_name in names.items():
+        try:
+            client.create_table(TableName=table_name, **TABLES[logical])
+            log.info("created DynamoDB table %s (%s)", table_name, logical)
+        except ClientError as exc:
+            if error_code(exc) != "ResourceInUseException":
+                raise
+            log.info("DynamoDB table %s (%s) already exists", table_name, logical)
+    for logical, table_name in names.items():
+        # A new table (and its indexes) is usable once ACTIVE; DynamoDB Local is at once.
+        client.get_waiter("table_exists").wait(
+            TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+        )
+        attribute = TTL_ATTRIBUTES.get(logical)
+        if attribute is None:
+            continue
+        current = client.describe_time_to_live(TableName=table_name)
+        status = current["TimeToLiveDescription"].get("TimeToLiveStatus")
+        if status in ("ENABLED", "ENABLING"):
+            continue
+        client.update_time_to_live(
+            TableName=table_name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
+        )

@@ -1,0 +1,1 @@
+"""E2B sandboxes (production), through the real SDK."""

@@ -1,0 +1,174 @@
+"""The runner's protocol, seen from the host: frames in, a RunOutcome out.
+
+Shared by every provider: the local jail reads the frames live from fd 3; a remote
+sandbox (E2B) hands back the same frames in a file. See sandbox/src/runner.ts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from iris_exec.domain.models import CodeError, ExecutionJob, OutputChunk, RunOutcome, Stream
+
+HEAP_EXHAUSTED = "JavaScript heap out of memory"
+
+
+@dataclass(slots=True)
+class Report:
+    """What the host saw of one execution, before it becomes a RunOutcome."""
+
+    chunks: list[OutputChunk] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    exit_code: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    timed_out: bool = False
+    output_exceeded: bool = False
+    heap_exhausted: bool = False
+    oom_kills: int = 0
+    returncode: int | None = None
+
+
+class Collector:
+    """Keeps output in arrival order, counts it against the cap, and notices the end.
+
+    ``clock`` stamps the start and the end as frames arrive (the local jail); a remote
+    provider replaying a file passes ``frame_clock=True`` to use the runner's own stamps."""
+
+    def __init__(
+        self,
+        output_limit: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        frame_clock: bool = False,
+    ) -> None:
+        self.report = Report()
+        self.limit = output_limit
+        self.bytes = 0
+        self.done = asyncio.Event()
+        self.stopped = False
+        self._clock = clock
+        self._frame_clock = frame_clock
+
+    def _stamp(self, frame: dict[str, Any]) -> float:
+        at = frame.get("at")
+        if self._frame_clock and isinstance(at, int | float):
+            return float(at) / 1000
+        return self._clock()
+
+    def add(self, stream: Stream, text: str) -> None:
+        if self.stopped or not text:
+            return
+        if stream == "stderr" and HEAP_EXHAUSTED in text:
+            self.report.heap_exhausted = True
+        encoded = text.encode("utf-8", "surrogatepass")
+        if self.bytes + len(encoded) > self.limit:
+            text = encoded[: self.limit - self.bytes].decode("utf-8", "ignore")
+            self.report.output_exceeded = True
+            self.stopped = True
+            self.done.set()
+        self.bytes += len(encoded)
+        if not text:
+            return
+        chunks = self.report.chunks
+        if chunks and chunks[-1].stream == stream:
+            chunks[-1] = OutputChunk(stream, chunks[-1].text + text)
+        else:
+            chunks.append(OutputChunk(stream, text))
+
+    def frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("t")
+        if kind == "out":
+            self.add("stderr" if frame.get("s") == "e" else "stdout", str(frame.get("d", "")))
+        elif kind == "start" and self.report.started_at is None:
+            self.report.started_at = self._stamp(frame)
+        elif kind == "limit" and frame.get("kind") == "output":
+            # The runner stopped itself at the output cap (remote sandboxes).
+            self.report.output_exceeded = True
+            self.report.ended_at = self._stamp(frame)
+            self.stopped = True
+            self.done.set()
+        elif kind == "result" and self.report.result is None:
+            self.report.result = frame
+            self.report.ended_at = self._stamp(frame)
+            self.done.set()
+        elif kind == "exit" and self.report.result is None:
+            code = frame.get("code")
+            self.report.exit_code = code if isinstance(code, int) else None
+            self.report.ended_at = self._stamp(frame)
+            self.done.set()
+
+    def lines(self, lines: Iterable[bytes | str]) -> None:
+        """Feed JSON-lines frames; lines that are not frames are ignored (a program that
+        writes to fd 3 on purpose changes only its own result)."""
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                frame = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(frame, dict):
+                self.frame(frame)
+
+
+def outcome(report: Report, began: float, job: ExecutionJob, memory_mb: int) -> RunOutcome:
+    """The outcome the service renders, from what the host saw."""
+    started = report.started_at if report.started_at is not None else began
+    ended = report.ended_at if report.ended_at is not None else started
+    result = RunOutcome(
+        output=report.chunks,
+        output_truncated=report.output_exceeded,
+        setup_ms=max(0.0, started - began) * 1000,
+        execution_ms=max(0.0, ended - started) * 1000,
+        exit_code=report.returncode,
+    )
+    frame = report.result
+    error = frame.get("error") if frame and not frame.get("ok") else None
+    allocation_failed = (
+        isinstance(error, dict)
+        and error.get("name") == "RangeError"
+        and "allocation failed" in str(error.get("message", "")).lower()
+    )
+    if report.timed_out:
+        result.limit_hit = "timeout"
+        result.execution_ms = job.timeout_s * 1000
+        result.error = CodeError(
+            "TimeoutError", f"Execution timed out after {job.timeout_s:g} s and was stopped"
+        )
+    elif report.oom_kills or report.heap_exhausted or allocation_failed:
+        result.limit_hit = "memory"
+        result.error = CodeError(
+            "OutOfMemoryError",
+            f"The program ran out of memory (limit {memory_mb} MiB) and was stopped",
+        )
+    elif report.output_exceeded:
+        result.limit_hit = "output"
+        result.error = CodeError(
+            "OutputLimitError",
+            f"Output exceeded {job.output_limit_bytes} bytes; the program was stopped and"
+            " its output truncated",
+        )
+    elif frame is not None and frame.get("ok"):
+        result.succeeded = True
+        value = frame.get("value")
+        result.value_json = value if isinstance(value, str) else None
+    elif isinstance(error, dict):
+        result.error = CodeError(
+            str(error.get("name") or "Error"),
+            str(error.get("message", "")),
+            str(error["stack"]) if error.get("stack") else None,
+        )
+    elif report.exit_code == 0:
+        result.succeeded = True
+    elif report.exit_code is not None:
+        result.error = CodeError("Error", f"Process exited with code {report.exit_code}")
+    else:
+        result.error = CodeError(
+            "Error", f"The program ended unexpectedly (exit status {report.returncode})"
+        )
+    return result

@@ -1,0 +1,119 @@
+"""Adapters for production: DynamoDB (registry, keys, rate windows), E2B (sandboxes),
+PostgreSQL/Supabase (tool records). Built once per Lambda container; secrets are fetched
+from Secrets Manager on first use and cached."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, cast
+
+from iris_exec.composition import Container, assemble
+from iris_exec.domain.errors import ConfigurationError
+from iris_exec.domain.ports import ExecutionObserver, ToolStore
+from iris_exec.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+log = logging.getLogger(__name__)
+SECRET_MAX_AGE_S = 300
+
+#: The API's public base URL as the current request reached it (https://<domain>/<stage>):
+#: where E2B sandboxes reach /mcp when IRIS_PUBLIC_URL is not set.
+REQUEST_BASE_URL: ContextVar[str | None] = ContextVar("iris_request_base_url", default=None)
+
+
+def secret(direct: str | None, secret_name: str | None, setting: str) -> Callable[[], str]:
+    """A lazy, cached secret: the direct value (tests), else Secrets Manager by name."""
+
+    @functools.cache
+    def value() -> str:
+        if direct:
+            return direct
+        if not secret_name:
+            raise ConfigurationError(
+                f"set IRIS_{setting}_SECRET to the name of a Secrets Manager secret"
+            )
+        from aws_lambda_powertools.utilities.parameters import get_secret
+
+        fetched = get_secret(secret_name, max_age=SECRET_MAX_AGE_S)
+        if not isinstance(fetched, str) or not fetched:
+            raise ConfigurationError(f"the secret {secret_name} is empty")
+        return fetched
+
+    return value
+
+
+def dynamodb_client(settings: Settings) -> DynamoDBClient:
+    # botocore directly: boto3 would add ~100 ms of imports (s3transfer) to every cold start.
+    import botocore.session
+    from botocore.config import Config
+
+    # Short timeouts and few retries: a request should fail closed (503) quickly, not hang.
+    config = Config(
+        connect_timeout=2,
+        read_timeout=5,
+        retries={"mode": "standard", "total_max_attempts": 3},
+    )
+    client = botocore.session.get_session().create_client(
+        "dynamodb",
+        region_name=settings.aws_region,
+        endpoint_url=settings.dynamodb_endpoint,
+        config=config,
+    )
+    return cast("DynamoDBClient", client)
+
+
+class LazyToolStore:
+    """The tool store, built on first use: only the MCP function touches it, and psycopg's
+    import is not free."""
+
+    def __init__(self, build: Callable[[], ToolStore]) -> None:
+        self._build = build
+        self._store: ToolStore | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._store is None:
+            self._store = self._build()
+        return getattr(self._store, name)
+
+    def close(self) -> None:
+        close = getattr(self._store, "close", None)
+        if callable(close):
+            close()
+
+
+def build_aws(settings: Settings, *, observer: ExecutionObserver | None = None) -> Container:
+    from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
+    from iris_exec.adapters.dynamodb.ratelimit import DynamoRateLimitStore
+    from iris_exec.adapters.dynamodb.registry import DynamoSandboxRegistry
+    from iris_exec.adapters.e2b.provider import E2BSandboxProvider
+
+    def tool_store() -> ToolStore:
+        from iris_exec.adapters.postgres.tools import PostgresToolStore
+
+        return PostgresToolStore(database_url)
+
+    client = dynamodb_client(settings)
+    direct = settings.database_url.get_secret_value() if settings.database_url else None
+    database_url = secret(direct, settings.database_url_secret, "DATABASE_URL")
+    e2b_key = settings.e2b_api_key.get_secret_value() if settings.e2b_api_key else None
+    signing = settings.token_signing_key.get_secret_value() if settings.token_signing_key else None
+    signing_key = secret(signing, settings.token_signing_key_secret, "TOKEN_SIGNING_KEY")
+    return assemble(
+        settings,
+        registry=DynamoSandboxRegistry(client, settings.sandbox_table),
+        keys=DynamoKeyStore(client, settings.keys_table),
+        rate_limits=DynamoRateLimitStore(client, settings.rate_table),
+        tool_store=cast(ToolStore, LazyToolStore(tool_store)),
+        provider=E2BSandboxProvider(
+            settings,
+            api_key=secret(e2b_key, settings.e2b_api_key_secret, "E2B_API_KEY"),
+            tools_url=lambda: settings.public_url or REQUEST_BASE_URL.get(),
+        ),
+        signing_key=lambda: signing_key().encode(),
+        observer=observer,
+    )

@@ -1,0 +1,425 @@
+"""What the DynamoDB adapters do beyond the shared contracts: the items and TTLs they
+write, lazy TTL, project-scoped conditions, error translation, atomic counters under load.
+Everything runs against real DynamoDB Local; the only stub is botocore's Stubber, for
+throttling answers DynamoDB Local never gives."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.stub import Stubber
+
+from iris_exec.adapters.dynamodb import query_all, scan_all
+from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
+from iris_exec.adapters.dynamodb.ratelimit import DynamoRateLimitStore
+from iris_exec.adapters.dynamodb.registry import DynamoSandboxRegistry
+from iris_exec.adapters.dynamodb.tables import TABLES, create_tables
+from iris_exec.domain.errors import StoreUnavailable
+from iris_exec.domain.models import ApiKeyRecord, GoneReason, SandboxStatus
+from tests.contract.conftest import DynamoTables
+from tests.contract.test_registry import NOW, record
+from tests.support.dynamodb_local import DynamoDBLocal, make_client
+from tests.support.server import free_port
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+WEEK_S = 7 * 24 * 3600
+THROTTLING = [
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+]
+
+
+def registry_of(tables: DynamoTables, clock: float = NOW) -> DynamoSandboxRegistry:
+    return DynamoSandboxRegistry(tables.client, tables.names["sandboxes"], clock=lambda: clock)
+
+
+def raw_sandbox(tables: DynamoTables, sandbox_id: str) -> dict[str, Any]:
+    answer = tables.client.get_item(
+        TableName=tables.names["sandboxes"],
+        Key={"sandboxId": {"S": sandbox_id}},
+        ConsistentRead=True,
+    )
+    return dict(answer["Item"])
+
+
+# -- tables ---------------------------------------------------------------------------------
+
+
+def test_tables_have_the_declared_keys_indexes_and_ttl(dynamodb_tables: DynamoTables) -> None:
+    client, names = dynamodb_tables.client, dynamodb_tables.names
+    sandboxes = client.describe_table(TableName=names["sandboxes"])["Table"]
+    assert sandboxes["KeySchema"] == [{"AttributeName": "sandboxId", "KeyType": "HASH"}]
+    indexes = {i["IndexName"]: i["KeySchema"] for i in sandboxes.get("GlobalSecondaryIndexes", [])}
+    assert indexes == {
+        "byProject": [
+            {"AttributeName": "projectId", "KeyType": "HASH"},
+            {"AttributeName": "lastUsedAt", "KeyType": "RANGE"},
+        ],
+        "byStatus": [
+            {"AttributeName": "status", "KeyType": "HASH"},
+            {"AttributeName": "expiresAt", "KeyType": "RANGE"},
+        ],
+    }
+    keys = client.describe_table(TableName=names["keys"])["Table"]
+    assert keys["KeySchema"] == [{"AttributeName": "keyHash", "KeyType": "HASH"}]
+    assert [i["IndexName"] for i in keys.get("GlobalSecondaryIndexes", [])] == ["byKeyId"]
+    rate = client.describe_table(TableName=names["rate"])["Table"]
+    assert rate["KeySchema"] == [
+        {"AttributeName": "subject", "KeyType": "HASH"},
+        {"AttributeName": "windowStart", "KeyType": "RANGE"},
+    ]
+    for logical in ("sandboxes", "rate"):
+        ttl = client.describe_time_to_live(TableName=names[logical])["TimeToLiveDescription"]
+        assert ttl.get("AttributeName") == "ttl"
+        assert ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
+    create_tables(client, names)  # again: existing tables are left alone
+
+
+def test_create_tables_refuses_an_unknown_logical_name(dynamodb_tables: DynamoTables) -> None:
+    with pytest.raises(ValueError, match="unknown table"):
+        create_tables(dynamodb_tables.client, {"sandbox": "x"})
+    assert set(TABLES) == {"sandboxes", "keys", "rate"}
+
+
+# -- items and TTL ----------------------------------------------------------------------------
+
+
+def test_sandbox_items_carry_ttl_a_week_after_the_lifetime(dynamodb_tables: DynamoTables) -> None:
+    registry = registry_of(dynamodb_tables)
+    registry.create(record(lifetime_deadline=NOW + 3600.75))
+    item = raw_sandbox(dynamodb_tables, "sb_aaaaaaaa")
+    assert item["ttl"] == {"N": str(int(NOW + 3600.75) + WEEK_S)}
+    assert item["createdAt"] == {"N": "1800000000"}
+    assert item["status"] == {"S": "running"}
+    assert "leaseId" not in item and "closedAt" not in item and "detail" not in item
+    assert registry.mark_gone("p1", "sb_aaaaaaaa", GoneReason.CLOSED, NOW + 5)
+    assert raw_sandbox(dynamodb_tables, "sb_aaaaaaaa")["ttl"] == item["ttl"]
+
+
+def test_every_field_round_trips_exactly(dynamodb_tables: DynamoTables) -> None:
+    registry = registry_of(dynamodb_tables)
+    full = record(
+        created_at=NOW + 1 / 3,
+        last_used_at=NOW + 0.1,
+        expires_at=NOW + 300.123456789,
+        lifetime_deadline=NOW + 3600.000001,
+        status=SandboxStatus.RUNNING,
+        closed_at=NOW + 2.5,
+        closed_reason=GoneReason.EVICTED,
+        detail="some detail",
+        lease_id="ls_1",
+        lease_until=NOW + 60.0625,
+        executions=7,
+    )
+    registry.create(full)
+    assert registry.get("p1", "sb_aaaaaaaa") == full
+    assert registry.mark_gone("p1", "sb_aaaaaaaa", GoneReason.FAILED, NOW + 3)
+    gone = registry.get("p1", "sb_aaaaaaaa")
+    assert gone == replace(
+        full,
+        status=SandboxStatus.FAILED,
+        closed_at=NOW + 3,
+        closed_reason=GoneReason.FAILED,
+        detail=None,
+        lease_id=None,
+        lease_until=None,
+    )
+    assert "detail" not in raw_sandbox(dynamodb_tables, "sb_aaaaaaaa")
+
+
+def test_rate_windows_carry_ttl_two_windows_on(dynamodb_tables: DynamoTables) -> None:
+    store = DynamoRateLimitStore(dynamodb_tables.client, dynamodb_tables.names["rate"])
+    assert store.hit("key:k1", 1_800_000_000, 60) == 1
+    assert store.hit("key:k1", 1_800_000_000, 60) == 2
+    item = dynamodb_tables.client.get_item(
+        TableName=dynamodb_tables.names["rate"],
+        Key={"subject": {"S": "key:k1"}, "windowStart": {"N": "1800000000"}},
+    )["Item"]
+    assert item["ttl"] == {"N": str(1_800_000_000 + 120)}
+    assert item["count"] == {"N": "2"}
+
+
+def test_key_items_omit_missing_name_and_revocation(dynamodb_tables: DynamoTables) -> None:
+    store = DynamoKeyStore(dynamodb_tables.client, dynamodb_tables.names["keys"])
+    store.add(ApiKeyRecord("key_b", "b" * 64, "sk_live_b", "p1", 20.5, None, None))
+    store.add(ApiKeyRecord("key_a", "a" * 64, "sk_live_a", "p1", 10.25, None, "first"))
+    item = dynamodb_tables.client.get_item(
+        TableName=dynamodb_tables.names["keys"], Key={"keyHash": {"S": "b" * 64}}
+    )["Item"]
+    assert "name" not in item and "revokedAt" not in item
+    assert [k.key_id for k in store.list("p1")] == ["key_a", "key_b"]  # by createdAt
+    assert store.find_by_hash("b" * 64) == ApiKeyRecord(
+        "key_b", "b" * 64, "sk_live_b", "p1", 20.5, None, None
+    )
+    assert not store.revoke("key_unknown", 30.0)
+
+
+def test_an_expired_sandbox_is_not_live_though_ttl_has_not_removed_it(
+    dynamodb_tables: DynamoTables,
+) -> None:
+    registry = registry_of(dynamodb_tables)
+    registry.create(record("sb_expired1", expires_at=NOW - 1))
+    registry.create(record("sb_fresh001", expires_at=NOW + 1))
+    # Still stored, and still readable: the service answers 410 (expired), not 404.
+    assert raw_sandbox(dynamodb_tables, "sb_expired1")["expiresAt"] == {"N": str(int(NOW - 1))}
+    expired = registry.get("p1", "sb_expired1")
+    assert expired is not None and not expired.is_live(NOW)
+    assert [r.sandbox_id for r in registry.list_live("p1", NOW)] == ["sb_fresh001"]
+    assert [r.sandbox_id for r in registry.list_due(NOW, limit=10)] == ["sb_expired1"]
+
+
+def test_an_item_past_its_ttl_reads_as_deleted(dynamodb_tables: DynamoTables) -> None:
+    registry_of(dynamodb_tables).create(record(lifetime_deadline=NOW + 3600))
+    after_ttl = NOW + 3600 + WEEK_S
+    late = registry_of(dynamodb_tables, clock=after_ttl)
+    assert "sandboxId" in raw_sandbox(dynamodb_tables, "sb_aaaaaaaa")  # TTL has not run
+    assert late.get("p1", "sb_aaaaaaaa") is None
+    assert late.list_live("p1", after_ttl) == []
+    assert registry_of(dynamodb_tables, clock=after_ttl - 1).get("p1", "sb_aaaaaaaa") is not None
+
+
+# -- project-scoped conditions ----------------------------------------------------------------
+
+
+def test_another_project_cannot_release_or_close(dynamodb_tables: DynamoTables) -> None:
+    registry = registry_of(dynamodb_tables)
+    registry.create(record())
+    assert registry.acquire_lease("p1", "sb_aaaaaaaa", "ls_1", NOW + 30, NOW)
+    registry.release_lease("p2", "sb_aaaaaaaa", "ls_1", NOW + 5, NOW + 305)
+    assert not registry.mark_gone("p2", "sb_aaaaaaaa", GoneReason.CLOSED, NOW + 40)
+    held = registry.get("p1", "sb_aaaaaaaa")
+    assert held is not None and held.lease_id == "ls_1" and held.executions == 0
+    assert held.status is SandboxStatus.RUNNING
+    registry.release_lease("p1", "sb_aaaaaaaa", "ls_1", NOW + 5, NOW + 305)
+    registry.release_lease("p1", "sb_unknown1", "ls_1", NOW + 5, NOW + 305)  # nothing to do
+
+
+def test_list_running_filters_by_provider_across_projects(dynamodb_tables: DynamoTables) -> None:
+    registry = registry_of(dynamodb_tables)
+    registry.create(record("sb_local001"))
+    registry.create(record("sb_local002", project="p2", expires_at=NOW - 100))
+    registry.create(record("sb_e2b00001", provider="e2b"))
+    registry.create(record("sb_closed01"))
+    assert registry.mark_gone("p1", "sb_closed01", GoneReason.CLOSED, NOW)
+    assert sorted(r.sandbox_id for r in registry.list_running("local")) == [
+        "sb_local001",
+        "sb_local002",
+    ]
+    assert [r.sandbox_id for r in registry.list_running("e2b")] == ["sb_e2b00001"]
+
+
+def test_queries_and_scans_follow_every_page(dynamodb_tables: DynamoTables) -> None:
+    registry = registry_of(dynamodb_tables)
+    for i in range(7):
+        registry.create(record(f"sb_page000{i}", last_used_at=NOW + i, expires_at=NOW - 10 + i))
+    client, table = dynamodb_tables.client, dynamodb_tables.names["sandboxes"]
+    # Limit makes DynamoDB stop every 2 items, as 1 MB pages would with more data.
+    pages = query_all(
+        client,
+        {
+            "TableName": table,
+            "IndexName": "byProject",
+            "KeyConditionExpression": "projectId = :p",
+            "ExpressionAttributeValues": {":p": {"S": "p1"}},
+            "Limit": 2,
+        },
+    )
+    assert [item["sandboxId"]["S"] for item in pages] == [f"sb_page000{i}" for i in range(7)]
+    assert len(list(scan_all(client, {"TableName": table, "Limit": 2}))) == 7
+    assert [r.sandbox_id for r in registry.list_due(NOW, limit=3)] == [
+        "sb_page0000",
+        "sb_page0001",
+        "sb_page0002",
+    ]
+    assert registry.list_due(NOW, limit=0) == []
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+Operation = Callable[["DynamoDBClient"], object]
+
+OPERATIONS: dict[str, Operation] = {
+    "registry.create": lambda c: DynamoSandboxRegistry(c, "t").create(record()),
+    "registry.get": lambda c: DynamoSandboxRegistry(c, "t").get("p1", "sb_aaaaaaaa"),
+    "registry.list_live": lambda c: DynamoSandboxRegistry(c, "t").list_live("p1", NOW),
+    "registry.list_due": lambda c: DynamoSandboxRegistry(c, "t").list_due(NOW, 10),
+    "registry.list_running": lambda c: DynamoSandboxRegistry(c, "t").list_running("local"),
+    "registry.acquire_lease": lambda c: DynamoSandboxRegistry(c, "t").acquire_lease(
+        "p1", "sb_aaaaaaaa", "ls_1", NOW + 30, NOW
+    ),
+    "registry.release_lease": lambda c: DynamoSandboxRegistry(c, "t").release_lease(
+        "p1", "sb_aaaaaaaa", "ls_1", NOW, NOW + 300
+    ),
+    "registry.mark_gone": lambda c: DynamoSandboxRegistry(c, "t").mark_gone(
+        "p1", "sb_aaaaaaaa", GoneReason.CLOSED, NOW
+    ),
+    "keys.add": lambda c: DynamoKeyStore(c, "t").add(
+        ApiKeyRecord("key_1", "h" * 64, "sk_live_x", "p1", 1.0)
+    ),
+    "keys.find_by_hash": lambda c: DynamoKeyStore(c, "t").find_by_hash("h" * 64),
+    "keys.list": lambda c: DynamoKeyStore(c, "t").list("p1"),
+    "keys.revoke": lambda c: DynamoKeyStore(c, "t").revoke("key_1", 2.0),
+    "rate.hit": lambda c: DynamoRateLimitStore(c, "t").hit("key:k1", 600, 60),
+}
+
+#: The first DynamoDB call each operation makes, for the Stubber.
+FIRST_CALL = {
+    "registry.create": "put_item",
+    "registry.get": "get_item",
+    "registry.list_live": "query",
+    "registry.list_due": "query",
+    "registry.list_running": "query",
+    "registry.acquire_lease": "update_item",
+    "registry.release_lease": "get_item",
+    "registry.mark_gone": "update_item",
+    "keys.add": "put_item",
+    "keys.find_by_hash": "get_item",
+    "keys.list": "scan",
+    "keys.revoke": "query",
+    "rate.hit": "update_item",
+}
+
+
+def failing_fast(endpoint_url: str, **config: Any) -> DynamoDBClient:
+    """A client that gives up at once: short timeouts, no retries."""
+    settings: dict[str, Any] = {
+        "connect_timeout": 0.5,
+        "read_timeout": 0.5,
+        "retries": {"total_max_attempts": 1},
+        **config,
+    }
+    return make_client(endpoint_url, **settings)
+
+
+@pytest.fixture
+def closed_port_client() -> DynamoDBClient:
+    """A client for a port nobody listens on (bound, then closed again): refused at once."""
+    return failing_fast(f"http://127.0.0.1:{free_port()}")
+
+
+@pytest.mark.parametrize("operation", list(OPERATIONS))
+def test_connection_errors_are_store_unavailable(
+    operation: str, closed_port_client: DynamoDBClient
+) -> None:
+    with pytest.raises(StoreUnavailable) as raised:
+        OPERATIONS[operation](closed_port_client)
+    assert isinstance(raised.value.__cause__, EndpointConnectionError)
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("operation", ["registry.get", "rate.hit"])
+def test_read_timeouts_are_store_unavailable(operation: str, silent_endpoint: str) -> None:
+    client = failing_fast(silent_endpoint, read_timeout=0.3)
+    with pytest.raises(StoreUnavailable) as raised:
+        OPERATIONS[operation](client)
+    assert isinstance(raised.value.__cause__, ReadTimeoutError)
+
+
+@pytest.mark.parametrize("code", THROTTLING)
+@pytest.mark.parametrize("operation", list(OPERATIONS))
+def test_throttling_is_store_unavailable(
+    operation: str, code: str, dynamodb_local: DynamoDBLocal
+) -> None:
+    client = dynamodb_local.client()
+    with Stubber(client) as stubber:
+        stubber.add_client_error(
+            FIRST_CALL[operation], service_error_code=code, http_status_code=400
+        )
+        with pytest.raises(StoreUnavailable, match=code) as raised:
+            OPERATIONS[operation](client)
+        stubber.assert_no_pending_responses()
+    assert isinstance(raised.value.__cause__, ClientError)
+
+
+def test_throttling_after_the_first_call_is_store_unavailable(
+    dynamodb_local: DynamoDBLocal,
+) -> None:
+    # release_lease and revoke read first, then write: the write is translated too.
+    client = dynamodb_local.client()
+    sandbox = {
+        "sandboxId": {"S": "sb_aaaaaaaa"},
+        "projectId": {"S": "p1"},
+        "lifetimeDeadline": {"N": "1800003600"},
+        "leaseId": {"S": "ls_1"},
+    }
+    with Stubber(client) as stubber:
+        stubber.add_response("get_item", {"Item": sandbox})
+        stubber.add_client_error("update_item", service_error_code="ThrottlingException")
+        stubber.add_response("query", {"Items": [{"keyHash": {"S": "h" * 64}}]})
+        stubber.add_client_error(
+            "update_item", service_error_code="ProvisionedThroughputExceededException"
+        )
+        with pytest.raises(StoreUnavailable, match="ThrottlingException"):
+            OPERATIONS["registry.release_lease"](client)
+        with pytest.raises(StoreUnavailable, match="ProvisionedThroughputExceededException"):
+            OPERATIONS["keys.revoke"](client)
+        stubber.assert_no_pending_responses()
+
+
+def test_other_client_errors_are_not_unavailability(dynamodb_local: DynamoDBLocal) -> None:
+    # A missing table is a deployment mistake, not an outage: it must not become a 503.
+    client = dynamodb_local.client()
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        DynamoSandboxRegistry(client, "iris-no-such-table").get("p1", "sb_aaaaaaaa")
+
+
+def test_a_crashed_server_is_unavailable_until_it_is_back() -> None:
+    with DynamoDBLocal() as server:
+        names = {logical: f"iris-{logical}-crash" for logical in TABLES}
+        create_tables(server.client(), names)
+        client = server.client(connect_timeout=0.5, retries={"total_max_attempts": 1})
+        store = DynamoRateLimitStore(client, names["rate"])
+        assert store.hit("key:k1", 600, 60) == 1
+        server.kill()
+        with pytest.raises(StoreUnavailable):
+            store.hit("key:k1", 600, 60)
+        server.restart()  # in memory: the tables are gone with the old process
+        create_tables(server.client(), names)
+        assert store.hit("key:k1", 600, 60) == 1
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+
+def test_200_concurrent_hits_count_exactly(dynamodb_tables: DynamoTables) -> None:
+    store = DynamoRateLimitStore(dynamodb_tables.client, dynamodb_tables.names["rate"])
+    counts: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(200)
+
+    def hit() -> None:
+        try:
+            barrier.wait()
+            value = store.hit("key:hot", 1_800_000_000, 60)
+        except BaseException as exc:
+            with lock:
+                errors.append(exc)
+            return
+        with lock:
+            counts.append(value)
+
+    threads = [threading.Thread(target=hit) for _ in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(counts) == list(range(1, 201))

@@ -1,0 +1,235 @@
+"""The E2B provider under the services, with the real SDK against the stand-in: what users
+of E2B complain about most, checked one by one."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from iris_exec.adapters.e2b.provider import EGRESS_HEADER, SANDBOX_TOKEN, E2BSandboxProvider
+from iris_exec.adapters.local.provider import default_assets_dir
+from iris_exec.adapters.sqlite.database import Database
+from iris_exec.adapters.sqlite.keys import SqliteKeyStore
+from iris_exec.adapters.sqlite.ratelimit import SqliteRateLimitStore
+from iris_exec.adapters.sqlite.registry import SqliteSandboxRegistry
+from iris_exec.adapters.sqlite.tools import TOOL_SCHEMA, SqliteToolStore
+from iris_exec.composition import Container, assemble
+from iris_exec.domain.errors import Gone, ServiceUnavailable
+from iris_exec.domain.models import Principal, SandboxStatus
+from iris_exec.http.app import create_app
+from iris_exec.services.requests import ExecuteCommand
+from iris_exec.settings import Settings
+from tests.support.e2b_standin import E2BStandIn
+
+pytestmark = pytest.mark.anyio
+ALPHA = Principal("alpha", "key_a")
+IDLE_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def e2b() -> Iterator[E2BStandIn]:
+    with E2BStandIn() as standin:
+        yield standin
+
+
+def build(
+    tmp_path: Path,
+    e2b: E2BStandIn,
+    *,
+    egress: bool = True,
+    api_key: str | None = None,
+    max_lifetime_s: float = 3600,
+) -> Container:
+    settings = Settings(
+        data_dir=tmp_path,
+        e2b_assets_dir=str(default_assets_dir()),
+        public_url="https://abc123.execute-api.us-east-1.amazonaws.com/dev",
+        sandbox_idle_timeout_s=IDLE_S,
+        sandbox_max_lifetime_s=max_lifetime_s,
+    )
+    db = Database(tmp_path / "iris.db", extra_schema=(TOOL_SCHEMA,))
+    provider = E2BSandboxProvider(
+        settings, api_key=lambda: api_key or e2b.api_key, egress_injection=egress
+    )
+    return assemble(
+        settings,
+        registry=SqliteSandboxRegistry(db),
+        keys=SqliteKeyStore(db),
+        rate_limits=SqliteRateLimitStore(db),
+        tool_store=SqliteToolStore(db),
+        provider=provider,
+        signing_key=b"k" * 32,
+    )
+
+
+@pytest.fixture
+def sdk_env(e2b: E2BStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in e2b.env.items():
+        monkeypatch.setenv(name, value)
+
+
+def command(
+    code: str = "return 1", sandbox_id: str | None = None, timeout_s: float = 20
+) -> ExecuteCommand:
+    return ExecuteCommand(
+        code=code, language="typescript", timeout_s=timeout_s, sandbox_id=sandbox_id
+    )
+
+
+async def test_a_create_retried_after_a_502_registers_one_sandbox(
+    tmp_path: Path, e2b: E2BStandIn, sdk_env: None
+) -> None:
+    container = build(tmp_path, e2b)
+    before = set(e2b.sandboxes)
+    e2b.fail_next_create(status=502, after_create=True)  # created, but the answer is lost
+    answer = await container.executions.execute(ALPHA, command())
+    assert answer["success"]
+    created = set(e2b.sandboxes) - before
+    assert len(created) == 1
+    requests = [r for r in e2b.create_requests if r.sandbox_id in created]
+    assert len(requests) == 2 and requests[1].replayed  # the SDK's retry got the same sandbox
+    assert requests[0].headers.get("idempotency-key") == requests[1].headers.get("idempotency-key")
+    assert len(container.registry.list_live("alpha", time.time())) == 1
+
+
+async def test_reconnecting_never_resets_the_lifetime(
+    tmp_path: Path, e2b: E2BStandIn, sdk_env: None
+) -> None:
+    container = build(tmp_path, e2b)
+    first = await container.executions.execute(ALPHA, command(timeout_s=10))
+    record = container.registry.get("alpha", first["sandboxId"])
+    assert record is not None
+    await container.executions.execute(ALPHA, command(sandbox_id=first["sandboxId"], timeout_s=10))
+    remote = e2b.sandbox(record.provider_ref)
+    left = remote.end_at.timestamp() - time.time()
+    # This execution, then the idle timeout, then a minute: not E2B's default 5 minutes.
+    assert 10 + IDLE_S + 60 - 5 <= left <= 10 + IDLE_S + 60 + 1
+
+
+async def test_a_reconnect_never_extends_a_sandbox_past_its_lifetime(
+    tmp_path: Path, e2b: E2BStandIn, sdk_env: None
+) -> None:
+    container = build(tmp_path, e2b, max_lifetime_s=40)
+    first = await container.executions.execute(ALPHA, command(timeout_s=10))
+    record = container.registry.get("alpha", first["sandboxId"])
+    assert record is not None
+    await container.executions.execute(ALPHA, command(sandbox_id=first["sandboxId"], timeout_s=10))
+    remote = e2b.sandbox(record.provider_ref)
+    assert remote.end_at.timestamp() <= record.lifetime_deadline + 1
+
+
+async def test_a_sandbox_killed_behind_our_back_is_410_with_the_reason(
+    tmp_path: Path, e2b: E2BStandIn, sdk_env: None
+) -> None:
+    container = build(tmp_path, e2b)
+    first = await container.executions.execute(ALPHA, command())
+    record = container.registry.get("alpha", first["sandboxId"])
+    assert record is not None
+    e2b.kill_behind_our_back(record.provider_ref)
+    with pytest.raises(Gone) as gone:
+        await container.executions.execute(ALPHA, command(sandbox_id=first["sandboxId"]))
+    assert gone.value.reason in {"expired", "failed"}
+    assert "stopped outside this service" in gone.value.message or "killed" in gone.value.message
+    after = container.registry.get("alpha", first["sandboxId"])
+    assert after is not None and after.status is not SandboxStatus.RUNNING
+    status = await container.sandboxes.describe(ALPHA, first["sandboxId"])
+    assert status["active"] is False
+
+
+async def test_rate_limiting_by_e2b_is_503_with_retry_after(
+    tmp_path: Path, e2b: E2BStandIn, sdk_env: None
+) -> None:
+    container = build(tmp_path, e2b)
+    e2b.rate_limit_next(times=20, retry_after=3)
+    try:
+        with pytest.raises(ServiceUnavailable) as unavailable:
+            await container.executions.execute(ALPHA, command())
+    finally:
+        e2b.clear_faults()
+    assert int(unavailable.value.headers["Retry-After"]) >= 1
+    assert container.registry.list_live("alpha", time.time()) == []
+
+
+async def test_with_egress_injection_no_token_enters_the_sandbox(
+    tmp_path: Path, e2b: E2BStandIn, sdk_env: None
+) -> None:
+    container = build(tmp_path, e2b, egress=True)
+    answer = await container.executions.execute(ALPHA, command("return 1"))
+    record = container.registry.get("alpha", answer["sandboxId"])
+    assert record is not None and record.tool_channel == EGRESS_HEADER
+    remote = e2b.sandbox(record.provider_ref)
+    sent = json.dumps(remote.envs) + json.dumps([c.envs for c in remote.commands])
+    sent += "".join(content.decode("utf-8", "replace") for _, content in remote.file_contents)
+    assert "iet_" not in sent
+    request = json.loads(next(c for p, c in remote.file_contents if p.endswith("request.json")))
+    assert request["tools"] == {
+        "url": "https://abc123.execute-api.us-east-1.amazonaws.com/dev/mcp",
+        "token": None,
+    }
+    # The token went to E2B's egress proxy, for the tool host only; nothing else may be reached.
+    network = remote.network_updates[-1]
+    rules = network["rules"]["abc123.execute-api.us-east-1.amazonaws.com"]
+    assert rules[0]["transform"]["headers"]["Authorization"].startswith("Bearer iet_")
+    assert network["allowOut"] == ["abc123.execute-api.us-east-1.amazonaws.com"]
+    assert network["denyOut"] == ["0.0.0.0/0"]
+    token = rules[0]["transform"]["headers"]["Authorization"].removeprefix("Bearer ")
+    grant = container.tokens.verify(token)
+    assert (grant.project_id, grant.sandbox_id) == ("alpha", answer["sandboxId"])
+
+
+async def test_without_egress_rules_the_token_rides_in_the_request_and_the_record_says_so(
+    tmp_path: Path, e2b: E2BStandIn, sdk_env: None
+) -> None:
+    container = build(tmp_path, e2b, egress=False)
+    answer = await container.executions.execute(ALPHA, command("return 1"))
+    record = container.registry.get("alpha", answer["sandboxId"])
+    assert record is not None and record.tool_channel == SANDBOX_TOKEN
+    remote = e2b.sandbox(record.provider_ref)
+    request = json.loads(next(c for p, c in remote.file_contents if p.endswith("request.json")))
+    assert request["tools"]["token"].startswith("iet_")
+    assert "iet_" not in json.dumps(remote.envs) + json.dumps([c.envs for c in remote.commands])
+
+
+async def test_an_execution_leaves_no_files_behind(
+    tmp_path: Path, e2b: E2BStandIn, sdk_env: None
+) -> None:
+    container = build(tmp_path, e2b)
+    answer = await container.executions.execute(ALPHA, command("return 1"))
+    record = container.registry.get("alpha", answer["sandboxId"])
+    assert record is not None
+    home = e2b.sandbox(record.provider_ref).root / "home" / "user" / ".iris"
+    assert not home.exists() or not any(home.iterdir())
+
+
+async def test_orphans_are_stopped_by_reconcile(
+    tmp_path: Path, e2b: E2BStandIn, sdk_env: None
+) -> None:
+    container = build(tmp_path, e2b)
+    provider = container.provider
+    orphan = await provider.create("sb_orphan00000001", "alpha", 600)  # never registered
+    kept = await container.executions.execute(ALPHA, command())
+    assert e2b.sandbox(orphan.provider_ref).alive
+    await container.sandboxes.reconcile()
+    assert not e2b.sandbox(orphan.provider_ref).alive
+    record = container.registry.get("alpha", kept["sandboxId"])
+    assert record is not None and e2b.sandbox(record.provider_ref).alive
+
+
+async def test_a_rejected_e2b_key_is_a_500_that_says_nothing_of_it(
+    tmp_path: Path, e2b: E2BStandIn, sdk_env: None
+) -> None:
+    container = build(tmp_path, e2b, api_key="e2b_" + "0" * 40)
+    key, _ = container.auth.create_key("alpha")
+    transport = httpx.ASGITransport(app=create_app(container), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.post(
+            "/api/iris/execute", json={"code": "1"}, headers={"Authorization": f"Bearer {key}"}
+        )
+    assert response.status_code == 500
+    assert "e2b_" not in response.text
+    assert response.json()["message"].startswith("An internal error occurred")

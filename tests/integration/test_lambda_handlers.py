@@ -1,0 +1,328 @@
+"""Each Lambda function's `handler(event, context)`, called with real API Gateway REST proxy
+events (from `sam local generate-event`), against DynamoDB Local, PostgreSQL and the E2B
+stand-in (real SDK, real Node)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
+from iris_exec.adapters.dynamodb.tables import create_tables
+from iris_exec.adapters.local.provider import default_assets_dir
+from iris_exec.services.auth import AuthService
+from iris_exec.services.clock import system_clock
+from tests.support.dynamodb_local import DynamoDBLocal
+from tests.support.e2b_standin import E2BStandIn
+from tests.support.events import LambdaContext, api_event, authorizer_event
+from tests.support.postgres import PostgresServer
+from tests.support.server import ROOT
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+FUNCTIONS = ("execute", "sandbox_get", "sandbox_delete", "mcp", "authorizer", "reaper")
+
+
+@dataclass
+class Stack:
+    handlers: dict[str, Handler]
+    keys: AuthService
+    loop: asyncio.AbstractEventLoop
+    e2b: E2BStandIn
+
+    def key(self, project: str) -> str:
+        return self.keys.create_key(project)[0]
+
+    def invoke(self, function: str, event: dict[str, Any]) -> dict[str, Any]:
+        # Lambda keeps one event loop per container (Mangum's); so does this test module.
+        asyncio.set_event_loop(self.loop)
+        return self.handlers[function](event, LambdaContext(function_name=f"iris-{function}"))
+
+    def call(self, function: str, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        response = self.invoke(function, api_event(method, path, **kwargs))
+        body = response.get("body") or ""
+        return int(response["statusCode"]), json.loads(body) if body else None
+
+
+def _load(function: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        f"lambda_{function}", ROOT / "functions" / function / "app.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def stack(dynamodb_local: DynamoDBLocal, postgres: PostgresServer) -> Iterator[Stack]:
+    from iris_exec.aws import runtime
+
+    suffix = uuid.uuid4().hex[:8]
+    tables = {"sandboxes": f"sbx-{suffix}", "keys": f"keys-{suffix}", "rate": f"rate-{suffix}"}
+    client = dynamodb_local.client()
+    create_tables(client, tables)
+    with E2BStandIn() as e2b, pytest.MonkeyPatch.context() as env:
+        for name, value in {
+            **e2b.env,
+            "IRIS_BACKEND": "aws",
+            "IRIS_SANDBOX_TABLE": tables["sandboxes"],
+            "IRIS_KEYS_TABLE": tables["keys"],
+            "IRIS_RATE_TABLE": tables["rate"],
+            "IRIS_DYNAMODB_ENDPOINT": dynamodb_local.endpoint_url,
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "IRIS_TOOL_STORE": "postgres",
+            "IRIS_DATABASE_URL": postgres.dsn,
+            "IRIS_TOKEN_SIGNING_KEY": "s" * 64,
+            "IRIS_E2B_API_KEY": e2b.api_key,
+            "IRIS_E2B_ASSETS_DIR": str(default_assets_dir()),
+            "POWERTOOLS_METRICS_NAMESPACE": "IrisExecTest",
+        }.items():
+            env.setenv(name, value)
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        runtime.reset()  # a fresh "Lambda container" for this module
+        handlers = {name: _load(name).handler for name in FUNCTIONS}
+        keys = AuthService(DynamoKeyStore(client, tables["keys"]), system_clock)
+        yield Stack(handlers, keys, loop, e2b)
+        runtime.reset()
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def test_execute_then_reuse_the_sandbox_in_a_warm_invocation(stack: Stack) -> None:
+    key = stack.key("alpha")
+    code = "import fs from 'fs';\nfs.writeFileSync('n.txt', '41');\nconsole.log('hi');\nreturn 1;"
+    status, first = stack.call("execute", "POST", "/api/iris/execute", key=key, body={"code": code})
+    assert status == 200, first
+    assert first["success"] is True
+    assert first["result"]["logs"] == ["[stdout] hi"]
+    assert first["result"]["output"].startswith("=== Results ===\n1")
+    sandbox = first["sandboxId"]
+    assert sandbox.startswith("sb_")
+    again = "import fs from 'fs';\nreturn Number(fs.readFileSync('n.txt', 'utf8')) + 1;"
+    status, second = stack.call(
+        "execute", "POST", "/api/iris/execute", key=key, body={"code": again, "sandboxId": sandbox}
+    )
+    assert status == 200, second
+    assert second["result"]["output"] == "=== Results ===\n42"
+    assert second["result"]["metadata"]["sandboxCreated"] is False
+
+
+def test_sandbox_get_and_delete_through_their_functions(stack: Stack) -> None:
+    key, other = stack.key("gamma"), stack.key("delta")
+    _, answer = stack.call("execute", "POST", "/api/iris/execute", key=key, body={"code": "1"})
+    sandbox = answer["sandboxId"]
+    status, body = stack.call(
+        "sandbox_get", "GET", "/api/iris/sandbox", key=key, query={"sandboxId": sandbox}
+    )
+    assert status == 200 and body["active"] is True and body["totalActive"] == 1
+    for function, method in (("sandbox_get", "GET"), ("sandbox_delete", "DELETE")):
+        status, body = stack.call(
+            function, method, "/api/iris/sandbox", key=other, query={"sandboxId": sandbox}
+        )
+        assert status == 404, body
+    status, body = stack.call(
+        "sandbox_delete", "DELETE", "/api/iris/sandbox", key=key, query={"sandboxId": sandbox}
+    )
+    assert (status, body["message"]) == (200, f"Sandbox {sandbox} closed")
+    status, body = stack.call(
+        "sandbox_get", "GET", "/api/iris/sandbox", key=key, query={"sandboxId": sandbox}
+    )
+    assert (status, body["active"], body["status"]) == (200, False, "closed")
+    status, body = stack.call(
+        "sandbox_delete", "DELETE", "/api/iris/sandbox", key=key, query={"all": "true"}
+    )
+    assert (status, body["closed"]) == (200, 0)
+
+
+@pytest.mark.parametrize(
+    ("function", "method", "path", "kwargs", "status", "message"),
+    [
+        (
+            "execute",
+            "POST",
+            "/api/iris/execute",
+            {"body": {"code": "1"}},
+            401,
+            "Authorization header is required",
+        ),
+        (
+            "execute",
+            "POST",
+            "/api/iris/execute",
+            {"body": {"code": "1"}, "headers": {"Authorization": "Basic x"}},
+            401,
+            "Invalid API key format",
+        ),
+        (
+            "execute",
+            "POST",
+            "/api/iris/execute",
+            {"body": {"code": "1"}, "headers": {"Authorization": "Bearer sk_live_" + "x" * 43}},
+            401,
+            "Invalid or inactive API key",
+        ),
+        ("execute", "POST", "/api/iris/execute", {"raw_body": "{not json"}, 400, "not valid JSON"),
+        ("execute", "POST", "/api/iris/execute", {"body": {"code": ""}}, 400, "must not be empty"),
+        (
+            "execute",
+            "POST",
+            "/api/iris/execute",
+            {"body": {"code": "1", "projectId": "other"}},
+            403,
+            "projectId",
+        ),
+        (
+            "execute",
+            "POST",
+            "/api/iris/execute",
+            {"body": {"code": "1", "sandboxId": "sb_nothere00000"}},
+            404,
+            "not found",
+        ),
+        (
+            "execute",
+            "POST",
+            "/api/iris/execute",
+            {"body": {"code": "x" * (100 * 1024 + 1)}},
+            413,
+            "102401 bytes",
+        ),
+        ("execute", "GET", "/api/iris/execute", {}, 405, "GET is not allowed"),
+        ("sandbox_get", "GET", "/api/iris/sandbox", {}, 400, "sandboxId"),
+        ("sandbox_delete", "DELETE", "/api/iris/sandbox", {}, 400, "sandboxId"),
+    ],
+)
+def test_contract_statuses_through_the_handlers(
+    stack: Stack,
+    function: str,
+    method: str,
+    path: str,
+    kwargs: dict[str, Any],
+    status: int,
+    message: str,
+) -> None:
+    key = stack.key("statuses")
+    needs_key = "headers" not in kwargs and status != 401
+    got, body = stack.call(function, method, path, key=key if needs_key else None, **kwargs)
+    assert got == status, body
+    assert body["statusCode"] == status and message in body["message"]
+    assert body["requestId"]  # API Gateway's request id
+
+
+def test_the_101st_request_in_a_minute_is_429(stack: Stack) -> None:
+    key = stack.key("busy-client")
+    for _ in range(100):
+        status, _ = stack.call(
+            "sandbox_get", "GET", "/api/iris/sandbox", key=key, query={"sandboxId": "sb_12345678"}
+        )
+        assert status == 404
+    response = stack.invoke(
+        "sandbox_get",
+        api_event("GET", "/api/iris/sandbox", key=key, query={"sandboxId": "sb_12345678"}),
+    )
+    assert response["statusCode"] == 429
+    headers = {k.lower(): v for k, v in response["headers"].items()}
+    assert int(headers["retry-after"]) >= 1
+    assert headers["x-ratelimit-remaining"] == "0"
+
+
+def _rpc(method: str, params: dict[str, Any], request_id: int) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+
+
+def test_the_mcp_function_survives_consecutive_warm_invocations(stack: Stack) -> None:
+    key = stack.key("mcp-client")
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-06-18",
+    }
+    init = _rpc(
+        "initialize",
+        {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+        1,
+    )
+    calls = [
+        init,
+        _rpc("tools/list", {}, 2),
+        _rpc(
+            "tools/call",
+            {"name": "savePrompt", "arguments": {"name": "lambda", "template": "Hi {who}"}},
+            3,
+        ),
+        _rpc("tools/call", {"name": "getPrompt", "arguments": {"name": "lambda"}}, 4),
+    ]
+    answers = []
+    for call in calls:
+        status, body = stack.call("mcp", "POST", "/mcp", key=key, body=call, headers=headers)
+        assert status == 200, body
+        answers.append(body)
+    assert answers[0]["result"]["serverInfo"]["name"] == "iris"
+    assert "savePrompt" in {tool["name"] for tool in answers[1]["result"]["tools"]}
+    assert answers[2]["result"]["structuredContent"]["version"] == 1
+    assert answers[3]["result"]["structuredContent"]["prompt"]["template"] == "Hi {who}"
+    status, body = stack.call("mcp", "POST", "/mcp", body=calls[1], headers=headers)
+    assert status == 401 and body["message"] == "Authorization header is required"
+
+
+def test_the_authorizer_names_the_project_and_the_usage_key(stack: Stack) -> None:
+    key, record = stack.keys.create_key(
+        "metered", usage_key=lambda key_id: f"iris-usage-{key_id}-0000"
+    )
+    allowed = stack.invoke("authorizer", authorizer_event(f"Bearer {key}"))
+    assert allowed["principalId"] == "metered"
+    assert allowed["usageIdentifierKey"] == record.usage_key
+    assert allowed["context"] == {
+        "authenticated": "true",
+        "projectId": "metered",
+        "keyId": record.key_id,
+    }
+    statement = allowed["policyDocument"]["Statement"][0]
+    assert statement["Effect"] == "Allow"
+    # Cached per token, so it must cover every route of the stage.
+    assert statement["Resource"] == "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/prod/*/*"
+    stranger = stack.invoke("authorizer", authorizer_event("Bearer sk_live_" + "z" * 43))
+    assert stranger["principalId"] == "anonymous"
+    assert stranger["usageIdentifierKey"] == "iris-exec-anonymous-usage-key"
+    assert stranger["context"] == {"authenticated": "false"}
+
+
+def test_the_reaper_runs_twice_in_a_row(stack: Stack) -> None:
+    for _ in range(2):
+        result = stack.invoke("reaper", {})
+        assert set(result) == {"reaped", "lost"}
+
+
+def test_every_handler_module_is_a_few_lines() -> None:
+    for function in FUNCTIONS:
+        source = (ROOT / "functions" / function / "app.py").read_text()
+        code = [
+            line
+            for line in source.splitlines()
+            if line.strip() and not line.startswith(('"""', "#"))
+        ]
+        assert len(code) <= 4, f"functions/{function}/app.py holds logic; it belongs in the layer"
+
+
+def test_layer_requirements_match_the_lock() -> None:
+    import subprocess
+
+    exported = subprocess.run(
+        ["make", "-s", "--no-print-directory", "layer-requirements-check"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stdout + exported.stderr
