@@ -26,6 +26,7 @@ FUNCTIONS = {
     "sandbox_get": ("SandboxGetFunction", 300),
     "sandbox_delete": ("SandboxDeleteFunction", 300),
     "execute": ("ExecuteFunction", 600),
+    "audit": ("AuditFunction", None),
     "mcp": ("McpFunction", None),
     "authorizer": ("AuthorizerFunction", None),
 }

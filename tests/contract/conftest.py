@@ -10,17 +10,27 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from iris_exec.adapters.dynamodb.audit import DynamoAuditLog
+from iris_exec.adapters.dynamodb.idempotency import PowertoolsIdempotencyStore
 from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
 from iris_exec.adapters.dynamodb.ratelimit import DynamoRateLimitStore
 from iris_exec.adapters.dynamodb.registry import DynamoSandboxRegistry
 from iris_exec.adapters.dynamodb.tables import TABLES, create_tables
 from iris_exec.adapters.postgres.tools import PostgresToolStore
+from iris_exec.adapters.sqlite.audit import AUDIT_SCHEMA, SqliteAuditLog, SqliteIdempotencyStore
 from iris_exec.adapters.sqlite.database import Database
 from iris_exec.adapters.sqlite.keys import SqliteKeyStore
 from iris_exec.adapters.sqlite.ratelimit import SqliteRateLimitStore
 from iris_exec.adapters.sqlite.registry import SqliteSandboxRegistry
 from iris_exec.adapters.sqlite.tools import TOOL_SCHEMA, SqliteToolStore
-from iris_exec.domain.ports import KeyStore, RateLimitStore, SandboxRegistry, ToolStore
+from iris_exec.domain.ports import (
+    AuditLog,
+    IdempotencyStore,
+    KeyStore,
+    RateLimitStore,
+    SandboxRegistry,
+    ToolStore,
+)
 from tests.contract.test_registry import NOW as CONTRACT_NOW
 from tests.support.dynamodb_local import DynamoDBLocal
 from tests.support.postgres import PostgresServer
@@ -71,7 +81,7 @@ def tool_store(tool_stores: ToolStores) -> ToolStore:
 
 @pytest.fixture
 def sqlite_db(tmp_path: Path) -> Iterator[Database]:
-    db = Database(tmp_path / "iris.db")
+    db = Database(tmp_path / "iris.db", extra_schema=(AUDIT_SCHEMA,))
     yield db
     db.close()
 
@@ -124,4 +134,27 @@ def rate_store(request: pytest.FixtureRequest) -> RateLimitStore:
     if request.param == "dynamodb":
         tables: DynamoTables = request.getfixturevalue("dynamodb_tables")
         return DynamoRateLimitStore(tables.client, tables.names["rate"])
+    raise AssertionError(request.param)
+
+
+RETENTION_S = 3600.0
+
+
+@pytest.fixture(params=ADAPTERS)
+def audit_log(request: pytest.FixtureRequest) -> AuditLog:
+    if request.param == "sqlite":
+        return SqliteAuditLog(request.getfixturevalue("sqlite_db"))
+    if request.param == "dynamodb":
+        tables: DynamoTables = request.getfixturevalue("dynamodb_tables")
+        return DynamoAuditLog(tables.client, tables.names["audit"], RETENTION_S)
+    raise AssertionError(request.param)
+
+
+@pytest.fixture(params=ADAPTERS)
+def idempotency_store(request: pytest.FixtureRequest) -> IdempotencyStore:
+    if request.param == "sqlite":
+        return SqliteIdempotencyStore(request.getfixturevalue("sqlite_db"), RETENTION_S)
+    if request.param == "dynamodb":
+        tables: DynamoTables = request.getfixturevalue("dynamodb_tables")
+        return PowertoolsIdempotencyStore(tables.client, tables.names["idempotency"], RETENTION_S)
     raise AssertionError(request.param)

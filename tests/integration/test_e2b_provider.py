@@ -13,17 +13,13 @@ import pytest
 
 from iris_exec.adapters.e2b.provider import EGRESS_HEADER, SANDBOX_TOKEN, E2BSandboxProvider
 from iris_exec.adapters.local.provider import default_assets_dir
-from iris_exec.adapters.sqlite.database import Database
-from iris_exec.adapters.sqlite.keys import SqliteKeyStore
-from iris_exec.adapters.sqlite.ratelimit import SqliteRateLimitStore
-from iris_exec.adapters.sqlite.registry import SqliteSandboxRegistry
-from iris_exec.adapters.sqlite.tools import TOOL_SCHEMA, SqliteToolStore
-from iris_exec.composition import Container, assemble
+from iris_exec.composition import Container
 from iris_exec.domain.errors import Gone, ServiceUnavailable
 from iris_exec.domain.models import Principal, SandboxStatus
 from iris_exec.http.app import create_app
 from iris_exec.services.requests import ExecuteCommand
 from iris_exec.settings import Settings
+from tests.support.app import sqlite_container
 from tests.support.e2b_standin import E2BStandIn
 
 pytestmark = pytest.mark.anyio
@@ -52,19 +48,10 @@ def build(
         sandbox_idle_timeout_s=IDLE_S,
         sandbox_max_lifetime_s=max_lifetime_s,
     )
-    db = Database(tmp_path / "iris.db", extra_schema=(TOOL_SCHEMA,))
     provider = E2BSandboxProvider(
         settings, api_key=lambda: api_key or e2b.api_key, egress_injection=egress
     )
-    return assemble(
-        settings,
-        registry=SqliteSandboxRegistry(db),
-        keys=SqliteKeyStore(db),
-        rate_limits=SqliteRateLimitStore(db),
-        tool_store=SqliteToolStore(db),
-        provider=provider,
-        signing_key=b"k" * 32,
-    )
+    return sqlite_container(settings, provider)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from tests.support.postgres import PostgresServer
 from tests.support.server import ROOT
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-FUNCTIONS = ("execute", "sandbox_get", "sandbox_delete", "mcp", "authorizer", "reaper")
+FUNCTIONS = ("execute", "sandbox_get", "sandbox_delete", "audit", "mcp", "authorizer", "reaper")
 
 
 @dataclass
@@ -66,7 +66,10 @@ def stack(dynamodb_local: DynamoDBLocal, postgres: PostgresServer) -> Iterator[S
     from iris_exec.aws import runtime
 
     suffix = uuid.uuid4().hex[:8]
-    tables = {"sandboxes": f"sbx-{suffix}", "keys": f"keys-{suffix}", "rate": f"rate-{suffix}"}
+    tables = {
+        logical: f"{logical}-{suffix}"
+        for logical in ("sandboxes", "keys", "rate", "audit", "idempotency")
+    }
     client = dynamodb_local.client()
     create_tables(client, tables)
     with E2BStandIn() as e2b, pytest.MonkeyPatch.context() as env:
@@ -76,6 +79,8 @@ def stack(dynamodb_local: DynamoDBLocal, postgres: PostgresServer) -> Iterator[S
             "IRIS_SANDBOX_TABLE": tables["sandboxes"],
             "IRIS_KEYS_TABLE": tables["keys"],
             "IRIS_RATE_TABLE": tables["rate"],
+            "IRIS_AUDIT_TABLE": tables["audit"],
+            "IRIS_IDEMPOTENCY_TABLE": tables["idempotency"],
             "IRIS_DYNAMODB_ENDPOINT": dynamodb_local.endpoint_url,
             "AWS_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
@@ -326,3 +331,27 @@ def test_layer_requirements_match_the_lock() -> None:
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert exported.returncode == 0, exported.stdout + exported.stderr
+
+
+def test_idempotent_execute_and_the_audit_trail_through_the_functions(stack: Stack) -> None:
+    key = stack.key("retrying-client")
+    body = {"code": "console.log('once'); return 7"}
+    headers = {"Idempotency-Key": f"job-{uuid.uuid4()}"}
+    first = stack.invoke(
+        "execute", api_event("POST", "/api/iris/execute", key=key, body=body, headers=headers)
+    )
+    again = stack.invoke(
+        "execute", api_event("POST", "/api/iris/execute", key=key, body=body, headers=headers)
+    )
+    assert first["statusCode"] == again["statusCode"] == 200
+    assert json.loads(again["body"]) == json.loads(first["body"])
+    assert {k.lower(): v for k, v in again["headers"].items()}["idempotent-replayed"] == "true"
+    changed = {"code": "return 8"}
+    status, problem = stack.call(
+        "execute", "POST", "/api/iris/execute", key=key, body=changed, headers=headers
+    )
+    assert status == 422 and "different request body" in problem["message"]
+    status, trail = stack.call("audit", "GET", "/api/iris/audit", key=key)
+    assert status == 200
+    assert [e["kind"] for e in trail["events"]] == ["sandbox.created", "execution"]
+    assert trail["events"][1]["outcome"] == "ok"

@@ -72,6 +72,7 @@ FUNCTIONS = {
     "ExecuteFunction": "execute",
     "SandboxGetFunction": "sandbox_get",
     "SandboxDeleteFunction": "sandbox_delete",
+    "AuditFunction": "audit",
     "McpFunction": "mcp",
     "AuthorizerFunction": "authorizer",
     "ReaperFunction": "reaper",

@@ -13,16 +13,20 @@ from pathlib import Path
 
 from iris_exec.domain.errors import ConfigurationError
 from iris_exec.domain.ports import (
+    AuditLog,
     ExecutionObserver,
+    IdempotencyStore,
     KeyStore,
     RateLimitStore,
     SandboxProvider,
     SandboxRegistry,
     ToolStore,
 )
+from iris_exec.services.audit import AuditTrail, Observers
 from iris_exec.services.auth import AuthService
 from iris_exec.services.clock import Clock, system_clock
 from iris_exec.services.executions import ExecutionService
+from iris_exec.services.idempotency import IdempotentExecutions
 from iris_exec.services.ratelimit import RateLimiter
 from iris_exec.services.sandboxes import SandboxService
 from iris_exec.services.tokens import ExecutionTokens
@@ -45,6 +49,8 @@ class Container:
     tools: ToolService
     sandboxes: SandboxService
     executions: ExecutionService
+    idempotent: IdempotentExecutions
+    audit: AuditTrail
 
     def close(self) -> None:
         """Release what the adapters hold open (database connections)."""
@@ -63,12 +69,18 @@ def assemble(
     tool_store: ToolStore,
     provider: SandboxProvider,
     signing_key: bytes | Callable[[], bytes],
+    audit_log: AuditLog,
+    idempotency: IdempotencyStore,
     clock: Clock = system_clock,
     observer: ExecutionObserver | None = None,
 ) -> Container:
     """Wire the services over the given adapters."""
-    sandboxes = SandboxService(registry, provider, settings, clock)
+    audit = AuditTrail(audit_log, clock, settings.audit_retention_days * 86400)
+    sandboxes = SandboxService(registry, provider, settings, clock, audit)
     tokens = ExecutionTokens(signing_key, clock)
+    executions = ExecutionService(
+        sandboxes, provider, tokens, settings, clock, Observers(audit, observer)
+    )
     return Container(
         settings=settings,
         clock=clock,
@@ -82,7 +94,9 @@ def assemble(
         tokens=tokens,
         tools=ToolService(tool_store, clock),
         sandboxes=sandboxes,
-        executions=ExecutionService(sandboxes, provider, tokens, settings, clock, observer),
+        executions=executions,
+        idempotent=IdempotentExecutions(idempotency, executions, clock),
+        audit=audit,
     )
 
 
@@ -119,13 +133,14 @@ def build_tool_store(settings: Settings, sqlite_db: object | None = None) -> Too
 def build_local(settings: Settings, *, clock: Clock = system_clock) -> Container:
     """Local mode: SQLite for state, bubblewrap jails for sandboxes."""
     from iris_exec.adapters.local.provider import LocalSandboxProvider
+    from iris_exec.adapters.sqlite.audit import AUDIT_SCHEMA, SqliteAuditLog, SqliteIdempotencyStore
     from iris_exec.adapters.sqlite.database import Database
     from iris_exec.adapters.sqlite.keys import SqliteKeyStore
     from iris_exec.adapters.sqlite.ratelimit import SqliteRateLimitStore
     from iris_exec.adapters.sqlite.registry import SqliteSandboxRegistry
     from iris_exec.adapters.sqlite.tools import TOOL_SCHEMA
 
-    db = Database(settings.database_path, extra_schema=(TOOL_SCHEMA,))
+    db = Database(settings.database_path, extra_schema=(TOOL_SCHEMA, AUDIT_SCHEMA))
     return assemble(
         settings,
         registry=SqliteSandboxRegistry(db),
@@ -134,6 +149,8 @@ def build_local(settings: Settings, *, clock: Clock = system_clock) -> Container
         tool_store=build_tool_store(settings, db),
         provider=LocalSandboxProvider(settings),
         signing_key=local_signing_key(settings),
+        audit_log=SqliteAuditLog(db),
+        idempotency=SqliteIdempotencyStore(db, settings.idempotency_ttl_s),
         clock=clock,
     )
 

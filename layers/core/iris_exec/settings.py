@@ -54,6 +54,10 @@ class Settings(BaseSettings):
 
     # HTTP edge.
     cors_origins: str = "*"
+    #: How long a request's Idempotency-Key keeps its answer.
+    idempotency_ttl_s: float = Field(24 * 3600, gt=0)
+    #: How long the audit trail keeps its events.
+    audit_retention_days: float = Field(90, gt=0)
 
     # IRIS tools.
     #: Where tool records live: the local SQLite file, or PostgreSQL (Supabase).
@@ -69,6 +73,8 @@ class Settings(BaseSettings):
     sandbox_table: str = "iris-sandboxes"
     keys_table: str = "iris-api-keys"
     rate_table: str = "iris-rate-windows"
+    audit_table: str = "iris-audit"
+    idempotency_table: str = "iris-idempotency"
     e2b_api_key_secret: str | None = None
     token_signing_key_secret: str | None = None
     database_url_secret: str | None = None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from iris_exec.composition import Container, assemble
 from iris_exec.domain.errors import ConfigurationError
-from iris_exec.domain.ports import ExecutionObserver, ToolStore
+from iris_exec.domain.ports import ExecutionObserver, IdempotencyStore, ToolStore
 from iris_exec.settings import Settings
 
 if TYPE_CHECKING:
@@ -67,26 +67,27 @@ def dynamodb_client(settings: Settings) -> DynamoDBClient:
     return cast("DynamoDBClient", client)
 
 
-class LazyToolStore:
-    """The tool store, built on first use: only the MCP function touches it, and psycopg's
-    import is not free."""
+class Lazy:
+    """An adapter built on its first use: the tool store (only the MCP function touches it;
+    psycopg's import is not free) and the idempotency store (Powertools imports boto3)."""
 
-    def __init__(self, build: Callable[[], ToolStore]) -> None:
+    def __init__(self, build: Callable[[], object]) -> None:
         self._build = build
-        self._store: ToolStore | None = None
+        self._adapter: object | None = None
 
     def __getattr__(self, name: str) -> Any:
-        if self._store is None:
-            self._store = self._build()
-        return getattr(self._store, name)
+        if self._adapter is None:
+            self._adapter = self._build()
+        return getattr(self._adapter, name)
 
     def close(self) -> None:
-        close = getattr(self._store, "close", None)
+        close = getattr(self._adapter, "close", None)
         if callable(close):
             close()
 
 
 def build_aws(settings: Settings, *, observer: ExecutionObserver | None = None) -> Container:
+    from iris_exec.adapters.dynamodb.audit import DynamoAuditLog
     from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
     from iris_exec.adapters.dynamodb.ratelimit import DynamoRateLimitStore
     from iris_exec.adapters.dynamodb.registry import DynamoSandboxRegistry
@@ -96,6 +97,13 @@ def build_aws(settings: Settings, *, observer: ExecutionObserver | None = None) 
         from iris_exec.adapters.postgres.tools import PostgresToolStore
 
         return PostgresToolStore(database_url)
+
+    def idempotency() -> IdempotencyStore:
+        from iris_exec.adapters.dynamodb.idempotency import PowertoolsIdempotencyStore
+
+        return PowertoolsIdempotencyStore(
+            client, settings.idempotency_table, settings.idempotency_ttl_s
+        )
 
     client = dynamodb_client(settings)
     direct = settings.database_url.get_secret_value() if settings.database_url else None
@@ -108,12 +116,16 @@ def build_aws(settings: Settings, *, observer: ExecutionObserver | None = None) 
         registry=DynamoSandboxRegistry(client, settings.sandbox_table),
         keys=DynamoKeyStore(client, settings.keys_table),
         rate_limits=DynamoRateLimitStore(client, settings.rate_table),
-        tool_store=cast(ToolStore, LazyToolStore(tool_store)),
+        tool_store=cast(ToolStore, Lazy(tool_store)),
         provider=E2BSandboxProvider(
             settings,
             api_key=secret(e2b_key, settings.e2b_api_key_secret, "E2B_API_KEY"),
             tools_url=lambda: settings.public_url or REQUEST_BASE_URL.get(),
         ),
         signing_key=lambda: signing_key().encode(),
+        audit_log=DynamoAuditLog(
+            client, settings.audit_table, settings.audit_retention_days * 86400
+        ),
+        idempotency=cast(IdempotencyStore, Lazy(idempotency)),
         observer=observer,
     )

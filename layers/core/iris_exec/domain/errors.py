@@ -71,6 +71,11 @@ class Gone(IrisError):
         self.reason = reason
 
 
+class UnprocessableEntity(IrisError):
+    status = 422
+    title = "Unprocessable Entity"
+
+
 class PayloadTooLarge(IrisError):
     status = 413
     title = "Payload Too Large"

@@ -204,3 +204,41 @@ class ExecutionReport:
     setup_ms: float
     output_bytes: int
     started_at: float
+    actor: str = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyHit:
+    """What an Idempotency-Key already stands for: a request still running, a finished one
+    (with its answer), or one with another body."""
+
+    state: Literal["in_progress", "completed", "mismatch"]
+    response: dict[str, Any] | None = None
+
+
+AuditKind = Literal[
+    "execution",
+    "sandbox.created",
+    "sandbox.closed",
+    "sandbox.expired",
+    "sandbox.evicted",
+    "sandbox.failed",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One entry of a project's audit trail."""
+
+    event_id: str
+    project_id: str
+    at: float
+    kind: AuditKind
+    #: Who did it: an API key id, or "system" (reaper, quota eviction, provider loss).
+    actor: str
+    sandbox_id: str | None = None
+    execution_id: str | None = None
+    duration_ms: float | None = None
+    outcome: str | None = None
+    output_bytes: int | None = None
+    detail: str | None = None

@@ -7,10 +7,12 @@ from typing import Any, Protocol
 
 from iris_exec.domain.models import (
     ApiKeyRecord,
+    AuditEvent,
     CreatedSandbox,
     ExecutionJob,
     ExecutionReport,
     GoneReason,
+    IdempotencyHit,
     ProviderSandbox,
     RunOutcome,
     SandboxRecord,
@@ -192,3 +194,33 @@ class ExecutionObserver(Protocol):
     """Told about every finished execution (metrics on AWS; nothing by default)."""
 
     def executed(self, report: ExecutionReport) -> None: ...
+
+
+class IdempotencyStore(Protocol):
+    """Remembers the answer to a request sent with an Idempotency-Key (keys are scoped to a
+    project by the caller)."""
+
+    def begin(self, key: str, fingerprint: str, now: float, lock_s: float) -> IdempotencyHit | None:
+        """Claim ``key`` for a request whose body hashes to ``fingerprint``. None: it is
+        ours, run it. Otherwise what the key already stands for. A claim not completed
+        within ``lock_s`` (its worker died) can be taken again."""
+
+    def complete(self, key: str, fingerprint: str, response: dict[str, Any], now: float) -> None:
+        """Keep the answer for later retries (for the store's retention)."""
+
+    def release(self, key: str, fingerprint: str) -> None:
+        """Give up a claim (the request failed): a retry runs it again."""
+
+
+class AuditLog(Protocol):
+    """The audit trail: every execution and sandbox lifecycle change, per project."""
+
+    def record(self, event: AuditEvent) -> None: ...
+
+    def query(
+        self, project_id: str, since: float | None, until: float | None, limit: int
+    ) -> list[AuditEvent]:
+        """Newest first, at most ``limit``."""
+
+    def purge(self, before: float) -> int:
+        """Drop entries older than ``before`` (where the store has no TTL of its own)."""

@@ -28,7 +28,8 @@ from iris_exec.domain.errors import (
 )
 from iris_exec.domain.models import Principal
 from iris_exec.http.envelope import RequestContext, error_body
-from iris_exec.services.clock import iso, new_id
+from iris_exec.services.audit import MAX_LIMIT as MAX_AUDIT_LIMIT
+from iris_exec.services.clock import iso, new_id, parse_instant
 from iris_exec.services.requests import ExecuteBody, max_body_bytes, parse_execute
 from iris_exec.services.sandboxes import validate_sandbox_id
 
@@ -37,11 +38,13 @@ log = logging.getLogger(__name__)
 EXECUTE = "execute"
 SANDBOX_GET = "sandbox_get"
 SANDBOX_DELETE = "sandbox_delete"
-ALL_ROUTES = frozenset({EXECUTE, SANDBOX_GET, SANDBOX_DELETE})
+AUDIT = "audit"
+ALL_ROUTES = frozenset({EXECUTE, SANDBOX_GET, SANDBOX_DELETE, AUDIT})
 
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Iris-Busy", "Prefer"]
 EXPOSED_HEADERS = [
     "X-Request-Id",
+    "Idempotent-Replayed",
     "Retry-After",
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
@@ -223,8 +226,12 @@ def create_app(
             command = parse_execute(raw, caller, settings)
             if request.headers.get("x-iris-busy", "").lower() == "reject":
                 command = replace(command, wait=False)
-            body = await container.executions.execute(caller, command)
-            return respond(request, body)
+            key = request.headers.get("idempotency-key")
+            body, replayed = await container.idempotent.execute(caller, command, key)
+            response = respond(request, body)
+            if replayed:
+                response.headers["Idempotent-Replayed"] = "true"
+            return response
 
     if SANDBOX_GET in enabled:
 
@@ -257,6 +264,18 @@ def create_app(
                     request, {"message": "All sandboxes closed", "closed": closed, "timestamp": now}
                 )
             raise BadRequest("Give sandboxId=<id> or all=true")
+
+    if AUDIT in enabled:
+
+        @app.get("/api/iris/audit", summary="Your project's audit trail, newest first")
+        async def audit(request: Request, caller: Caller) -> Response:
+            params = request.query_params
+            limit_text = params.get("limit", "100")
+            if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_AUDIT_LIMIT:
+                raise BadRequest(f"limit must be an integer from 1 to {MAX_AUDIT_LIMIT}")
+            since = parse_instant(params.get("since"), "since")
+            until = parse_instant(params.get("until"), "until")
+            return respond(request, container.audit.query(caller, since, until, int(limit_text)))
 
     @app.get("/health", summary="Liveness (no authentication)", include_in_schema=False)
     async def health() -> Response:

@@ -69,11 +69,18 @@ def running_server(settings: Settings) -> dict[str, str] | None:
     return None
 
 
+AUDIT_PURGE_EVERY_S = 3600
+
+
 async def _reap_forever(container: Container) -> None:
+    last_purge = 0.0
     while True:
         await asyncio.sleep(container.settings.reaper_interval_s)
         try:
             await container.sandboxes.reap()
+            if container.clock() - last_purge > AUDIT_PURGE_EVERY_S:
+                container.audit.purge()
+                last_purge = container.clock()
         except Exception:
             log.exception("reaper pass failed")
 

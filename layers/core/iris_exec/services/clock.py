@@ -27,3 +27,23 @@ def iso(ts: float | None) -> str | None:
 def new_id(prefix: str, nbytes: int = 12) -> str:
     """Random url-safe id with a type prefix, e.g. ``sb_3kq...``."""
     return prefix + secrets.token_urlsafe(nbytes).replace("-", "x").replace("_", "y")
+
+
+def parse_instant(value: str | float | None, what: str) -> float | None:
+    """An ISO 8601 time (with its zone) or epoch milliseconds (JavaScript's Date.now()),
+    as epoch seconds; a clear 400 otherwise."""
+    from iris_exec.domain.errors import BadRequest
+
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise BadRequest(f"{what} must be an ISO 8601 time or epoch milliseconds")
+    if isinstance(value, int | float):
+        return float(value) / 1000
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadRequest(f"{what} must be an ISO 8601 time; got {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise BadRequest(f"{what} needs a time zone (e.g. 2026-11-26T12:00:00Z)")
+    return parsed.timestamp()

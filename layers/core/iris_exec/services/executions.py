@@ -106,6 +106,7 @@ class ExecutionService:
                     setup_ms=outcome.setup_ms,
                     output_bytes=sum(len(c.text.encode()) for c in outcome.output),
                     started_at=started,
+                    actor=principal.key_id,
                 )
             )
         return self.render(

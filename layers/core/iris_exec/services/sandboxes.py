@@ -21,8 +21,15 @@ from iris_exec.domain.errors import (
     ServiceUnavailable,
     TooManyRequests,
 )
-from iris_exec.domain.models import GoneReason, Principal, SandboxRecord, SandboxStatus
+from iris_exec.domain.models import (
+    AuditKind,
+    GoneReason,
+    Principal,
+    SandboxRecord,
+    SandboxStatus,
+)
 from iris_exec.domain.ports import SandboxProvider, SandboxRegistry
+from iris_exec.services.audit import SYSTEM, AuditTrail
 from iris_exec.services.clock import Clock, iso, new_id
 from iris_exec.settings import Settings
 
@@ -32,6 +39,12 @@ SANDBOX_ID_PATTERN = re.compile(r"^sb_[A-Za-z0-9]{8,64}$")
 #: A lease outlives its execution's deadline by this much, then anyone may take it.
 LEASE_GRACE_S = 30.0
 WAIT_POLL_S = 0.5
+GONE_EVENTS: dict[GoneReason, AuditKind] = {
+    GoneReason.CLOSED: "sandbox.closed",
+    GoneReason.EXPIRED: "sandbox.expired",
+    GoneReason.EVICTED: "sandbox.evicted",
+    GoneReason.FAILED: "sandbox.failed",
+}
 
 
 def validate_sandbox_id(sandbox_id: str) -> str:
@@ -73,7 +86,9 @@ class SandboxService:
         provider: SandboxProvider,
         settings: Settings,
         clock: Clock,
+        audit: AuditTrail | None = None,
     ) -> None:
+        self._audit = audit
         self._registry = registry
         self._provider = provider
         self._settings = settings
@@ -172,17 +187,18 @@ class SandboxService:
                 await self._provider.kill(created.provider_ref)
                 raise
             log.info("sandbox %s created for project %s", sandbox_id, project)
+            if self._audit is not None:
+                self._audit.sandbox("sandbox.created", project, sandbox_id, principal.key_id)
             return Lease(record, lease_id, created=True, create_ms=create_ms)
 
     async def _evict_one(self, project: str, live: list[SandboxRecord], now: float) -> None:
         idle = sorted((r for r in live if not r.is_busy(now)), key=lambda r: r.last_used_at)
         for victim in idle:
-            if self._registry.mark_gone(
-                project,
-                victim.sandbox_id,
+            if self._mark_gone(
+                victim,
                 GoneReason.EVICTED,
-                now,
                 "least recently used when the project reached its sandbox quota",
+                at=now,
                 only_if_idle=True,
             ):
                 log.info("sandbox %s evicted (project %s at quota)", victim.sandbox_id, project)
@@ -256,18 +272,16 @@ class SandboxService:
         if record is None:
             raise NotFound(f"Sandbox {sandbox_id} not found")
         if record.status is SandboxStatus.RUNNING:
-            await self._finish(record, GoneReason.CLOSED, "closed by request")
+            await self._finish(
+                record, GoneReason.CLOSED, "closed by request", actor=principal.key_id
+            )
 
     async def close_all(self, principal: Principal) -> int:
         now = self._clock()
         closed = 0
         for record in self._registry.list_live(principal.project_id, now):
-            if self._registry.mark_gone(
-                record.project_id,
-                record.sandbox_id,
-                GoneReason.CLOSED,
-                now,
-                "closed by request (all)",
+            if self._mark_gone(
+                record, GoneReason.CLOSED, "closed by request (all)", at=now, actor=principal.key_id
             ):
                 await self._kill_quietly(record)
                 closed += 1
@@ -278,12 +292,11 @@ class SandboxService:
         now = self._clock()
         reaped = 0
         for record in self._registry.list_due(now, limit=100):
-            if self._registry.mark_gone(
-                record.project_id,
-                record.sandbox_id,
+            if self._mark_gone(
+                record,
                 GoneReason.EXPIRED,
-                now,
                 self._expiry_detail(record, now),
+                at=now,
                 only_if_idle=True,
             ):
                 await self._kill_quietly(record)
@@ -301,11 +314,9 @@ class SandboxService:
         running = self._registry.list_running(self._provider.name)
         for record in running:
             if not await self._provider.is_alive(record.provider_ref):
-                self._registry.mark_gone(
-                    record.project_id,
-                    record.sandbox_id,
+                self._mark_gone(
+                    record,
                     GoneReason.FAILED,
-                    self._clock(),
                     "the provider no longer had it (lost or killed outside this service)",
                 )
                 changed += 1
@@ -329,12 +340,31 @@ class SandboxService:
             return f"reached its maximum lifetime of {self._settings.sandbox_max_lifetime_s:g} s"
         return f"idle for more than {self._settings.sandbox_idle_timeout_s:g} s"
 
+    def _mark_gone(
+        self,
+        record: SandboxRecord,
+        reason: GoneReason,
+        detail: str,
+        *,
+        at: float | None = None,
+        actor: str = SYSTEM,
+        only_if_idle: bool = False,
+    ) -> bool:
+        """The registry's mark_gone, audited. True if this call ended the sandbox."""
+        at = self._clock() if at is None else at
+        changed = self._registry.mark_gone(
+            record.project_id, record.sandbox_id, reason, at, detail, only_if_idle=only_if_idle
+        )
+        if changed and self._audit is not None:
+            kind: AuditKind = GONE_EVENTS[reason]
+            self._audit.sandbox(kind, record.project_id, record.sandbox_id, actor, detail)
+        return changed
+
     async def _finish(
-        self, record: SandboxRecord, reason: GoneReason, detail: str
+        self, record: SandboxRecord, reason: GoneReason, detail: str, *, actor: str = SYSTEM
     ) -> SandboxRecord:
         """Mark the sandbox gone and stop it; return the record as it now stands."""
-        now = self._clock()
-        self._registry.mark_gone(record.project_id, record.sandbox_id, reason, now, detail)
+        self._mark_gone(record, reason, detail, actor=actor)
         await self._kill_quietly(record)
         return self._registry.get(record.project_id, record.sandbox_id) or record
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime
 from typing import Any
 
+from iris_exec.domain.errors import BadRequest
 from iris_exec.domain.ports import ToolStore
 from iris_exec.domain.tools import VERDICT_SCORES, ToolCaller, ToolInputError, Vote
 from iris_exec.services import patterns
-from iris_exec.services.clock import Clock, iso, new_id
+from iris_exec.services.clock import Clock, iso, new_id, parse_instant
 
 MAX_NAME = 200
 MAX_TEXT_BYTES = 64 * 1024
@@ -76,23 +76,6 @@ def _percentile(ordered: list[float], q: float) -> float:
     position = (len(ordered) - 1) * q
     low, high = math.floor(position), math.ceil(position)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def parse_since(since: str | float | None) -> float | None:
-    """`since` as an ISO 8601 time or epoch milliseconds (JavaScript's Date.now())."""
-    if since is None:
-        return None
-    if isinstance(since, bool):
-        raise ToolInputError("since must be an ISO 8601 time or epoch milliseconds")
-    if isinstance(since, int | float):
-        return float(since) / 1000
-    try:
-        parsed = datetime.fromisoformat(since.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ToolInputError(f"since must be an ISO 8601 time; got {since!r}") from exc
-    if parsed.tzinfo is None:
-        raise ToolInputError("since needs a time zone (e.g. 2026-11-26T12:00:00Z)")
-    return parsed.timestamp()
 
 
 class ToolService:
@@ -342,7 +325,11 @@ class ToolService:
         self, caller: ToolCaller, metric: str, since: str | float | None
     ) -> dict[str, Any]:
         _name(metric, "metric")
-        values = sorted(self._store.metric_values(caller.project_id, metric, parse_since(since)))
+        try:
+            start = parse_instant(since, "since")
+        except BadRequest as exc:
+            raise ToolInputError(exc.message) from exc
+        values = sorted(self._store.metric_values(caller.project_id, metric, start))
         if not values:
             return {"metric": metric, "count": 0, "min": None, "max": None, "mean": None,
                     "p50": None, "p95": None}  # fmt: skip

@@ -78,11 +78,34 @@ TABLES: dict[str, dict[str, Any]] = {
         ],
         "BillingMode": "PAY_PER_REQUEST",
     },
+    "audit": {
+        "AttributeDefinitions": [
+            {"AttributeName": "projectId", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        # sk = "<epoch ms, 15 digits>#<event id>": a project's trail in time order.
+        "KeySchema": [
+            {"AttributeName": "projectId", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    },
+    # Powertools idempotency's own schema (DynamoDBPersistenceLayer defaults).
+    "idempotency": {
+        "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    },
 }
 
 #: The attribute DynamoDB's TTL deletes by (epoch seconds), per table. TTL is not part of
 #: CreateTable: it is switched on afterwards (``TimeToLiveSpecification`` in the template).
-TTL_ATTRIBUTES: dict[str, str] = {"sandboxes": "ttl", "rate": "ttl"}
+TTL_ATTRIBUTES: dict[str, str] = {
+    "sandboxes": "ttl",
+    "rate": "ttl",
+    "audit": "ttl",
+    "idempotency": "expiration",
+}
 
 
 def create_tables(client: DynamoDBClient, names: dict[str, str]) -> None:
