@@ -36,6 +36,8 @@ class FakeProvider:
         self.created = 0
         self.fail_run: Exception | None = None
         self.fail_create: Exception | None = None
+        self.fail_kill: Exception | None = None
+        self.owners: dict[str, tuple[str, str]] = {}
         self.run_delay = 0.0
 
     async def start(self) -> None:
@@ -50,6 +52,7 @@ class FakeProvider:
         self.created += 1
         ref = f"fake-{self.created}"
         self.alive.add(ref)
+        self.owners[ref] = (sandbox_id, project_id)
         return CreatedSandbox(ref, "fake")
 
     async def run(self, provider_ref: str, job: ExecutionJob) -> RunOutcome:
@@ -64,6 +67,8 @@ class FakeProvider:
         )
 
     async def kill(self, provider_ref: str) -> None:
+        if self.fail_kill is not None:
+            raise self.fail_kill
         self.alive.discard(provider_ref)
         self.killed.append(provider_ref)
 
@@ -71,4 +76,4 @@ class FakeProvider:
         return provider_ref in self.alive
 
     async def list_sandboxes(self) -> list[ProviderSandbox]:
-        return []
+        return [ProviderSandbox(ref, *self.owners[ref]) for ref in sorted(self.alive)]

@@ -82,7 +82,7 @@ class PostgresServer:
                 self.psql("-f", str(migration))
 
     def stop(self) -> None:
-        if self.proc is not None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)

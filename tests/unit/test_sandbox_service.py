@@ -197,3 +197,33 @@ async def test_other_projects_get_not_found(container: Container) -> None:
         await run(container, BETA, sandbox)
     assert await container.sandboxes.close_all(BETA) == 0
     assert (await container.sandboxes.describe(ALPHA, sandbox))["active"]
+
+
+async def test_a_provider_failing_to_kill_leaves_an_orphan_that_reconcile_stops(
+    container: Container, provider: FakeProvider
+) -> None:
+    sandbox = await run(container)
+    provider.fail_kill = ProviderUnavailable("E2B is down")
+    await container.sandboxes.close(ALPHA, sandbox)  # still answered: the registry says closed
+    assert (await container.sandboxes.describe(ALPHA, sandbox))["status"] == "closed"
+    assert len(provider.alive) == 1  # but the provider still runs it
+    await container.sandboxes.reconcile()  # the provider is still failing: nothing lost
+    provider.fail_kill = None
+    assert await container.sandboxes.reconcile() == 1
+    assert provider.alive == set()
+
+
+async def test_lifecycle_changes_are_audited_with_who_did_them(
+    container: Container, clock: MovableClock
+) -> None:
+    kept = await run(container)
+    closed = await run(container)
+    await container.sandboxes.close(ALPHA, closed)
+    clock.advance(301)
+    await container.sandboxes.reap()
+    trail = container.audit.query(ALPHA, None, None, 50)["events"]
+    by_kind = [(e["kind"], e["sandboxId"], e["actor"]) for e in trail if e["kind"] != "execution"]
+    assert ("sandbox.created", kept, "key_a") in by_kind
+    assert ("sandbox.closed", closed, "key_a") in by_kind
+    assert ("sandbox.expired", kept, "system") in by_kind
+    assert sum(1 for e in trail if e["kind"] == "execution") == 2

@@ -163,12 +163,13 @@ async def spawn_jailed(
             launcher_env["IRIS_FSIZE_KB"] = str(cfg.disk_bytes // 1024)
     procs = [str(p) for p in group.procs_files] if group else []
     cmd = bwrap_command(cfg, argv, files_dir=files_dir, tools_dir=tools_dir, env=env)
+    # If the server dies (even by SIGKILL), its jails die with it: bubblewrap gets SIGKILL,
+    # and the jail's pid namespace with it. Nothing runs on, orphaned.
+    privileges = ["--pdeathsig", "SIGKILL", "--no-new-privs"]
     if cfg.host_uid is not None:
         # Root starts the launcher (to join the cgroups), the jail runs as an unprivileged uid.
-        cmd = [
-            SETPRIV, f"--reuid={cfg.host_uid}", f"--regid={cfg.host_gid}", "--clear-groups",
-            "--no-new-privs", "--", *cmd,
-        ]  # fmt: skip
+        privileges += [f"--reuid={cfg.host_uid}", f"--regid={cfg.host_gid}", "--clear-groups"]
+    cmd = [SETPRIV, *privileges, "--", *cmd]
     launcher = [BASH, "--noprofile", "--norc", "-c", LAUNCHER, "iris-jail", str(events_fd)]
     return await asyncio.create_subprocess_exec(
         *launcher, *procs, "--", *cmd,
