@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from iris_exec.adapters.dynamodb.audit import DynamoAuditLog
+from iris_exec.adapters.dynamodb.executions import DynamoExecutionStore
 from iris_exec.adapters.dynamodb.idempotency import PowertoolsIdempotencyStore
 from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
 from iris_exec.adapters.dynamodb.ratelimit import DynamoRateLimitStore
@@ -19,12 +20,14 @@ from iris_exec.adapters.dynamodb.tables import TABLES, create_tables
 from iris_exec.adapters.postgres.tools import PostgresToolStore
 from iris_exec.adapters.sqlite.audit import AUDIT_SCHEMA, SqliteAuditLog, SqliteIdempotencyStore
 from iris_exec.adapters.sqlite.database import Database
+from iris_exec.adapters.sqlite.executions import EXECUTIONS_SCHEMA, SqliteExecutionStore
 from iris_exec.adapters.sqlite.keys import SqliteKeyStore
 from iris_exec.adapters.sqlite.ratelimit import SqliteRateLimitStore
 from iris_exec.adapters.sqlite.registry import SqliteSandboxRegistry
 from iris_exec.adapters.sqlite.tools import TOOL_SCHEMA, SqliteToolStore
 from iris_exec.domain.ports import (
     AuditLog,
+    ExecutionStore,
     IdempotencyStore,
     KeyStore,
     RateLimitStore,
@@ -81,7 +84,7 @@ def tool_store(tool_stores: ToolStores) -> ToolStore:
 
 @pytest.fixture
 def sqlite_db(tmp_path: Path) -> Iterator[Database]:
-    db = Database(tmp_path / "iris.db", extra_schema=(AUDIT_SCHEMA,))
+    db = Database(tmp_path / "iris.db", extra_schema=(AUDIT_SCHEMA, EXECUTIONS_SCHEMA))
     yield db
     db.close()
 
@@ -157,4 +160,14 @@ def idempotency_store(request: pytest.FixtureRequest) -> IdempotencyStore:
     if request.param == "dynamodb":
         tables: DynamoTables = request.getfixturevalue("dynamodb_tables")
         return PowertoolsIdempotencyStore(tables.client, tables.names["idempotency"], RETENTION_S)
+    raise AssertionError(request.param)
+
+
+@pytest.fixture(params=ADAPTERS)
+def execution_store(request: pytest.FixtureRequest) -> ExecutionStore:
+    if request.param == "sqlite":
+        return SqliteExecutionStore(request.getfixturevalue("sqlite_db"))
+    if request.param == "dynamodb":
+        tables: DynamoTables = request.getfixturevalue("dynamodb_tables")
+        return DynamoExecutionStore(tables.client, tables.names["executions"], RETENTION_S)
     raise AssertionError(request.param)

@@ -87,7 +87,7 @@ def test_tables_have_the_declared_keys_indexes_and_ttl(dynamodb_tables: DynamoTa
 def test_create_tables_refuses_an_unknown_logical_name(dynamodb_tables: DynamoTables) -> None:
     with pytest.raises(ValueError, match="unknown table"):
         create_tables(dynamodb_tables.client, {"sandbox": "x"})
-    assert set(TABLES) == {"sandboxes", "keys", "rate", "audit", "idempotency"}
+    assert set(TABLES) == {"sandboxes", "keys", "rate", "audit", "idempotency", "executions"}
 
 
 # -- items and TTL ----------------------------------------------------------------------------

@@ -220,3 +220,25 @@ async def test_a_rejected_e2b_key_is_a_500_that_says_nothing_of_it(
     assert response.status_code == 500
     assert "e2b_" not in response.text
     assert response.json()["message"].startswith("An internal error occurred")
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_output_is_followed_live_while_the_code_runs(tmp_path: Path, e2b: E2BStandIn) -> None:
+    """Asynchronous executions read log lines while the code runs: the provider follows the
+    runner's frames as they are written instead of reading them once at the end."""
+    container = build(tmp_path, e2b)
+    lease = await container.sandboxes.acquire(ALPHA, None, wait=True, timeout_s=30)
+    heard: list[tuple[float, str]] = []
+    code = "console.log('early'); await new Promise(r => setTimeout(r, 2500)); console.log('late');"
+    began = time.monotonic()
+    answer = await container.executions.run(
+        ALPHA,
+        command(code=code, timeout_s=30),
+        lease,
+        "ex_live0000000001",
+        on_output=lambda chunk: heard.append((time.monotonic() - began, chunk.text)),
+    )
+    ended = time.monotonic() - began
+    assert answer["result"]["logs"] == ["[stdout] early", "[stdout] late"]
+    assert [text for _, text in heard] == ["early\n", "late\n"]  # each once, in order
+    assert heard[0][0] < ended - 2.0  # 'early' arrived while the code still slept

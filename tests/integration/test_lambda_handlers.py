@@ -4,104 +4,28 @@ stand-in (real SDK, real Node)."""
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from types import ModuleType
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
-from iris_exec.adapters.dynamodb.tables import create_tables
-from iris_exec.adapters.local.provider import default_assets_dir
-from iris_exec.services.auth import AuthService
-from iris_exec.services.clock import system_clock
 from tests.support.dynamodb_local import DynamoDBLocal
-from tests.support.e2b_standin import E2BStandIn
-from tests.support.events import LambdaContext, api_event, authorizer_event
+from tests.support.events import api_event, authorizer_event
+from tests.support.lambda_stack import FUNCTIONS, Stack, lambda_stack
 from tests.support.postgres import PostgresServer
 from tests.support.server import ROOT
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-FUNCTIONS = ("execute", "sandbox_get", "sandbox_delete", "audit", "mcp", "authorizer", "reaper")
-
-
-@dataclass
-class Stack:
-    handlers: dict[str, Handler]
-    keys: AuthService
-    loop: asyncio.AbstractEventLoop
-    e2b: E2BStandIn
-
-    def key(self, project: str) -> str:
-        return self.keys.create_key(project)[0]
-
-    def invoke(self, function: str, event: dict[str, Any]) -> dict[str, Any]:
-        # Lambda keeps one event loop per container (Mangum's); so does this test module.
-        asyncio.set_event_loop(self.loop)
-        return self.handlers[function](event, LambdaContext(function_name=f"iris-{function}"))
-
-    def call(self, function: str, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-        response = self.invoke(function, api_event(method, path, **kwargs))
-        body = response.get("body") or ""
-        return int(response["statusCode"]), json.loads(body) if body else None
-
-
-def _load(function: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f"lambda_{function}", ROOT / "functions" / function / "app.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def stack(dynamodb_local: DynamoDBLocal, postgres: PostgresServer) -> Iterator[Stack]:
-    from iris_exec.aws import runtime
-
-    suffix = uuid.uuid4().hex[:8]
-    tables = {
-        logical: f"{logical}-{suffix}"
-        for logical in ("sandboxes", "keys", "rate", "audit", "idempotency")
-    }
-    client = dynamodb_local.client()
-    create_tables(client, tables)
-    with E2BStandIn() as e2b, pytest.MonkeyPatch.context() as env:
-        for name, value in {
-            **e2b.env,
-            "IRIS_BACKEND": "aws",
-            "IRIS_SANDBOX_TABLE": tables["sandboxes"],
-            "IRIS_KEYS_TABLE": tables["keys"],
-            "IRIS_RATE_TABLE": tables["rate"],
-            "IRIS_AUDIT_TABLE": tables["audit"],
-            "IRIS_IDEMPOTENCY_TABLE": tables["idempotency"],
-            "IRIS_DYNAMODB_ENDPOINT": dynamodb_local.endpoint_url,
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
-            "AWS_SECRET_ACCESS_KEY": "x",
-            "IRIS_TOOL_STORE": "postgres",
-            "IRIS_DATABASE_URL": postgres.dsn,
-            "IRIS_TOKEN_SIGNING_KEY": "s" * 64,
-            "IRIS_E2B_API_KEY": e2b.api_key,
-            "IRIS_E2B_ASSETS_DIR": str(default_assets_dir()),
-            "POWERTOOLS_METRICS_NAMESPACE": "IrisExecTest",
-        }.items():
-            env.setenv(name, value)
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        runtime.reset()  # a fresh "Lambda container" for this module
-        handlers = {name: _load(name).handler for name in FUNCTIONS}
-        keys = AuthService(DynamoKeyStore(client, tables["keys"]), system_clock)
-        yield Stack(handlers, keys, loop, e2b)
-        runtime.reset()
-        loop.close()
-        asyncio.set_event_loop(None)
+def stack(
+    dynamodb_local: DynamoDBLocal,
+    postgres: PostgresServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    with lambda_stack(dynamodb_local, postgres, tmp_path_factory.mktemp("lambda")) as built:
+        yield built
 
 
 def test_execute_then_reuse_the_sandbox_in_a_warm_invocation(stack: Stack) -> None:
@@ -309,7 +233,7 @@ def test_the_authorizer_names_the_project_and_the_usage_key(stack: Stack) -> Non
 def test_the_reaper_runs_twice_in_a_row(stack: Stack) -> None:
     for _ in range(2):
         result = stack.invoke("reaper", {})
-        assert set(result) == {"reaped", "lost"}
+        assert set(result) == {"reaped", "lost", "deadExecutions"}
 
 
 def test_every_handler_module_is_a_few_lines() -> None:

@@ -18,6 +18,7 @@ from iris_exec.adapters.dynamodb.registry import DynamoSandboxRegistry
 from iris_exec.adapters.dynamodb.tables import create_tables
 from iris_exec.adapters.sqlite.audit import AUDIT_SCHEMA, SqliteAuditLog, SqliteIdempotencyStore
 from iris_exec.adapters.sqlite.database import Database
+from iris_exec.adapters.sqlite.executions import EXECUTIONS_SCHEMA, SqliteExecutionStore
 from iris_exec.adapters.sqlite.tools import TOOL_SCHEMA, SqliteToolStore
 from iris_exec.composition import assemble
 from iris_exec.http.app import create_app
@@ -147,7 +148,7 @@ async def test_when_dynamodb_stops_requests_fail_closed_with_503(
     )
     names = {"sandboxes": "sbx", "keys": "keys", "rate": "rate"}
     create_tables(client, names)
-    db = Database(tmp_path / "iris.db", extra_schema=(TOOL_SCHEMA, AUDIT_SCHEMA))
+    db = Database(tmp_path / "iris.db", extra_schema=(TOOL_SCHEMA, AUDIT_SCHEMA, EXECUTIONS_SCHEMA))
     container = assemble(
         Settings(data_dir=tmp_path),
         registry=DynamoSandboxRegistry(client, names["sandboxes"]),
@@ -158,6 +159,7 @@ async def test_when_dynamodb_stops_requests_fail_closed_with_503(
         signing_key=b"s" * 32,
         audit_log=SqliteAuditLog(db),
         idempotency=SqliteIdempotencyStore(db, 3600),
+        execution_store=SqliteExecutionStore(db),
     )
     key, _ = container.auth.create_key("closed")
     transport = httpx.ASGITransport(app=create_app(container), raise_app_exceptions=False)

@@ -76,6 +76,8 @@ FUNCTIONS = {
     "McpFunction": "mcp",
     "AuthorizerFunction": "authorizer",
     "ReaperFunction": "reaper",
+    "ExecutionsFunction": "executions",
+    "WorkerFunction": "worker",
 }
 
 
@@ -127,3 +129,52 @@ def test_every_handler_imports_from_the_built_layout(x86_build: Path) -> None:
             capture_output=True, text=True, env=env, cwd=task, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
+
+
+def _cloudformation(path: Path) -> dict[str, object]:
+    """template.yaml with its intrinsic-function tags (!Ref, !Sub...) read as plain data."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> object:
+        if isinstance(node, yaml.ScalarNode):
+            return {suffix: loader.construct_scalar(node)}
+        if isinstance(node, yaml.SequenceNode):
+            return {suffix: loader.construct_sequence(node, deep=True)}
+        assert isinstance(node, yaml.MappingNode)
+        return {suffix: loader.construct_mapping(node, deep=True)}
+
+    Loader.add_multi_constructor("!", tagged)
+    loaded: dict[str, object] = yaml.load(path.read_text(), Loader=Loader)  # noqa: S506
+    return loaded
+
+
+def test_the_template_declares_the_tables_the_adapters_create() -> None:
+    """tables.py (used by tests and `create_tables`) and template.yaml must agree."""
+    from iris_exec.adapters.dynamodb.tables import TABLES, TTL_ATTRIBUTES
+
+    resources = _cloudformation(ROOT / "template.yaml")["Resources"]
+    assert isinstance(resources, dict)
+    logical_names = {
+        "sandboxes": "SandboxTable",
+        "keys": "KeysTable",
+        "rate": "RateTable",
+        "audit": "AuditTable",
+        "idempotency": "IdempotencyTable",
+        "executions": "ExecutionsTable",
+    }
+    assert set(logical_names) == set(TABLES)
+    for logical, resource in logical_names.items():
+        declared = resources[resource]["Properties"]
+        wanted = TABLES[logical]
+        assert declared["KeySchema"] == wanted["KeySchema"], logical
+        assert sorted(declared["AttributeDefinitions"], key=str) == sorted(
+            wanted["AttributeDefinitions"], key=str
+        ), logical
+        assert declared.get("GlobalSecondaryIndexes", []) == wanted.get(
+            "GlobalSecondaryIndexes", []
+        ), logical
+        ttl = declared.get("TimeToLiveSpecification", {}).get("AttributeName")
+        assert ttl == TTL_ATTRIBUTES.get(logical), logical

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from iris_exec.adapters.sqlite.audit import AUDIT_SCHEMA, SqliteAuditLog, SqliteIdempotencyStore
 from iris_exec.adapters.sqlite.database import Database
+from iris_exec.adapters.sqlite.executions import EXECUTIONS_SCHEMA, SqliteExecutionStore
 from iris_exec.adapters.sqlite.keys import SqliteKeyStore
 from iris_exec.adapters.sqlite.ratelimit import SqliteRateLimitStore
 from iris_exec.adapters.sqlite.registry import SqliteSandboxRegistry
@@ -19,7 +20,10 @@ from iris_exec.settings import Settings
 def sqlite_container(
     settings: Settings, provider: SandboxProvider, clock: Clock = system_clock
 ) -> Container:
-    db = Database(Path(settings.data_dir) / "iris.db", extra_schema=(TOOL_SCHEMA, AUDIT_SCHEMA))
+    db = Database(
+        Path(settings.data_dir) / "iris.db",
+        extra_schema=(TOOL_SCHEMA, AUDIT_SCHEMA, EXECUTIONS_SCHEMA),
+    )
     return assemble(
         settings,
         registry=SqliteSandboxRegistry(db),
@@ -30,6 +34,7 @@ def sqlite_container(
         signing_key=b"s" * 32,
         audit_log=SqliteAuditLog(db),
         idempotency=SqliteIdempotencyStore(db, settings.idempotency_ttl_s),
+        execution_store=SqliteExecutionStore(db),
         clock=clock,
     )
 

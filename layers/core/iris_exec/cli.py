@@ -72,7 +72,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             app,
             host=settings.host,
             port=settings.port,
-            loop="uvloop",
+            # asyncio's own loop: uvloop has fd races between subprocesses started from
+            # threads and from the loop (uvloop#414), which this server does both of.
+            loop="asyncio",
             http="httptools",
             log_level="info",
             access_log=args.access_log,

@@ -15,15 +15,18 @@ from iris_exec.domain.errors import ConfigurationError
 from iris_exec.domain.ports import (
     AuditLog,
     ExecutionObserver,
+    ExecutionStore,
     IdempotencyStore,
     KeyStore,
     RateLimitStore,
     SandboxProvider,
     SandboxRegistry,
     ToolStore,
+    WorkDispatcher,
 )
 from iris_exec.services.audit import AuditTrail, Observers
 from iris_exec.services.auth import AuthService
+from iris_exec.services.background import BackgroundExecutions, LocalDispatcher
 from iris_exec.services.clock import Clock, system_clock
 from iris_exec.services.executions import ExecutionService
 from iris_exec.services.idempotency import IdempotentExecutions
@@ -51,6 +54,7 @@ class Container:
     executions: ExecutionService
     idempotent: IdempotentExecutions
     audit: AuditTrail
+    background: BackgroundExecutions
 
     def close(self) -> None:
         """Release what the adapters hold open (database connections)."""
@@ -71,6 +75,8 @@ def assemble(
     signing_key: bytes | Callable[[], bytes],
     audit_log: AuditLog,
     idempotency: IdempotencyStore,
+    execution_store: ExecutionStore,
+    dispatcher: WorkDispatcher | None = None,
     clock: Clock = system_clock,
     observer: ExecutionObserver | None = None,
 ) -> Container:
@@ -81,6 +87,11 @@ def assemble(
     executions = ExecutionService(
         sandboxes, provider, tokens, settings, clock, Observers(audit, observer)
     )
+    background = BackgroundExecutions(
+        execution_store, executions, sandboxes, settings, clock, dispatcher
+    )
+    if dispatcher is None:
+        background.dispatcher = LocalDispatcher(background)
     return Container(
         settings=settings,
         clock=clock,
@@ -97,6 +108,7 @@ def assemble(
         executions=executions,
         idempotent=IdempotentExecutions(idempotency, executions, clock),
         audit=audit,
+        background=background,
     )
 
 
@@ -135,12 +147,15 @@ def build_local(settings: Settings, *, clock: Clock = system_clock) -> Container
     from iris_exec.adapters.local.provider import LocalSandboxProvider
     from iris_exec.adapters.sqlite.audit import AUDIT_SCHEMA, SqliteAuditLog, SqliteIdempotencyStore
     from iris_exec.adapters.sqlite.database import Database
+    from iris_exec.adapters.sqlite.executions import EXECUTIONS_SCHEMA, SqliteExecutionStore
     from iris_exec.adapters.sqlite.keys import SqliteKeyStore
     from iris_exec.adapters.sqlite.ratelimit import SqliteRateLimitStore
     from iris_exec.adapters.sqlite.registry import SqliteSandboxRegistry
     from iris_exec.adapters.sqlite.tools import TOOL_SCHEMA
 
-    db = Database(settings.database_path, extra_schema=(TOOL_SCHEMA, AUDIT_SCHEMA))
+    db = Database(
+        settings.database_path, extra_schema=(TOOL_SCHEMA, AUDIT_SCHEMA, EXECUTIONS_SCHEMA)
+    )
     return assemble(
         settings,
         registry=SqliteSandboxRegistry(db),
@@ -151,6 +166,7 @@ def build_local(settings: Settings, *, clock: Clock = system_clock) -> Container
         signing_key=local_signing_key(settings),
         audit_log=SqliteAuditLog(db),
         idempotency=SqliteIdempotencyStore(db, settings.idempotency_ttl_s),
+        execution_store=SqliteExecutionStore(db),
         clock=clock,
     )
 

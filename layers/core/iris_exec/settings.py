@@ -59,6 +59,19 @@ class Settings(BaseSettings):
     #: How long the audit trail keeps its events.
     audit_retention_days: float = Field(90, gt=0)
 
+    # Asynchronous executions.
+    #: A running execution's worker shows a sign of life this often; after three missed
+    #: ones the execution is declared failed (its worker died).
+    execution_heartbeat_s: float = Field(10.0, gt=0)
+    #: How long a queued execution may wait for its worker to start.
+    execution_dispatch_grace_s: float = Field(120.0, gt=0)
+    #: How often a worker stores the log lines printed since the last time.
+    execution_log_flush_s: float = Field(0.25, gt=0)
+    #: How long finished executions (status, logs, answer) are kept.
+    execution_retention_s: float = Field(7 * 24 * 3600, gt=0)
+    #: Server-Sent Events: a comment line this often keeps idle connections open.
+    sse_heartbeat_s: float = Field(15.0, gt=0)
+
     # IRIS tools.
     #: Where tool records live: the local SQLite file, or PostgreSQL (Supabase).
     tool_store: ToolStoreKind = ToolStoreKind.SQLITE
@@ -75,6 +88,11 @@ class Settings(BaseSettings):
     rate_table: str = "iris-rate-windows"
     audit_table: str = "iris-audit"
     idempotency_table: str = "iris-idempotency"
+    executions_table: str = "iris-executions"
+    #: The Lambda function that runs asynchronous executions (invoked with InvocationType
+    #: Event), and an endpoint override for it (tests).
+    worker_function: str | None = None
+    lambda_endpoint: str | None = None
     e2b_api_key_secret: str | None = None
     token_signing_key_secret: str | None = None
     database_url_secret: str | None = None

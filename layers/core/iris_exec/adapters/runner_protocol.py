@@ -17,6 +17,16 @@ from iris_exec.domain.models import CodeError, ExecutionJob, OutputChunk, RunOut
 HEAP_EXHAUSTED = "JavaScript heap out of memory"
 
 
+def well_formed(text: str) -> str:
+    """``text`` with lone UTF-16 surrogates (which JavaScript strings may hold, and JSON
+    frames carry as \\udXXX escapes) replaced by U+FFFD, so that it can be UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 @dataclass(slots=True)
 class Report:
     """What the host saw of one execution, before it becomes a RunOutcome."""
@@ -45,6 +55,7 @@ class Collector:
         *,
         clock: Callable[[], float] = time.monotonic,
         frame_clock: bool = False,
+        on_output: Callable[[OutputChunk], None] | None = None,
     ) -> None:
         self.report = Report()
         self.limit = output_limit
@@ -53,6 +64,7 @@ class Collector:
         self.stopped = False
         self._clock = clock
         self._frame_clock = frame_clock
+        self._on_output = on_output
 
     def _stamp(self, frame: dict[str, Any]) -> float:
         at = frame.get("at")
@@ -63,6 +75,7 @@ class Collector:
     def add(self, stream: Stream, text: str) -> None:
         if self.stopped or not text:
             return
+        text = well_formed(text)
         if stream == "stderr" and HEAP_EXHAUSTED in text:
             self.report.heap_exhausted = True
         encoded = text.encode("utf-8", "surrogatepass")
@@ -74,6 +87,8 @@ class Collector:
         self.bytes += len(encoded)
         if not text:
             return
+        if self._on_output is not None:
+            self._on_output(OutputChunk(stream, text))
         chunks = self.report.chunks
         if chunks and chunks[-1].stream == stream:
             chunks[-1] = OutputChunk(stream, chunks[-1].text + text)
@@ -156,12 +171,12 @@ def outcome(report: Report, began: float, job: ExecutionJob, memory_mb: int) -> 
     elif frame is not None and frame.get("ok"):
         result.succeeded = True
         value = frame.get("value")
-        result.value_json = value if isinstance(value, str) else None
+        result.value_json = well_formed(value) if isinstance(value, str) else None
     elif isinstance(error, dict):
         result.error = CodeError(
-            str(error.get("name") or "Error"),
-            str(error.get("message", "")),
-            str(error["stack"]) if error.get("stack") else None,
+            well_formed(str(error.get("name") or "Error")),
+            well_formed(str(error.get("message", ""))),
+            well_formed(str(error["stack"])) if error.get("stack") else None,
         )
     elif report.exit_code == 0:
         result.succeeded = True

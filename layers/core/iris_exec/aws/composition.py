@@ -88,10 +88,12 @@ class Lazy:
 
 def build_aws(settings: Settings, *, observer: ExecutionObserver | None = None) -> Container:
     from iris_exec.adapters.dynamodb.audit import DynamoAuditLog
+    from iris_exec.adapters.dynamodb.executions import DynamoExecutionStore
     from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
     from iris_exec.adapters.dynamodb.ratelimit import DynamoRateLimitStore
     from iris_exec.adapters.dynamodb.registry import DynamoSandboxRegistry
     from iris_exec.adapters.e2b.provider import E2BSandboxProvider
+    from iris_exec.adapters.lambda_dispatch import LambdaDispatcher
 
     def tool_store() -> ToolStore:
         from iris_exec.adapters.postgres.tools import PostgresToolStore
@@ -127,5 +129,11 @@ def build_aws(settings: Settings, *, observer: ExecutionObserver | None = None) 
             client, settings.audit_table, settings.audit_retention_days * 86400
         ),
         idempotency=cast(IdempotencyStore, Lazy(idempotency)),
+        execution_store=DynamoExecutionStore(
+            client, settings.executions_table, settings.execution_retention_s
+        ),
+        dispatcher=LambdaDispatcher(
+            settings, lambda: settings.public_url or REQUEST_BASE_URL.get()
+        ),
         observer=observer,
     )

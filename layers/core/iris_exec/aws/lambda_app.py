@@ -83,7 +83,8 @@ def reaper_handler() -> Callable[[dict[str, Any], LambdaContext], dict[str, int]
     async def sweep() -> dict[str, int]:
         reaped = await built.sandboxes.reap()
         lost = await built.sandboxes.reconcile()
-        return {"reaped": reaped, "lost": lost}
+        dead = built.background.sweep()
+        return {"reaped": reaped, "lost": lost, "deadExecutions": dead}
 
     @logger.inject_lambda_context
     @metrics.log_metrics
@@ -94,3 +95,28 @@ def reaper_handler() -> Callable[[dict[str, Any], LambdaContext], dict[str, int]
         return result
 
     return cast(Callable[[dict[str, Any], LambdaContext], dict[str, int]], handler)
+
+
+def worker_handler() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The worker of asynchronous executions, invoked (InvocationType=Event) by the execute
+    function with ``{"projectId", "executionId", "baseUrl"}``."""
+    built = container()
+
+    @logger.inject_lambda_context
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        project_id, execution_id = event.get("projectId"), event.get("executionId")
+        if not isinstance(project_id, str) or not isinstance(execution_id, str):
+            logger.error("worker event without projectId/executionId", extra={"event": event})
+            return {"status": None}
+        logger.append_keys(execution_id=execution_id, project_id=project_id)
+        if isinstance(event.get("baseUrl"), str):
+            REQUEST_BASE_URL.set(event["baseUrl"])
+        status = event_loop().run_until_complete(built.background.work(project_id, execution_id))
+        if status is not None:
+            metrics.add_metric(name="AsyncExecutions", unit=MetricUnit.Count, value=1)
+            if status != "succeeded":
+                metrics.add_metric(name="AsyncExecutionsFailed", unit=MetricUnit.Count, value=1)
+        return {"executionId": execution_id, "status": status}
+
+    return cast(Callable[[dict[str, Any], LambdaContext], dict[str, Any]], handler)

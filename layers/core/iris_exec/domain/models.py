@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -154,6 +155,8 @@ class ExecutionJob:
     grant: ToolGrant | None = None
     #: The sandbox's end of life (epoch seconds): no provider may keep it alive past this.
     sandbox_deadline: float | None = None
+    #: Told about output as the program prints it (live logs); may be None.
+    on_output: Callable[[OutputChunk], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,3 +245,35 @@ class AuditEvent:
     outcome: str | None = None
     output_bytes: int | None = None
     detail: str | None = None
+
+
+ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "timed_out"]
+FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "timed_out"})
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    """An asynchronous execution: what was asked, where, and how it is going."""
+
+    execution_id: str
+    project_id: str
+    sandbox_id: str
+    status: ExecutionStatus
+    #: The request as the worker needs it (code, language, timeout, session, context...).
+    request: dict[str, Any]
+    #: The sandbox lease this execution holds ("" while it waits for a busy sandbox), and
+    #: whether it created the sandbox.
+    lease_id: str
+    sandbox_created: bool
+    created_at: float
+    #: While queued or running, the worker must show signs of life before this; past it,
+    #: the execution is failed (its worker died).
+    alive_until: float
+    actor: str
+    started_at: float | None = None
+    finished_at: float | None = None
+    #: The answer's `result`, when done (the same shape as the synchronous call's).
+    result: dict[str, Any] | None = None
+    #: Why it failed when the infrastructure, not the code, ended it.
+    reason: str | None = None
+    log_lines: int = 0

@@ -10,6 +10,7 @@ from iris_exec.domain.models import (
     AuditEvent,
     CreatedSandbox,
     ExecutionJob,
+    ExecutionRecord,
     ExecutionReport,
     GoneReason,
     IdempotencyHit,
@@ -224,3 +225,43 @@ class AuditLog(Protocol):
 
     def purge(self, before: float) -> int:
         """Drop entries older than ``before`` (where the store has no TTL of its own)."""
+
+
+class ExecutionStore(Protocol):
+    """Asynchronous executions and their log lines, per project."""
+
+    def create(self, record: ExecutionRecord) -> None: ...
+
+    def get(self, project_id: str, execution_id: str) -> ExecutionRecord | None: ...
+
+    def update(
+        self,
+        project_id: str,
+        execution_id: str,
+        *,
+        expect: frozenset[str],
+        changes: dict[str, Any],
+        alive_before: float | None = None,
+    ) -> bool:
+        """Apply ``changes`` (field name -> value of ExecutionRecord) only if the status is
+        one of ``expect`` (and, given ``alive_before``, ``alive_until`` is before it).
+        Atomic; False if the condition did not hold."""
+
+    def append_logs(self, project_id: str, execution_id: str, first: int, lines: list[str]) -> None:
+        """Store lines ``first``, ``first + 1``... of the execution's log."""
+
+    def logs(self, project_id: str, execution_id: str, after: int, limit: int) -> list[str]:
+        """Lines ``after + 1`` on (at most ``limit``)."""
+
+    def list_stale(self, now: float, limit: int) -> list[ExecutionRecord]:
+        """Queued or running executions whose worker showed no sign of life by ``now``."""
+
+    def purge(self, before: float) -> int:
+        """Drop finished executions older than ``before`` (where the store has no TTL)."""
+
+
+class WorkDispatcher(Protocol):
+    """Starts the worker of an asynchronous execution (a task here, a Lambda on AWS)."""
+
+    def dispatch(self, project_id: str, execution_id: str) -> None:
+        """Start the worker; raise ``ServiceUnavailable`` if it cannot be started."""

@@ -5,15 +5,17 @@ The same app factory serves the local server (all routes) and each Lambda functi
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
@@ -26,9 +28,10 @@ from iris_exec.domain.errors import (
     PayloadTooLarge,
     StoreUnavailable,
 )
-from iris_exec.domain.models import Principal
+from iris_exec.domain.models import FINAL_STATUSES, Principal
 from iris_exec.http.envelope import RequestContext, error_body
 from iris_exec.services.audit import MAX_LIMIT as MAX_AUDIT_LIMIT
+from iris_exec.services.background import MAX_LOG_PAGE
 from iris_exec.services.clock import iso, new_id, parse_instant
 from iris_exec.services.requests import ExecuteBody, max_body_bytes, parse_execute
 from iris_exec.services.sandboxes import validate_sandbox_id
@@ -39,7 +42,11 @@ EXECUTE = "execute"
 SANDBOX_GET = "sandbox_get"
 SANDBOX_DELETE = "sandbox_delete"
 AUDIT = "audit"
-ALL_ROUTES = frozenset({EXECUTE, SANDBOX_GET, SANDBOX_DELETE, AUDIT})
+EXECUTIONS = "executions"
+#: Server-Sent Events need a streaming edge: the local server has one; API Gateway's REST
+#: APIs buffer responses, so on AWS live logs are read by polling with ?after=<cursor>.
+EXECUTION_EVENTS = "execution_events"
+ALL_ROUTES = frozenset({EXECUTE, SANDBOX_GET, SANDBOX_DELETE, AUDIT, EXECUTIONS, EXECUTION_EVENTS})
 
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Iris-Busy", "Prefer"]
 EXPOSED_HEADERS = [
@@ -49,6 +56,8 @@ EXPOSED_HEADERS = [
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
+    "Location",
+    "Preference-Applied",
 ]
 
 
@@ -147,6 +156,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             500,
             "Internal Server Error",
             f"An internal error occurred; it was logged with requestId {_request_id(request)}",
+            # Answered outside RequestContext (by Starlette's outermost middleware).
+            headers={"X-Request-Id": _request_id(request)},
         )
 
     app.add_exception_handler(IrisError, domain_error)
@@ -164,7 +175,7 @@ def container_of(request: Request) -> Container:
 def authenticated(request: Request) -> Principal:
     """Bearer key -> project, then the per-key rate limit (both before the body is read)."""
     container = container_of(request)
-    principal = container.auth.authenticate(request.headers.get("authorization"))
+    principal = container.auth.authenticate(request.headers.getlist("authorization"))
     request.state.ratelimit = container.rate_limiter.check(principal)
     return principal
 
@@ -185,6 +196,60 @@ async def read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise PayloadTooLarge("Request body is too large; code may be at most 100 KiB")
     return bytes(body)
+
+
+def _prefers_async(request: Request) -> bool:
+    """RFC 7240: ``Prefer: respond-async`` (among other preferences, any case)."""
+    prefer = request.headers.get("prefer", "")
+    return any(p.split(";")[0].strip().lower() == "respond-async" for p in prefer.split(","))
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise BadRequest(f"{name} must be an integer from {low} to {high}")
+    return int(value)
+
+
+def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def execution_stream(
+    container: Container, caller: Principal, execution_id: str, after: int, request: Request
+) -> AsyncIterator[str]:
+    """`log` events as lines are stored (id = line number), `status` when it changes, a
+    comment line as heartbeat, and `done` with the whole answer at the end."""
+    background = container.background
+    settings = container.settings
+    poll_s = min(settings.execution_log_flush_s, 0.25)
+    cursor, status = after, ""
+    last_sent = asyncio.get_running_loop().time()
+    yield ": stream of execution " + execution_id + "\n\n"
+    while True:
+        record = background.record(caller, execution_id)
+        lines = background.store.logs(caller.project_id, execution_id, cursor, MAX_LOG_PAGE)
+        for line in lines:
+            cursor += 1
+            yield _sse("log", {"n": cursor, "line": line}, cursor)
+        if record.status != status:
+            status = record.status
+            yield _sse("status", {"status": status})
+        if record.status in FINAL_STATUSES and not lines:
+            yield _sse("done", background.body(record, [], cursor))
+            return
+        now = asyncio.get_running_loop().time()
+        if lines:
+            last_sent = now
+        elif now - last_sent >= settings.sse_heartbeat_s:
+            last_sent = now
+            yield ": heartbeat\n\n"
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(poll_s)
 
 
 def _sandbox_id_param(request: Request) -> str | None:
@@ -226,12 +291,60 @@ def create_app(
             command = parse_execute(raw, caller, settings)
             if request.headers.get("x-iris-busy", "").lower() == "reject":
                 command = replace(command, wait=False)
+            if _prefers_async(request):
+                command = replace(command, background=True)
             key = request.headers.get("idempotency-key")
-            body, replayed = await container.idempotent.execute(caller, command, key)
-            response = respond(request, body)
+            if command.background:
+                body, replayed = await container.idempotent.execute(
+                    caller, command, key, container.background.submit
+                )
+                response = respond(request, body, 202)
+                # Relative to .../api/iris/execute, whatever stage prefix is in front.
+                response.headers["Location"] = f"executions/{body['executionId']}"
+                if _prefers_async(request):
+                    response.headers["Preference-Applied"] = "respond-async"
+            else:
+                body, replayed = await container.idempotent.execute(caller, command, key)
+                response = respond(request, body)
             if replayed:
                 response.headers["Idempotent-Replayed"] = "true"
             return response
+
+    if EXECUTIONS in enabled:
+
+        @app.get(
+            "/api/iris/executions/{execution_id}",
+            summary="Status, log lines and (when done) the answer of an asynchronous execution",
+        )
+        async def execution_get(request: Request, caller: Caller, execution_id: str) -> Response:
+            after = _int_param(request, "after", 0, 0, 10**9)
+            limit = _int_param(request, "limit", MAX_LOG_PAGE, 1, MAX_LOG_PAGE)
+            return respond(
+                request, container.background.describe(caller, execution_id, after, limit)
+            )
+
+    if EXECUTION_EVENTS in enabled:
+
+        @app.get(
+            "/api/iris/executions/{execution_id}/events",
+            summary="Live log lines of an asynchronous execution (Server-Sent Events)",
+        )
+        async def execution_events(request: Request, caller: Caller, execution_id: str) -> Response:
+            after = _int_param(request, "after", 0, 0, 10**9)
+            last_event = request.headers.get("last-event-id", "")
+            if last_event.isdigit():
+                after = int(last_event)  # a reconnecting EventSource resumes where it was
+            container.background.record(caller, execution_id)  # 400/404 before streaming
+            stream = execution_stream(container, caller, execution_id, after, request)
+            return StreamingResponse(
+                stream,
+                media_type="text/event-stream",
+                headers={
+                    **_ratelimit_headers(request),
+                    "Cache-Control": "no-cache",
+                    "X-Accel-Buffering": "no",
+                },
+            )
 
     if SANDBOX_GET in enabled:
 

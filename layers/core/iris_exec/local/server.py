@@ -22,6 +22,7 @@ from iris_exec.http.app import create_app
 from iris_exec.http.envelope import RequestContext
 from iris_exec.local.tools_socket import serve_unix_socket
 from iris_exec.mcp.app import MCP_PATH, McpEndpoint
+from iris_exec.services.background import LocalDispatcher
 from iris_exec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,10 @@ async def _reap_forever(container: Container) -> None:
         await asyncio.sleep(container.settings.reaper_interval_s)
         try:
             await container.sandboxes.reap()
+            container.background.sweep()
             if container.clock() - last_purge > AUDIT_PURGE_EVERY_S:
                 container.audit.purge()
+                container.background.purge()
                 last_purge = container.clock()
         except Exception:
             log.exception("reaper pass failed")
@@ -100,6 +103,12 @@ async def local_engine(container: Container, mcp: McpEndpoint) -> AsyncIterator[
         lost = await container.sandboxes.reconcile()
         if lost:
             log.warning("%d sandbox(es) of an earlier run were marked failed", lost)
+        # Workers run inside this server: those of an earlier run died with it.
+        abandoned = container.background.abandon_all(
+            "the server stopped before the execution finished"
+        )
+        if abandoned:
+            log.warning("%d execution(s) of an earlier run were marked failed", abandoned)
         async with mcp.session_manager_run():
             assert isinstance(provider, LocalSandboxProvider)
             async with serve_unix_socket(RequestContext(mcp), provider.tools_socket):
@@ -110,6 +119,9 @@ async def local_engine(container: Container, mcp: McpEndpoint) -> AsyncIterator[
                     reaper.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await reaper
+                    dispatcher = container.background.dispatcher
+                    if isinstance(dispatcher, LocalDispatcher):
+                        await dispatcher.shutdown()
     finally:
         await provider.shutdown()
 

@@ -9,7 +9,7 @@ from typing import Any
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from iris_exec.domain.errors import IrisError, StoreUnavailable
+from iris_exec.domain.errors import IrisError, StoreUnavailable, Unauthorized
 from iris_exec.domain.tools import ToolCaller
 from iris_exec.http.envelope import send_error
 from iris_exec.mcp.server import CALLER_KEY, build_mcp_server
@@ -59,7 +59,10 @@ class McpEndpoint:
         """The context the SDK needs around request handling (a task group)."""
         return self.server.session_manager.run()
 
-    def caller(self, authorization: str | None) -> ToolCaller:
+    def caller(self, authorizations: list[str]) -> ToolCaller:
+        if len(authorizations) > 1:
+            raise Unauthorized("Send one Authorization header, not several")
+        authorization = authorizations[0] if authorizations else None
         token = (authorization or "").strip().partition(" ")[2].strip()
         if (authorization or "").lower().startswith("bearer ") and token.startswith(TOKEN_PREFIX):
             grant = self._tokens.verify(token)
@@ -72,9 +75,11 @@ class McpEndpoint:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        authorizations = [
+            v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"authorization"
+        ]
         try:
-            caller = self.caller(headers.get("authorization"))
+            caller = self.caller(authorizations)
         except IrisError as exc:
             await send_error(
                 scope, send, exc.status, exc.title, exc.message,

@@ -42,7 +42,13 @@ class AuthService:
         self._keys = keys
         self._clock = clock
 
-    def authenticate(self, authorization: str | None) -> Principal:
+    def authenticate(self, authorization: str | list[str] | None) -> Principal:
+        """``authorization``: the Authorization header, or every one the request carried
+        (two are refused: a proxy that keeps the other one would act for another key)."""
+        if isinstance(authorization, list):
+            if len(authorization) > 1:
+                raise Unauthorized("Send one Authorization header, not several")
+            authorization = authorization[0] if authorization else None
         if not authorization or not authorization.strip():
             raise Unauthorized("Authorization header is required")
         scheme, _, token = authorization.strip().partition(" ")

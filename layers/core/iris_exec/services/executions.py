@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from iris_exec.domain.errors import ProviderUnavailable, SandboxLost, ServiceUnavailable
-from iris_exec.domain.models import ExecutionJob, ExecutionReport, Principal, RunOutcome
+from iris_exec.domain.models import (
+    ExecutionJob,
+    ExecutionReport,
+    OutputChunk,
+    Principal,
+    RunOutcome,
+)
 from iris_exec.domain.ports import ExecutionObserver, SandboxProvider
 from iris_exec.services.clock import Clock, iso, new_id
 from iris_exec.services.output import log_lines, sections
 from iris_exec.services.requests import ExecuteCommand
-from iris_exec.services.sandboxes import SandboxService
+from iris_exec.services.sandboxes import Lease, SandboxService
 from iris_exec.services.tokens import ExecutionTokens
 from iris_exec.settings import Settings
 
@@ -45,8 +52,22 @@ class ExecutionService:
         lease = await self._sandboxes.acquire(
             principal, command.sandbox_id, wait=command.wait, timeout_s=command.timeout_s
         )
+        return await self.run(principal, command, lease, new_id("ex_"), started=started)
+
+    async def run(
+        self,
+        principal: Principal,
+        command: ExecuteCommand,
+        lease: Lease,
+        execution_id: str,
+        on_output: Callable[[OutputChunk], None] | None = None,
+        started: float | None = None,
+    ) -> dict[str, Any]:
+        """Run the code in the leased sandbox, give the lease back, answer. ``on_output``
+        hears the output as the program prints it; ``started`` is when the request began
+        (before it waited for the sandbox), now by default."""
+        started = self._clock() if started is None else started
         sandbox_id = lease.record.sandbox_id
-        execution_id = new_id("ex_")
         # The tools answer this execution until its deadline (plus a moment to close).
         grant = self._tokens.mint(
             principal.project_id,
@@ -66,6 +87,7 @@ class ExecutionService:
             output_limit_bytes=self._settings.output_limit_bytes,
             grant=grant,
             sandbox_deadline=lease.record.lifetime_deadline,
+            on_output=on_output,
         )
         began = time.monotonic()
         try:

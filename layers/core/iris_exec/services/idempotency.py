@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from iris_exec.domain.errors import BadRequest, Conflict, UnprocessableEntity
@@ -15,6 +16,7 @@ from iris_exec.services.clock import Clock
 from iris_exec.services.executions import ExecutionService
 from iris_exec.services.requests import ExecuteCommand
 
+Runner = Callable[[Principal, ExecuteCommand], Awaitable[dict[str, Any]]]
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
 #: A claim outlives its execution's deadline by this much before a retry may take it over.
 CLAIM_GRACE_S = 30.0
@@ -29,6 +31,7 @@ def fingerprint(command: ExecuteCommand) -> str:
         "session_id": command.session_id,
         "context": command.context,
         "sandbox_id": command.sandbox_id,
+        "background": command.background,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -40,11 +43,17 @@ class IdempotentExecutions:
         self._clock = clock
 
     async def execute(
-        self, principal: Principal, command: ExecuteCommand, key: str | None
+        self,
+        principal: Principal,
+        command: ExecuteCommand,
+        key: str | None,
+        run: Runner | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """The answer, and whether it is a replay of an earlier one."""
+        """The answer of ``run`` (by default: execute now), and whether it is a replay of
+        an earlier one."""
+        run = run or self._executions.execute
         if key is None:
-            return await self._executions.execute(principal, command), False
+            return await run(principal, command), False
         if not KEY_PATTERN.match(key):
             raise BadRequest("Idempotency-Key must be 1-255 printable ASCII characters, no spaces")
         scoped = f"{principal.project_id}:{key}"  # another project's key is another key
@@ -66,7 +75,7 @@ class IdempotentExecutions:
             assert hit.response is not None
             return hit.response, True
         try:
-            answer = await self._executions.execute(principal, command)
+            answer = await run(principal, command)
         except BaseException:
             self._store.release(scoped, print_)  # nothing was answered: a retry runs it
             raise

@@ -36,3 +36,33 @@ def log_lines(chunks: list[OutputChunk]) -> list[str]:
         for line in text.split("\n"):
             lines.append(f"[{chunk.stream}] {line.removesuffix(chr(13))}")
     return lines
+
+
+class LiveLines:
+    """Output turned into log lines as it arrives: the same lines, in the same order, as
+    ``log_lines`` gives for the whole output at the end (a line is complete at its newline,
+    or when the other stream speaks, or at the end)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._stream: str | None = None
+        self._partial = ""
+
+    def add(self, chunk: OutputChunk) -> None:
+        if chunk.stream != self._stream:
+            self._end_chunk()
+            self._stream = chunk.stream
+        *complete, self._partial = (self._partial + chunk.text).split("\n")
+        for line in complete:
+            self._emit(line)
+
+    def close(self) -> None:
+        self._end_chunk()
+
+    def _end_chunk(self) -> None:
+        if self._partial:
+            self._emit(self._partial)
+        self._partial = ""
+
+    def _emit(self, line: str) -> None:
+        self.lines.append(f"[{self._stream}] {line.removesuffix(chr(13))}")

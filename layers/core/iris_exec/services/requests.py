@@ -22,7 +22,7 @@ WIRE_FACTOR = 6
 class ExecuteBody(BaseModel):
     """The JSON body of POST /api/iris/execute (unknown fields are rejected)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=False)
 
     code: str = Field(description="TypeScript or JavaScript source, 1 byte to 100 KiB of UTF-8")
     projectId: str | None = Field(None, description="Must equal the API key's project")
@@ -33,6 +33,12 @@ class ExecuteBody(BaseModel):
         "typescript", description="Language of `code`"
     )
     timeoutMs: int | None = Field(None, description="Lower time limit for this run, in ms")
+    async_: bool = Field(
+        False,
+        alias="async",
+        description="Answer 202 at once and run in the background (poll GET"
+        " /api/iris/executions/{executionId})",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,60 @@ class ExecuteCommand:
     context: dict[str, Any] = field(default_factory=dict)
     sandbox_id: str | None = None
     wait: bool = True
+    #: Answer 202 at once and run in the background.
+    background: bool = False
+
+
+#: How deeply `context` (and the body) may nest; JSON this deep is never a real context.
+MAX_DEPTH = 64
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(
+        f"{name} is not a JSON value; numbers ('timeoutMs', those in 'context') must be finite"
+    )
+
+
+def _check_value(value: Any, where: str, depth: int = 0) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and strings that are not Unicode text (a lone
+    surrogate escape such as \\ud800 decodes to one, and no UTF-8 can carry it)."""
+    if depth > MAX_DEPTH:
+        raise BadRequest(f"'{where}' nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise BadRequest(
+                f"'{where}' holds text that is not valid Unicode (a lone surrogate"
+                f" \\u{ord(value[exc.start]):04x}); send well-formed text"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_value(key, where, depth + 1)
+            _check_value(item, where, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_value(item, where, depth + 1)
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """JSON as the contract means it: no NaN/Infinity, no lone surrogates, bounded depth."""
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadRequest(
+            f"Request body nests deeper than {MAX_DEPTH} levels; 'context' must be a shallow"
+            " JSON object"
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"Request body is not valid JSON: {exc}") from exc
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _check_value(key, "body")
+            _check_value(value, str(key) if str(key).isidentifier() else "body", 1)
+    else:
+        _check_value(data, "body")
+    return data
 
 
 def max_body_bytes(settings: Settings) -> int:
@@ -70,10 +130,7 @@ def parse_execute(raw: bytes, principal: Principal, settings: Settings) -> Execu
             f"Request body is {len(raw)} bytes; code may be at most {settings.max_code_bytes}"
             " bytes (UTF-8)"
         )
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"Request body is not valid JSON: {exc}") from exc
+    data = parse_json_body(raw)
     if not isinstance(data, dict):
         raise BadRequest("Request body must be a JSON object with at least a 'code' field")
     code = data.get("code")
@@ -115,4 +172,30 @@ def parse_execute(raw: bytes, principal: Principal, settings: Settings) -> Execu
         session_id=body.sessionId,
         context=context,
         sandbox_id=body.sandboxId,
+        background=body.async_,
+    )
+
+
+def command_to_dict(command: ExecuteCommand) -> dict[str, Any]:
+    """A command as stored with an asynchronous execution (JSON-safe)."""
+    return {
+        "code": command.code,
+        "language": command.language,
+        "timeoutS": command.timeout_s,
+        "sessionId": command.session_id,
+        "context": command.context,
+        "sandboxId": command.sandbox_id,
+        "wait": command.wait,
+    }
+
+
+def command_from_dict(data: dict[str, Any]) -> ExecuteCommand:
+    return ExecuteCommand(
+        code=data["code"],
+        language=data["language"],
+        timeout_s=float(data["timeoutS"]),
+        session_id=data.get("sessionId"),
+        context=data.get("context") or {},
+        sandbox_id=data.get("sandboxId"),
+        wait=bool(data.get("wait", True)),
     )

@@ -211,6 +211,29 @@ class SandboxService:
             retry_after_s=5,
         )
 
+    def resume(self, project_id: str, sandbox_id: str, lease_id: str, created: bool) -> Lease:
+        """A lease taken earlier (by the request that queued an asynchronous execution),
+        picked up by the worker that runs it."""
+        record = self._registry.get(project_id, sandbox_id)
+        if record is None:
+            raise NotFound(f"Sandbox {sandbox_id} not found")
+        if record.status is not SandboxStatus.RUNNING:
+            raise _gone(record)
+        if record.lease_id != lease_id:
+            raise Conflict(
+                f"Sandbox {sandbox_id} was given to another execution before this one started"
+                " (it waited longer than its time limit)"
+            )
+        return Lease(record, lease_id, created=created, create_ms=0.0)
+
+    async def discard(self, lease: Lease) -> None:
+        """Undo an acquire whose execution will not run: a sandbox made for it is closed,
+        an existing one is given back."""
+        if lease.created:
+            await self._finish(lease.record, GoneReason.CLOSED, "its request failed before running")
+        else:
+            self.release(lease)
+
     def release(self, lease: Lease) -> None:
         now = self._clock()
         record = lease.record

@@ -90,6 +90,31 @@ TABLES: dict[str, dict[str, Any]] = {
         ],
         "BillingMode": "PAY_PER_REQUEST",
     },
+    "executions": {
+        "AttributeDefinitions": [
+            {"AttributeName": "executionId", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "open", "AttributeType": "S"},
+            {"AttributeName": "aliveUntil", "AttributeType": "N"},
+        ],
+        # sk = "meta" | "log#<line>#<part>" | "result#<part>" (adapters/dynamodb/executions.py)
+        "KeySchema": [
+            {"AttributeName": "executionId", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                # list_stale: unfinished executions (sparse: only they have `open`).
+                "IndexName": "byOpen",
+                "KeySchema": [
+                    {"AttributeName": "open", "KeyType": "HASH"},
+                    {"AttributeName": "aliveUntil", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    },
     # Powertools idempotency's own schema (DynamoDBPersistenceLayer defaults).
     "idempotency": {
         "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
@@ -105,6 +130,7 @@ TTL_ATTRIBUTES: dict[str, str] = {
     "rate": "ttl",
     "audit": "ttl",
     "idempotency": "expiration",
+    "executions": "ttl",
 }
 
 

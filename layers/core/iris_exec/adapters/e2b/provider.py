@@ -15,6 +15,7 @@ What it gets right, against what users of E2B most complain about:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -193,17 +194,26 @@ class E2BSandboxProvider:
             f' --max-old-space-size={heap_mb} "$IRIS_ASSETS/runner.mjs"'
             f" < {here}/request.json 3> {here}/events"
         )
-        collector = Collector(job.output_limit_bytes, frame_clock=True)
+        collector = Collector(job.output_limit_bytes, frame_clock=True, on_output=job.on_output)
         try:
             if token is not None and self.tool_channel == EGRESS_HEADER:
                 await sandbox.update_network(self._network(token))
             await sandbox.files.write(f"{HOME}/{here}/request.json", json.dumps(request))
-            exit_code = await self._command(sandbox, command, job, collector)
+            follower = None
+            if job.on_output is not None:
+                # Someone watches this execution live: follow the frames as they are written.
+                await sandbox.files.write(f"{HOME}/{here}/events", "")
+                follower = await _Follower.start(sandbox, f"{here}/events", collector, job)
+            try:
+                exit_code = await self._command(sandbox, command, job, collector)
+            finally:
+                consumed = await follower.stop() if follower is not None else 0
             events = await sandbox.files.read(f"{HOME}/{here}/events", format="bytes")
             await self._cleanup(sandbox, f"{HOME}/{here}")
         except Exception as exc:
             raise self._translate(exc, provider_ref) from exc
-        collector.lines(bytes(events).splitlines())
+        # Frames the follower did not deliver (all of them, when nobody followed).
+        collector.lines(bytes(events).splitlines()[consumed:])
         report = collector.report
         report.returncode = exit_code
         report.timed_out = report.timed_out or exit_code is None
@@ -279,3 +289,43 @@ class E2BSandboxProvider:
         except Exception as exc:
             raise self._translate(exc, provider_ref) from exc
         return str(getattr(info, "state", "running")).lower().endswith("running")
+
+
+class _Follower:
+    """``tail -F`` of a running execution's frame file: frames reach the collector as the
+    runner writes them (live logs). It counts the lines it delivered, so that the file read
+    after the run adds only the rest."""
+
+    def __init__(self, collector: Collector) -> None:
+        self._collector = collector
+        self._pending = ""
+        self.delivered = 0
+        self._handle: Any = None
+
+    @classmethod
+    async def start(
+        cls, sandbox: AsyncSandbox, path: str, collector: Collector, job: ExecutionJob
+    ) -> _Follower:
+        """Follow ``path`` (relative to the sandbox user's home)."""
+        follower = cls(collector)
+        follower._handle = await sandbox.commands.run(
+            f"cd ~ && exec tail -c +1 -F {path} 2>/dev/null",
+            background=True,
+            on_stdout=follower._receive,
+            timeout=job.timeout_s + 2 * COMMAND_GRACE_S,
+        )
+        return follower
+
+    def _receive(self, text: str) -> None:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            self.delivered += 1
+            self._collector.lines([line])
+
+    async def stop(self) -> int:
+        """Stop following; how many lines were delivered (a partial last one is not)."""
+        with contextlib.suppress(Exception):
+            await self._handle.kill()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._handle.wait(), COMMAND_GRACE_S)
+        return self.delivered

@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 from iris_exec.adapters.local.cgroups import CgroupGroup, Cgroups, Limits
 from iris_exec.adapters.runner_protocol import Collector, Report
 from iris_exec.domain.errors import ProviderUnavailable
-from iris_exec.domain.models import Stream
+from iris_exec.domain.models import OutputChunk, Stream
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ ulimit -c 0
 if [ -n "$IRIS_DATA_KB" ]; then ulimit -d "$IRIS_DATA_KB"; fi
 if [ -n "$IRIS_FSIZE_KB" ]; then ulimit -f "$IRIS_FSIZE_KB"; fi
 if [ -n "$IRIS_NPROC" ]; then ulimit -u "$IRIS_NPROC" 2>/dev/null || ulimit -p "$IRIS_NPROC"; fi
-eval "exec \"\$@\" 3>&$fd $fd>&-"
+# Nothing of this launcher's environment (PWD, the limits above) reaches the jail.
+eval "exec /usr/bin/env -i \"\$@\" 3>&$fd $fd>&-"
 """
 
 ETC_FILES = {
@@ -178,10 +179,20 @@ async def spawn_jailed(
         stderr=asyncio.subprocess.PIPE,
         pass_fds=(events_fd,),
         env=launcher_env,
+        cwd="/",  # not the server's directory: nothing of it shows in the jail's /proc
         start_new_session=True,
         close_fds=True,
         limit=2**24,
     )  # fmt: skip
+
+
+def _is_ready(line: bytes) -> bool:
+    """The runner's first frame says it is ready; anything else (nothing, noise) is not."""
+    try:
+        frame = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(frame, dict) and frame.get("t") == "ready"
 
 
 def _is_mountpoint(path: Path) -> bool:
@@ -254,7 +265,7 @@ class Runner:
                 line = await asyncio.wait_for(events.readline(), READY_TIMEOUT_S)
             except TimeoutError:
                 line = b""
-            if json.loads(line or b"{}").get("t") != "ready":
+            if not _is_ready(line):
                 err = b""
                 if proc.stderr is not None:
                     with contextlib.suppress(TimeoutError):
@@ -282,8 +293,14 @@ class Runner:
     def alive(self) -> bool:
         return self.proc.returncode is None
 
-    async def execute(self, request: dict[str, Any], timeout_s: float, output_limit: int) -> Report:
-        collector = Collector(output_limit)
+    async def execute(
+        self,
+        request: dict[str, Any],
+        timeout_s: float,
+        output_limit: int,
+        on_output: Callable[[OutputChunk], None] | None = None,
+    ) -> Report:
+        collector = Collector(output_limit, on_output=on_output)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         assert self.proc.stderr is not None
         readers = [
@@ -303,6 +320,10 @@ class Runner:
             await asyncio.wait_for(collector.done.wait(), timeout_s)
         except TimeoutError:
             collector.report.timed_out = True
+        except asyncio.CancelledError:
+            # Nobody waits for this execution any more: its processes must not run on.
+            await asyncio.shield(self.destroy())
+            raise
         report = collector.report
         if report.ended_at is None:
             report.ended_at = time.monotonic()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -51,6 +52,21 @@ REQUIRED_ASSETS = (
 
 def default_assets_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "assets"
+
+
+INSTANCE_LOCK = "instance.lock"
+#: A runtime directory without a lock file is only taken for stale after this long.
+ORPHAN_MIN_AGE_S = 600
+
+
+def _unmount_under(directory: Path) -> None:
+    """Unmount everything mounted below ``directory`` (deepest first)."""
+    prefix = str(directory) + "/"
+    with open("/proc/self/mountinfo") as mounts:
+        points = [line.split()[4] for line in mounts]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        if _run(["umount", point]).returncode != 0:
+            _run(["umount", "-l", point])
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
@@ -180,6 +196,7 @@ class LocalSandboxProvider:
         self._pool: list[Jail] = []
         self._pool_tasks: set[asyncio.Task[None]] = set()
         self._started = False
+        self._instance_lock = -1
         self.isolation = "not started"
 
     # -- lifecycle -----------------------------------------------------------------
@@ -242,6 +259,11 @@ class LocalSandboxProvider:
         for path in (self.runtime.parent, self.runtime, self.root):
             path.mkdir(exist_ok=True, parents=True)
             path.chmod(0o711)
+        self._hold_instance_lock()
+        if root:
+            orphans = self._sweep_orphans()
+            if orphans:
+                log.warning("removed %d runtime director(ies) of servers that were killed", orphans)
         self.tools_dir.mkdir(exist_ok=True)
         self.tools_dir.chmod(0o755)
         write_etc(self.runtime / "etc")
@@ -274,6 +296,42 @@ class LocalSandboxProvider:
         who = f"host uid {host_uid}" if host_uid is not None else f"uid {os.geteuid()} (not root)"
         self.isolation = f"{version}; {caps}; files: {disk}; jails run as {who}; no network"
         return cfg, cgroups, root
+
+    def _hold_instance_lock(self) -> None:
+        """Held for the life of this engine: a runtime directory whose lock nobody holds
+        belongs to a server that was killed (see _sweep_orphans)."""
+        fd = os.open(self.runtime / INSTANCE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._instance_lock = fd
+
+    def _sweep_orphans(self) -> int:
+        """Remove the runtime directories (mounts, cgroups, staged assets) that killed servers
+        of other data directories left under /run/iris-exec."""
+        removed = 0
+        for entry in self.runtime.parent.iterdir():
+            if entry == self.runtime or not entry.is_dir():
+                continue
+            lock = entry / INSTANCE_LOCK
+            fd = -1
+            try:
+                if lock.exists():
+                    fd = os.open(lock, os.O_RDWR)
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # a live server's
+                elif time.time() - entry.stat().st_mtime < ORPHAN_MIN_AGE_S:
+                    continue  # maybe a server starting right now
+                _unmount_under(entry)
+                Cgroups(f"iris-{entry.name}").sweep()
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+            except OSError as exc:
+                log.warning("could not remove the stale runtime directory %s: %s", entry, exc)
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+        return removed
 
     def _stage_assets(self) -> Path:
         """A private copy of the assets: reachable by the jail uid, and unchanged by a
@@ -308,6 +366,9 @@ class LocalSandboxProvider:
             await self.compiler.close()
             # Nothing of this engine stays behind in /run (a killed one is swept at the next start).
             await asyncio.to_thread(shutil.rmtree, self.runtime, True)
+        if self._instance_lock >= 0:
+            os.close(self._instance_lock)
+            self._instance_lock = -1
         self._started = False
 
     # -- the port --------------------------------------------------------------------
@@ -403,7 +464,9 @@ class LocalSandboxProvider:
             }
             jail.current = runner
             try:
-                report = await runner.execute(request, job.timeout_s, job.output_limit_bytes)
+                report = await runner.execute(
+                    request, job.timeout_s, job.output_limit_bytes, job.on_output
+                )
             finally:
                 jail.current = None
             if jail.dead is not None:

@@ -1,0 +1,289 @@
+"""Asynchronous executions in DynamoDB, kept whole whatever their size.
+
+One partition per execution (``executionId``), sorted by ``sk``:
+
+- ``meta``: the record. While the execution is unfinished it carries ``open = "1"``, which
+  puts it in the sparse ``byOpen`` index ordered by ``aliveUntil`` (the sweeper's query).
+- ``log#<first line, 9 digits>#<part, 3 digits>``: one flush of log lines as a JSON array,
+  split into parts of at most ``PART_BYTES`` (an item holds 400 KB; one line alone may be
+  the whole 1 MiB of output).
+- ``result#<part, 4 digits>``: the final answer as JSON, in parts the same way; ``meta``
+  says how many (``resultParts``) once the execution has ended.
+
+Every item expires by DynamoDB's TTL ``retention_s`` after the execution was created."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from iris_exec.adapters.dynamodb import (
+    get_float,
+    get_opt_float,
+    get_opt_str,
+    integer,
+    is_condition_failure,
+    num,
+    query_all,
+    store_errors,
+    text,
+)
+from iris_exec.domain.models import ExecutionRecord
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, QueryInputTypeDef
+
+    from iris_exec.adapters.dynamodb import Item
+
+META = "meta"
+PART_BYTES = 300_000
+OPEN = "1"
+
+
+def _parts(data: bytes) -> list[bytes]:
+    return [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)] or [b""]
+
+
+def _record(item: Item, result: dict[str, Any] | None) -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=item["executionId"]["S"],
+        project_id=item["projectId"]["S"],
+        sandbox_id=item["sandboxId"]["S"],
+        status=item["status"]["S"],  # type: ignore[arg-type]
+        request=json.loads(item["request"]["S"]),
+        lease_id=item["leaseId"]["S"],
+        sandbox_created=item["sandboxCreated"]["BOOL"],
+        created_at=get_float(item, "createdAt"),
+        alive_until=get_float(item, "aliveUntil"),
+        actor=item["actor"]["S"],
+        started_at=get_opt_float(item, "startedAt"),
+        finished_at=get_opt_float(item, "finishedAt"),
+        result=result,
+        reason=get_opt_str(item, "reason"),
+        log_lines=int(item["logLines"]["N"]),
+    )
+
+
+#: ExecutionRecord field -> (attribute, how its value is stored; None means REMOVE).
+_ATTRIBUTES = {
+    "status": "status",
+    "lease_id": "leaseId",
+    "alive_until": "aliveUntil",
+    "started_at": "startedAt",
+    "finished_at": "finishedAt",
+    "reason": "reason",
+    "log_lines": "logLines",
+}
+
+
+def _value(name: str, value: Any) -> AttributeValueTypeDef:
+    if name in ("status", "lease_id", "reason"):
+        return text(str(value))
+    if name == "log_lines":
+        return integer(int(value))
+    return num(float(value))
+
+
+class DynamoExecutionStore:
+    def __init__(self, client: DynamoDBClient, table_name: str, retention_s: float) -> None:
+        self._client = client
+        self._table = table_name
+        self._retention_s = retention_s
+
+    def _ttl(self, created_at: float) -> AttributeValueTypeDef:
+        return integer(int(created_at + self._retention_s))
+
+    def create(self, record: ExecutionRecord) -> None:
+        item: Item = {
+            "executionId": text(record.execution_id),
+            "sk": text(META),
+            "projectId": text(record.project_id),
+            "sandboxId": text(record.sandbox_id),
+            "status": text(record.status),
+            "request": text(json.dumps(record.request)),
+            "leaseId": text(record.lease_id),
+            "sandboxCreated": {"BOOL": record.sandbox_created},
+            "createdAt": num(record.created_at),
+            "aliveUntil": num(record.alive_until),
+            "actor": text(record.actor),
+            "logLines": integer(record.log_lines),
+            "open": text(OPEN),
+            "ttl": self._ttl(record.created_at),
+        }
+        with store_errors("recording an execution"):
+            self._client.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(executionId)",
+            )
+
+    def _meta(self, execution_id: str) -> Item | None:
+        with store_errors("reading an execution"):
+            found = self._client.get_item(
+                TableName=self._table,
+                Key={"executionId": text(execution_id), "sk": text(META)},
+                ConsistentRead=True,
+            )
+        return found.get("Item")
+
+    def get(self, project_id: str, execution_id: str) -> ExecutionRecord | None:
+        item = self._meta(execution_id)
+        if item is None or item["projectId"]["S"] != project_id:
+            return None
+        result = None
+        parts = item.get("resultParts")
+        if parts is not None:
+            result = json.loads(self._read_parts(execution_id, "result#", int(parts["N"])))
+        return _record(item, result)
+
+    def _read_parts(self, execution_id: str, prefix: str, count: int) -> bytes:
+        request: QueryInputTypeDef = {
+            "TableName": self._table,
+            "KeyConditionExpression": "executionId = :e AND begins_with(sk, :p)",
+            "ExpressionAttributeValues": {":e": text(execution_id), ":p": text(prefix)},
+            "ConsistentRead": True,
+        }
+        with store_errors("reading an execution's result"):
+            chunks = [bytes(item["data"]["B"]) for item in query_all(self._client, request)]
+        if len(chunks) != count:
+            raise RuntimeError(f"execution {execution_id}: {len(chunks)} of {count} result parts")
+        return b"".join(chunks)
+
+    def update(
+        self,
+        project_id: str,
+        execution_id: str,
+        *,
+        expect: frozenset[str],
+        changes: dict[str, Any],
+        alive_before: float | None = None,
+    ) -> bool:
+        values: dict[str, AttributeValueTypeDef] = {":project": text(project_id)}
+        names: dict[str, str] = {"#status": "status"}
+        sets: list[str] = []
+        removes: list[str] = []
+        for field, value in changes.items():
+            if field == "result":
+                continue
+            attribute = _ATTRIBUTES.get(field)
+            if attribute is None:
+                raise ValueError(f"cannot change {field} of an execution")
+            names[f"#{attribute}"] = attribute
+            if value is None:
+                removes.append(f"#{attribute}")
+            else:
+                values[f":{attribute}"] = _value(field, value)
+                sets.append(f"#{attribute} = :{attribute}")
+        if "result" in changes:
+            if changes["result"] is None:
+                removes.append("resultParts")
+            else:
+                count = self._write_parts(execution_id, changes["result"], project_id)
+                values[":parts"] = integer(count)
+                sets.append("resultParts = :parts")
+        if changes.get("status") not in (None, "queued", "running"):
+            removes.append("#open")  # finished: out of the sweeper's index
+            names["#open"] = "open"
+        for i, status in enumerate(sorted(expect)):
+            values[f":expect{i}"] = text(status)
+        expected = ", ".join(f":expect{i}" for i in range(len(expect)))
+        condition = f"projectId = :project AND #status IN ({expected})"
+        if alive_before is not None:
+            condition += " AND aliveUntil < :aliveBefore"
+            values[":aliveBefore"] = num(alive_before)
+        expression = ""
+        if sets:
+            expression += "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        try:
+            with store_errors("updating an execution"):
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={"executionId": text(execution_id), "sk": text(META)},
+                    UpdateExpression=expression.strip(),
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def _write_parts(self, execution_id: str, result: dict[str, Any], project_id: str) -> int:
+        return self._put_parts(execution_id, project_id, "result#{part:04d}", result)
+
+    def _put_parts(self, execution_id: str, project_id: str, sk: str, value: Any) -> int:
+        """``value`` as JSON, in items of at most PART_BYTES keyed ``sk.format(part=i)``.
+        Writing the same value again writes the same items (retries are harmless)."""
+        meta = self._meta(execution_id)
+        if meta is None or meta["projectId"]["S"] != project_id:
+            return 0
+        parts = _parts(json.dumps(value, separators=(",", ":")).encode())
+        with store_errors("storing an execution's output"):
+            for i, part in enumerate(parts):
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={
+                        "executionId": text(execution_id),
+                        "sk": text(sk.format(part=i)),
+                        "projectId": text(project_id),
+                        "data": {"B": part},
+                        "ttl": self._ttl(get_float(meta, "createdAt")),
+                    },
+                )
+        return len(parts)
+
+    def append_logs(self, project_id: str, execution_id: str, first: int, lines: list[str]) -> None:
+        self._put_parts(execution_id, project_id, f"log#{first + 1:09d}#{{part:03d}}", lines)
+
+    def logs(self, project_id: str, execution_id: str, after: int, limit: int) -> list[str]:
+        request: QueryInputTypeDef = {
+            "TableName": self._table,
+            "KeyConditionExpression": "executionId = :e AND begins_with(sk, :p)",
+            "FilterExpression": "projectId = :project",
+            "ExpressionAttributeValues": {
+                ":e": text(execution_id),
+                ":p": text("log#"),
+                ":project": text(project_id),
+            },
+            "ConsistentRead": True,
+        }
+        batches: dict[int, list[bytes]] = {}
+        with store_errors("reading an execution's log lines"):
+            for item in query_all(self._client, request):
+                first = int(item["sk"]["S"].split("#")[1])
+                batches.setdefault(first, []).append(bytes(item["data"]["B"]))
+        lines: list[str] = []
+        for first in sorted(batches):
+            batch: list[str] = json.loads(b"".join(batches[first]))
+            for number, line in enumerate(batch, start=first):
+                if number > after and number == after + len(lines) + 1:
+                    lines.append(line)
+                    if len(lines) >= limit:
+                        return lines
+        return lines
+
+    def list_stale(self, now: float, limit: int) -> list[ExecutionRecord]:
+        request: QueryInputTypeDef = {
+            "TableName": self._table,
+            "IndexName": "byOpen",
+            "KeyConditionExpression": "#open = :open AND aliveUntil < :now",
+            "ExpressionAttributeNames": {"#open": "open"},
+            "ExpressionAttributeValues": {":open": text(OPEN), ":now": num(min(now, 1e15))},
+        }
+        found: list[ExecutionRecord] = []
+        with store_errors("listing stale executions"):
+            for item in query_all(self._client, request):
+                found.append(_record(item, None))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def purge(self, before: float) -> int:
+        return 0  # DynamoDB's TTL removes old executions

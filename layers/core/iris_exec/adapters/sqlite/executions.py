@@ -1,0 +1,164 @@
+"""Asynchronous executions and their log lines in the local SQLite file."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from iris_exec.adapters.sqlite.database import Database
+from iris_exec.domain.models import ExecutionRecord
+
+EXECUTIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    execution_id    TEXT PRIMARY KEY,
+    project_id      TEXT NOT NULL,
+    sandbox_id      TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    request         TEXT NOT NULL,
+    lease_id        TEXT NOT NULL,
+    sandbox_created INTEGER NOT NULL,
+    created_at      REAL NOT NULL,
+    alive_until     REAL NOT NULL,
+    actor           TEXT NOT NULL,
+    started_at      REAL,
+    finished_at     REAL,
+    result          TEXT,
+    reason          TEXT,
+    log_lines       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS executions_open ON executions (status, alive_until);
+
+CREATE TABLE IF NOT EXISTS execution_logs (
+    execution_id TEXT NOT NULL REFERENCES executions (execution_id) ON DELETE CASCADE,
+    line_no      INTEGER NOT NULL,
+    line         TEXT NOT NULL,
+    PRIMARY KEY (execution_id, line_no)
+);
+"""
+
+#: ExecutionRecord fields a caller may change, and how each is stored.
+_COLUMNS: dict[str, Any] = {
+    "status": str,
+    "lease_id": str,
+    "alive_until": float,
+    "started_at": lambda v: v,
+    "finished_at": lambda v: v,
+    "result": lambda v: None if v is None else json.dumps(v),
+    "reason": lambda v: v,
+    "log_lines": int,
+}
+
+
+def _record(row: sqlite3.Row) -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=row["execution_id"],
+        project_id=row["project_id"],
+        sandbox_id=row["sandbox_id"],
+        status=row["status"],
+        request=json.loads(row["request"]),
+        lease_id=row["lease_id"],
+        sandbox_created=bool(row["sandbox_created"]),
+        created_at=row["created_at"],
+        alive_until=row["alive_until"],
+        actor=row["actor"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        result=json.loads(row["result"]) if row["result"] is not None else None,
+        reason=row["reason"],
+        log_lines=row["log_lines"],
+    )
+
+
+class SqliteExecutionStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(self, record: ExecutionRecord) -> None:
+        with self._db.cursor() as cur:
+            cur.execute(
+                "INSERT INTO executions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.execution_id, record.project_id, record.sandbox_id, record.status,
+                 json.dumps(record.request), record.lease_id, int(record.sandbox_created),
+                 record.created_at, record.alive_until, record.actor, record.started_at,
+                 record.finished_at,
+                 json.dumps(record.result) if record.result is not None else None,
+                 record.reason, record.log_lines),
+            )  # fmt: skip
+
+    def get(self, project_id: str, execution_id: str) -> ExecutionRecord | None:
+        with self._db.cursor() as cur:
+            row = cur.execute(
+                "SELECT * FROM executions WHERE execution_id = ? AND project_id = ?",
+                (execution_id, project_id),
+            ).fetchone()
+        return _record(row) if row is not None else None
+
+    def update(
+        self,
+        project_id: str,
+        execution_id: str,
+        *,
+        expect: frozenset[str],
+        changes: dict[str, Any],
+        alive_before: float | None = None,
+    ) -> bool:
+        unknown = set(changes) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"cannot change {sorted(unknown)} of an execution")
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        values = [_COLUMNS[name](value) for name, value in changes.items()]
+        statuses = sorted(expect)
+        sql = (
+            f"UPDATE executions SET {assignments} WHERE execution_id = ? AND project_id = ?"
+            f" AND status IN ({', '.join('?' for _ in statuses)})"
+        )
+        params: list[Any] = [*values, execution_id, project_id, *statuses]
+        if alive_before is not None:
+            sql += " AND alive_until < ?"
+            params.append(alive_before)
+        with self._db.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.rowcount == 1
+
+    def append_logs(self, project_id: str, execution_id: str, first: int, lines: list[str]) -> None:
+        with self._db.transaction() as cur:
+            owned = cur.execute(
+                "SELECT 1 FROM executions WHERE execution_id = ? AND project_id = ?",
+                (execution_id, project_id),
+            ).fetchone()
+            if owned is None:
+                return
+            # INSERT OR IGNORE: a retried flush of the same lines changes nothing.
+            cur.executemany(
+                "INSERT OR IGNORE INTO execution_logs VALUES (?, ?, ?)",
+                [(execution_id, first + i + 1, line) for i, line in enumerate(lines)],
+            )
+
+    def logs(self, project_id: str, execution_id: str, after: int, limit: int) -> list[str]:
+        with self._db.cursor() as cur:
+            rows = cur.execute(
+                "SELECT l.line FROM execution_logs l JOIN executions e USING (execution_id)"
+                " WHERE l.execution_id = ? AND e.project_id = ? AND l.line_no > ?"
+                " ORDER BY l.line_no LIMIT ?",
+                (execution_id, project_id, after, limit),
+            ).fetchall()
+        return [row["line"] for row in rows]
+
+    def list_stale(self, now: float, limit: int) -> list[ExecutionRecord]:
+        with self._db.cursor() as cur:
+            rows = cur.execute(
+                "SELECT * FROM executions WHERE status IN ('queued', 'running')"
+                " AND alive_until < ? ORDER BY alive_until LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def purge(self, before: float) -> int:
+        with self._db.cursor() as cur:
+            cur.execute(
+                "DELETE FROM executions WHERE status NOT IN ('queued', 'running')"
+                " AND finished_at < ?",
+                (before,),
+            )
+            return cur.rowcount
