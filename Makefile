@@ -11,7 +11,7 @@ UV_VERSION := 0.13.8
 SAM_VERSION := 1.170.0
 VENV := .venv
 ASSETS := layers/core/iris_exec/assets
-ASSET_SOURCES := $(wildcard sandbox/src/*.ts) sandbox/build.mjs
+ASSET_SOURCES := $(wildcard sandbox/src/*.ts) $(wildcard sandbox/python/*.py) sandbox/build.mjs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup dev test bench lint typecheck assets system-packages test-packages sam-tools clean \
@@ -51,6 +51,8 @@ node_modules/.installed: package.json package-lock.json
 
 $(ASSETS)/.built: $(ASSET_SOURCES) node_modules/.installed
 	node sandbox/build.mjs $(ASSETS)
+	@# The jails' Python reads these .pyc (its mount is read-only): no compiling per start.
+	@if [ -x /usr/bin/python3 ]; then /usr/bin/python3 -m compileall -q $(ASSETS)/python; fi
 	@touch $@
 
 assets: $(ASSETS)/.built
@@ -73,7 +75,7 @@ typecheck: setup
 sam-tools: .tools/sam/bin/sam
 
 test: setup test-packages sam-tools lint typecheck
-	PATH="$(CURDIR)/.tools/sam/bin:$$PATH" $(VENV)/bin/pytest
+	PATH="$(CURDIR)/.tools/sam/bin:$$PATH" $(VENV)/bin/pytest -n 2 --dist loadfile
 
 bench: setup
 	$(VENV)/bin/python -m bench

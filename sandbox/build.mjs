@@ -56,6 +56,12 @@ const tsc = path.join(root, "..", "node_modules", ".bin", "tsc");
 const dts = spawnSync(tsc, ["-p", path.join(root, "tsconfig.dts.json"), "--outDir", outdir], { stdio: "inherit" });
 if (dts.status !== 0) process.exit(dts.status ?? 1);
 
+// The Python runner and its iris_prime module: standard library only, copied as they are.
+fs.mkdirSync(path.join(outdir, "python"), { recursive: true });
+for (const name of ["runner.py", "iris_prime.py"]) {
+  fs.copyFileSync(path.join(root, "python", name), path.join(outdir, "python", name));
+}
+
 // esbuild's API runs its native binary; ship it beside the bundles.
 const binary = fileURLToPath(import.meta.resolve("@esbuild/linux-" + (process.arch === "arm64" ? "arm64" : "x64") + "/bin/esbuild"));
 fs.copyFileSync(binary, path.join(outdir, "esbuild"));

@@ -2,10 +2,10 @@
 
     E2B_API_KEY=e2b_... .venv/bin/python infra/e2b/build.py [--name iris-exec]
 
-Node 20, the sandbox assets (runner, compiler, iris-prime and its MCP client, esbuild's
-binary) preinstalled in /opt/iris, 2 CPUs and 2 GiB: executions never install anything at
-run time. Run `make assets` first; the template name goes to the stack's E2BTemplate
-parameter."""
+Node 20 and Python 3 (Debian's), the sandbox assets (the runners, iris-prime and its MCP
+client, the Python iris_prime module, esbuild's binary) preinstalled in /opt/iris, 2 CPUs
+and 2 GiB: executions never install anything at run time. Run `make assets` first; the
+template name goes to the stack's E2BTemplate parameter."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ FILES = (
     "iris-mcp.mjs",
     "iris-prime.d.ts",
     "esbuild",
+    "python/runner.py",
+    "python/iris_prime.py",
 )
 CPU_COUNT = 2
 MEMORY_MB = 2048
@@ -39,7 +41,11 @@ def template(assets: Path = ASSETS) -> TemplateBuilder:
     return (
         Template(file_context_path=assets)
         .from_node_image("20-bookworm-slim")
-        .copy(list(FILES), "/opt/iris/", mode=0o755)
+        .apt_install(["python3"])
+        .copy([f for f in FILES if "/" not in f], "/opt/iris/", mode=0o755)
+        .copy([f for f in FILES if f.startswith("python/")], "/opt/iris/python/", mode=0o755)
+        # Compiled once here, so a Python runner starts without compiling its own modules.
+        .run_cmd("python3 -m compileall -q /opt/iris/python", user="root")
         .set_envs({"ESBUILD_BINARY_PATH": "/opt/iris/esbuild", "NODE_ENV": "production"})
         .run_cmd("id user >/dev/null 2>&1 || useradd -m -s /bin/bash user", user="root")
         .set_user("user")

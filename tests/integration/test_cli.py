@@ -32,6 +32,14 @@ def test_run_prints_the_result_and_exits_0_on_success(tmp_path: Path, data_dir: 
     assert "ok | code" in done.stderr and "project local" in done.stderr
 
 
+def test_run_of_a_py_file_runs_python(tmp_path: Path, data_dir: Path) -> None:
+    script = tmp_path / "ok.py"
+    script.write_text("print('hello from python')\nreturn {'n': 2}\n")
+    done = cli(data_dir, "run", str(script))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == '=== Results ===\n{\n  "n": 2\n}\n\n=== Output ===\nhello from python\n'
+
+
 def test_run_exits_1_when_the_code_fails(tmp_path: Path, data_dir: Path) -> None:
     script = tmp_path / "bad.ts"
     script.write_text("throw new Error('broken');\n")

@@ -242,3 +242,25 @@ async def test_output_is_followed_live_while_the_code_runs(tmp_path: Path, e2b: 
     assert answer["result"]["logs"] == ["[stdout] early", "[stdout] late"]
     assert [text for _, text in heard] == ["early\n", "late\n"]  # each once, in order
     assert heard[0][0] < ended - 2.0  # 'early' arrived while the code still slept
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_python_runs_in_an_e2b_sandbox_with_the_same_shapes(
+    tmp_path: Path, e2b: E2BStandIn
+) -> None:
+    container = build(tmp_path, e2b)
+    code = "import sys\nprint('python', sys.version_info[0])\nreturn [1, 2]"
+    ok = await container.executions.execute(
+        ALPHA, ExecuteCommand(code=code, language="python", timeout_s=20)
+    )
+    assert ok["result"]["logs"] == ["[stdout] python 3"]
+    assert ok["result"]["output"].startswith("=== Results ===\n[\n  1,\n  2\n]")
+    failed = await container.executions.execute(
+        ALPHA,
+        ExecuteCommand(
+            code="raise RuntimeError('no')", language="python", timeout_s=20,
+            sandbox_id=ok["sandboxId"],
+        ),
+    )  # fmt: skip
+    assert failed["result"]["error"]["name"] == "RuntimeError"
+    assert failed["result"]["metadata"]["language"] == "python"

@@ -46,7 +46,6 @@ def check_error(response: httpx.Response, status: int) -> dict[str, Any]:
         (b'{"code": "1", "context": [1]}', "context"),
         (b'{"code": "1", "context": "{}"}', "context"),
         (b'{"code": "1", "language": "ruby"}', "language"),
-        (b'{"code": "1", "language": "python"}', "not supported yet"),
         (b'{"code": "1", "timeoutMs": 0}', "timeoutMs"),
         (b'{"code": "1", "timeoutMs": "1000"}', "timeoutMs"),
         (b'{"code": "1", "timeoutMs": 99999999}', "timeoutMs"),

@@ -30,7 +30,7 @@ def stack(
         dynamodb_local,
         postgres,
         tmp_path_factory.mktemp("lambda-async"),
-        execution_heartbeat_s="1",
+        execution_heartbeat_s="2",
         execution_log_flush_s="0.5",
         execution_dispatch_grace_s="20",
     ) as built:
@@ -122,7 +122,7 @@ def test_a_killed_worker_ends_the_execution_failed_with_the_reason(stack: Stack)
     worker = worker_of(stack, queued["executionId"])
     worker.process.send_signal(signal.SIGKILL)  # as Lambda ends a crashed or timed-out worker
     worker.wait(10)
-    # Three missed heartbeats (of 1 s here) later, the next reader finds it out.
+    # Three missed heartbeats (of 2 s here) later, the next reader finds it out.
     final, _ = poll(stack, key, queued["executionId"], timeout_s=15)
     assert final["status"] == "failed" and final["success"] is False
     assert "worker stopped" in final["reason"]
@@ -138,7 +138,7 @@ def test_the_reaper_ends_executions_whose_worker_died(stack: Stack) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.5)
     worker_of(stack, queued["executionId"]).process.kill()
-    time.sleep(4)
+    time.sleep(7)  # three missed heartbeats of 2 s, and a second
     swept = stack.invoke("reaper", {})
     assert swept["deadExecutions"] >= 1
     final = read(stack, key, queued["executionId"])

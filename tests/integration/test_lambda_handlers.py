@@ -279,3 +279,12 @@ def test_idempotent_execute_and_the_audit_trail_through_the_functions(stack: Sta
     assert status == 200
     assert [e["kind"] for e in trail["events"]] == ["sandbox.created", "execution"]
     assert trail["events"][1]["outcome"] == "ok"
+
+
+def test_python_through_the_execute_function(stack: Stack) -> None:
+    key = stack.key("python-client")
+    body = {"code": "print('from python')\nreturn {'ok': True}", "language": "python"}
+    status, answer = stack.call("execute", "POST", "/api/iris/execute", key=key, body=body)
+    assert status == 200, answer
+    assert answer["result"]["logs"] == ["[stdout] from python"]
+    assert answer["result"]["output"].startswith('=== Results ===\n{\n  "ok": true\n}')

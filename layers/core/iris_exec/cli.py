@@ -271,7 +271,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.sandbox:
         validate_sandbox_id(args.sandbox)
     settings = _settings()
-    language: Language = "javascript" if path.suffix in {".js", ".mjs", ".cjs"} else "typescript"
+    language: Language = (
+        "python"
+        if path.suffix == ".py"
+        else "javascript"
+        if path.suffix in {".js", ".mjs", ".cjs"}
+        else "typescript"
+    )
     server = running_server(settings)
     if server is not None:
         payload: dict[str, Any] = {"code": code, "language": language}

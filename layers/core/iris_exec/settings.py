@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # Host uid/gid the jails run as when the server runs as root (never root itself).
     sandbox_host_uid: int = Field(1_999_999, ge=1)
     node_path: str | None = None
+    #: Python 3.11+ of `"language": "python"` (default: /usr/bin/python3).
+    python_path: str | None = None
     reaper_interval_s: float = Field(5.0, gt=0)
 
     # HTTP edge.

@@ -144,10 +144,12 @@ def outcome(report: Report, began: float, job: ExecutionJob, memory_mb: int) -> 
     )
     frame = report.result
     error = frame.get("error") if frame and not frame.get("ok") else None
-    allocation_failed = (
-        isinstance(error, dict)
-        and error.get("name") == "RangeError"
-        and "allocation failed" in str(error.get("message", "")).lower()
+    allocation_failed = isinstance(error, dict) and (
+        (
+            error.get("name") == "RangeError"
+            and "allocation failed" in str(error.get("message", "")).lower()
+        )
+        or error.get("name") == "MemoryError"  # Python's
     )
     if report.timed_out:
         result.limit_hit = "timeout"

@@ -106,7 +106,7 @@ class RateLimitState:
         }
 
 
-Language = Literal["typescript", "javascript"]
+Language = Literal["typescript", "javascript", "python"]
 Stream = Literal["stdout", "stderr"]
 
 

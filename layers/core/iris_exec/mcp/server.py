@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel, Field, JsonValue, PlainSerializer
 
 from iris_exec import __version__
 from iris_exec.domain.errors import IrisError, StoreUnavailable
@@ -33,12 +33,21 @@ INSTRUCTIONS = (
 # -- result models (structured output) --------------------------------------------------
 
 
+def _json_number(value: float) -> int | float:
+    """1.0 as 1: a JSON number has no int/float kind, and JavaScript clients print 1; this
+    way Python clients (iris_prime) see the very same numbers."""
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+Number = Annotated[float, PlainSerializer(_json_number, return_type=int | float)]
+
+
 class Pattern(BaseModel):
     antecedent: list[str] = Field(description="Items that, together, predict the consequent")
     consequent: list[str] = Field(description="Items predicted")
-    support: float = Field(description="Share of transactions containing every item of the rule")
-    confidence: float = Field(description="support(rule) / support(antecedent)")
-    lift: float = Field(
+    support: Number = Field(description="Share of transactions containing every item of the rule")
+    confidence: Number = Field(description="support(rule) / support(antecedent)")
+    lift: Number = Field(
         description="confidence / support(consequent); above 1 means positive association"
     )
     count: int = Field(description="Transactions containing every item of the rule")
@@ -54,7 +63,7 @@ class EvaluationStats(BaseModel):
     correct: int
     partial: int
     incorrect: int
-    accuracy: float = Field(description="Mean score over the project's evaluations")
+    accuracy: Number = Field(description="Mean score over the project's evaluations")
 
 
 class Evaluation(BaseModel):
@@ -62,7 +71,7 @@ class Evaluation(BaseModel):
     input: str
     output: str
     verdict: Literal["correct", "incorrect", "partial"]
-    score: float
+    score: Number
     createdAt: str
     stats: EvaluationStats
 
@@ -146,7 +155,7 @@ class Lineage(BaseModel):
 class MetricRecord(BaseModel):
     id: str
     metric: str
-    value: float
+    value: Number
     tags: dict[str, str]
     timestamp: str
 
@@ -154,11 +163,11 @@ class MetricRecord(BaseModel):
 class MetricStats(BaseModel):
     metric: str
     count: int
-    min: float | None
-    max: float | None
-    mean: float | None
-    p50: float | None
-    p95: float | None
+    min: Number | None
+    max: Number | None
+    mean: Number | None
+    p50: Number | None
+    p95: Number | None
 
 
 # -- the server ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ class ExecuteBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=False)
 
-    code: str = Field(description="TypeScript or JavaScript source, 1 byte to 100 KiB of UTF-8")
+    code: str = Field(description="Source in `language`, 1 byte to 100 KiB of UTF-8")
     projectId: str | None = Field(None, description="Must equal the API key's project")
     sessionId: str | None = Field(None, description="1-128 characters of [A-Za-z0-9._:-]")
     context: dict[str, Any] | None = Field(None, description="JSON object, at most 64 KiB")
@@ -159,8 +159,6 @@ def parse_execute(raw: bytes, principal: Principal, settings: Settings) -> Execu
         raise BadRequest(f"'context' is larger than {settings.max_context_bytes} bytes as JSON")
     if body.sandboxId is not None:
         validate_sandbox_id(body.sandboxId)
-    if body.language == "python":
-        raise BadRequest("language 'python' is not supported yet; use typescript or javascript")
     limit_ms = int(settings.execution_timeout_s * 1000)
     if body.timeoutMs is not None and not 1 <= body.timeoutMs <= limit_ms:
         raise BadRequest(f"'timeoutMs' must be between 1 and {limit_ms}")

@@ -45,6 +45,7 @@ SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - a channel name, not a secret
 #: Past the idle deadline, E2B's own timeout kills a sandbox the reaper missed.
 E2B_TIMEOUT_MARGIN_S = 60
 COMMAND_GRACE_S = 10
+FILENAMES = {"typescript": "main.ts", "javascript": "main.js", "python": "main.py"}
 REQUEST_TIMEOUT_S = 30
 ALL_TRAFFIC = "0.0.0.0/0"
 
@@ -174,7 +175,7 @@ class E2BSandboxProvider:
             "projectId": job.project_id,
             "sessionId": job.session_id,
             "context": job.context,
-            "filename": "main.ts" if job.language == "typescript" else "main.js",
+            "filename": FILENAMES[job.language],
             # With egress injection the token never enters the sandbox: E2B's proxy adds it.
             "tools": None
             if token is None
@@ -189,10 +190,14 @@ class E2BSandboxProvider:
         # after): the request (code, maybe a token), the compiled module, the event frames.
         here = f".iris/{job.execution_id}"
         heap_mb = max(64, self._settings.sandbox_memory_mb * 3 // 4)
+        runner = (
+            '/usr/bin/python3 -I "$IRIS_ASSETS/python/runner.py"'
+            if job.language == "python"
+            else f"node --enable-source-maps --max-old-space-size={heap_mb}"
+            ' "$IRIS_ASSETS/runner.mjs"'
+        )
         command = (
-            f"cd ~ && mkdir -p {here}/work && exec node --enable-source-maps"
-            f' --max-old-space-size={heap_mb} "$IRIS_ASSETS/runner.mjs"'
-            f" < {here}/request.json 3> {here}/events"
+            f"cd ~ && mkdir -p {here}/work && exec {runner} < {here}/request.json 3> {here}/events"
         )
         collector = Collector(job.output_limit_bytes, frame_clock=True, on_output=job.on_output)
         try:

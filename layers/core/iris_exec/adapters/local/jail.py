@@ -68,6 +68,8 @@ class JailConfig:
 
     bwrap: str
     node: str
+    #: The Python 3.11+ interpreter of `"language": "python"` (None: not available here).
+    python: str | None
     assets_dir: Path
     etc_dir: Path
     limits: Limits
@@ -186,6 +188,21 @@ async def spawn_jailed(
     )  # fmt: skip
 
 
+def runner_argv(cfg: JailConfig, python: bool) -> list[str]:
+    if python:
+        if cfg.python is None:
+            raise ProviderUnavailable("Python 3.11+ is not installed on this server")
+        # -I: no environment variables, user site or script directory on the module path.
+        return [cfg.python, "-I", f"{ASSETS_MOUNT}/python/runner.py"]
+    heap_mb = max(32, cfg.limits.memory_bytes * 3 // 4 // (1024 * 1024))
+    return [
+        cfg.node,
+        "--enable-source-maps",
+        f"--max-old-space-size={heap_mb}",
+        f"{ASSETS_MOUNT}/runner.mjs",
+    ]
+
+
 def _is_ready(line: bytes) -> bool:
     """The runner's first frame says it is ready; anything else (nothing, noise) is not."""
     try:
@@ -240,18 +257,14 @@ class Runner:
         *,
         files_dir: Path,
         tools_dir: Path | None,
+        python: bool = False,
     ) -> Runner:
+        """A runner in a new jail: Node's (TypeScript and JavaScript), or Python's."""
         group = cgroups.create(name, cfg.limits)
         read_fd, write_fd = os.pipe()
         proc: asyncio.subprocess.Process | None = None
         try:
-            heap_mb = max(32, cfg.limits.memory_bytes * 3 // 4 // (1024 * 1024))
-            argv = [
-                cfg.node,
-                "--enable-source-maps",
-                f"--max-old-space-size={heap_mb}",
-                f"{ASSETS_MOUNT}/runner.mjs",
-            ]
+            argv = runner_argv(cfg, python)
             proc = await spawn_jailed(
                 cfg, argv, files_dir=files_dir, tools_dir=tools_dir, env=jail_env(),
                 group=group, events_fd=write_fd,

@@ -41,6 +41,8 @@ TOOLS_SOCKET_NAME = "tools.sock"
 TOOL_CHANNEL = "unix-socket"
 JAIL_TOOLS_SOCKET = f"{TOOLS_MOUNT}/{TOOLS_SOCKET_NAME}"
 REQUIRED_ASSETS = (
+    "python/runner.py",
+    "python/iris_prime.py",
     "runner.mjs",
     "compiler.mjs",
     "compile.mjs",
@@ -57,6 +59,27 @@ def default_assets_dir() -> Path:
 INSTANCE_LOCK = "instance.lock"
 #: A runtime directory without a lock file is only taken for stale after this long.
 ORPHAN_MIN_AGE_S = 600
+
+
+#: The oldest Python the runner supports.
+PYTHON_MIN = (3, 11)
+
+
+def find_python(configured: str | None) -> str | None:
+    """The interpreter of Python executions: the configured one, else the system's
+    (/usr/bin/python3, not a pyenv shim); None when there is none new enough."""
+    candidates = [configured] if configured else ["/usr/bin/python3", shutil.which("python3")]
+    for candidate in candidates:
+        if not candidate or not os.path.exists(candidate):
+            continue
+        path = os.path.realpath(candidate)
+        done = _run([path, "-I", "-c", "import sys; print(*sys.version_info[:2])"])
+        if done.returncode == 0 and tuple(map(int, done.stdout.split())) >= PYTHON_MIN:
+            return path
+    if configured:
+        raise ConfigurationError(f"IRIS_PYTHON_PATH={configured} is not Python 3.11 or newer")
+    log.warning("no Python 3.11+ found: executions with language 'python' will be refused")
+    return None
 
 
 def _unmount_under(directory: Path) -> None:
@@ -87,6 +110,7 @@ class Jail:
         self.dead: str | None = None
         self.current: Runner | None = None
         self._next: asyncio.Future[Runner] | None = None
+        self._next_python = False
         self._seq = 0
 
     async def prepare(self) -> None:
@@ -113,11 +137,14 @@ class Jail:
             if cfg.host_uid is not None:
                 os.chown(path, cfg.host_uid, cfg.host_gid or cfg.host_uid)
 
-    def prepare_next(self) -> None:
+    def prepare_next(self, python: bool = False) -> None:
+        """Start the runner of the next execution now: for the language this sandbox ran
+        last (a sandbox tends to be reused with one language)."""
         if self._next is None and self.dead is None:
-            self._next = asyncio.create_task(self._spawn())
+            self._next = asyncio.create_task(self._spawn(python))
+            self._next_python = python
 
-    async def _spawn(self) -> Runner:
+    async def _spawn(self, python: bool = False) -> Runner:
         self._seq += 1
         return await Runner.spawn(
             self.provider.cfg,
@@ -125,11 +152,17 @@ class Jail:
             f"{self.jail_id}-{self._seq}",
             files_dir=self.files,
             tools_dir=self.provider.tools_dir,
+            python=python,
         )
 
-    async def take_runner(self) -> Runner:
+    async def take_runner(self, python: bool = False) -> Runner:
         task, self._next = self._next, None
         runner: Runner | None = None
+        if task is not None and self._next_python != python:
+            # A warm runner of the other language: not the one wanted this time.
+            with contextlib.suppress(Exception):
+                await (await task).destroy()
+            task = None
         if task is not None:
             try:
                 runner = await task
@@ -138,7 +171,7 @@ class Jail:
                     "warm runner of %s failed to start (%s); starting another", self.jail_id, exc
                 )
         if runner is None or not runner.alive:
-            runner = await self._spawn()
+            runner = await self._spawn(python)
         return runner
 
     async def put_back(self, runner: Runner) -> None:
@@ -147,6 +180,7 @@ class Jail:
             future: asyncio.Future[Runner] = asyncio.get_running_loop().create_future()
             future.set_result(runner)
             self._next = asyncio.ensure_future(future)
+            self._next_python = False
         else:
             await runner.destroy()
 
@@ -244,9 +278,11 @@ class LocalSandboxProvider:
                 f"sandbox assets missing in {self.assets_dir} ({', '.join(missing)}):"
                 " run `make assets`"
             )
+        python = find_python(self.settings.python_path)
         extra: tuple[str, ...] = ()
-        if not node.startswith("/usr/"):
-            extra = (str(Path(node).parent.parent),)
+        for binary in (node, python):
+            if binary is not None and not binary.startswith("/usr/"):
+                extra += (str(Path(binary).parent.parent),)
         root = os.geteuid() == 0
         host_uid = self.settings.sandbox_host_uid if root else None
         help_text = _run([bwrap, "--help"]).stdout
@@ -271,6 +307,7 @@ class LocalSandboxProvider:
         cfg = JailConfig(
             bwrap=bwrap,
             node=node,
+            python=python,
             assets_dir=assets,
             etc_dir=self.runtime / "etc",
             limits=limits,
@@ -430,30 +467,16 @@ class LocalSandboxProvider:
         jail = self._jails.get(provider_ref)
         if jail is None or jail.dead is not None:
             raise SandboxLost(f"jail {provider_ref} is not running on this server")
+        python = job.language == "python"
         async with jail.lock:
             began = time.monotonic()
-            runner_task = asyncio.create_task(jail.take_runner())
-            try:
-                compiled = await self.compiler.compile(job.source, job.language)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await jail.put_back(await runner_task)
-                raise
-            runner = await runner_task
-            if compiled.error is not None:
-                await jail.put_back(runner)
-                setup_ms = (time.monotonic() - began) * 1000
-                return RunOutcome(error=compiled.error, setup_ms=setup_ms)
-            jail.prepare_next()
+            runner_task = asyncio.create_task(jail.take_runner(python))
             request: dict[str, Any] = {
-                "code": compiled.code,
-                "specifiers": compiled.specifiers,
                 "projectId": job.project_id,
                 "sessionId": job.session_id,
                 "context": job.context,
                 "cwd": SANDBOX_HOME,
                 "workdir": EXEC_DIR,
-                "filename": FILENAME if job.language == "typescript" else "main.js",
                 "tools": None
                 if job.grant is None
                 else {
@@ -462,6 +485,31 @@ class LocalSandboxProvider:
                     "token": job.grant.token,
                 },
             }
+            if python:
+                # Python compiles in its runner: nothing to do on the host.
+                request |= {
+                    "source": job.source,
+                    "filename": "main.py",
+                    "outputLimit": job.output_limit_bytes,
+                }
+            else:
+                try:
+                    compiled = await self.compiler.compile(job.source, job.language)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await jail.put_back(await runner_task)
+                    raise
+                if compiled.error is not None:
+                    await jail.put_back(await runner_task)
+                    setup_ms = (time.monotonic() - began) * 1000
+                    return RunOutcome(error=compiled.error, setup_ms=setup_ms)
+                request |= {
+                    "code": compiled.code,
+                    "specifiers": compiled.specifiers,
+                    "filename": FILENAME if job.language == "typescript" else "main.js",
+                }
+            runner = await runner_task
+            jail.prepare_next(python)
             jail.current = runner
             try:
                 report = await runner.execute(
