@@ -27,6 +27,8 @@ FUNCTIONS = {
     "sandbox_delete": ("SandboxDeleteFunction", 300),
     "execute": ("ExecuteFunction", 600),
     "audit": ("AuditFunction", None),
+    "executions": ("ExecutionsFunction", None),
+    "worker": ("WorkerFunction", None),
     "mcp": ("McpFunction", None),
     "authorizer": ("AuthorizerFunction", None),
 }
