@@ -75,10 +75,13 @@ class Collector:
     def add(self, stream: Stream, text: str) -> None:
         if self.stopped or not text:
             return
-        text = well_formed(text)
+        try:
+            encoded = text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: rare, so not looked for up front
+            text = well_formed(text)
+            encoded = text.encode("utf-8")
         if stream == "stderr" and HEAP_EXHAUSTED in text:
             self.report.heap_exhausted = True
-        encoded = text.encode("utf-8", "surrogatepass")
         if self.bytes + len(encoded) > self.limit:
             text = encoded[: self.limit - self.bytes].decode("utf-8", "ignore")
             self.report.output_exceeded = True

@@ -8,14 +8,14 @@ declared in ``tables.py``; the SAM template declares the same key schemas."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from iris_exec.domain.errors import StoreUnavailable
+from iris_exec.domain.errors import AlreadyExists, StoreUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -100,23 +100,35 @@ def get_opt_str(item: Item, name: str) -> str | None:
 
 def query_all(client: DynamoDBClient, request: QueryInputTypeDef) -> Iterator[Item]:
     """Every item a Query matches, page after page (a page stops at 1 MB)."""
-    page_request = request.copy()
-    while True:
-        page = client.query(**page_request)
-        yield from page["Items"]
-        last = page.get("LastEvaluatedKey")
-        if not last:
-            return
-        page_request["ExclusiveStartKey"] = last
+    return _pages(client.query, dict(request))
 
 
 def scan_all(client: DynamoDBClient, request: ScanInputTypeDef) -> Iterator[Item]:
     """Every item a Scan matches, page after page."""
-    page_request = request.copy()
+    return _pages(client.scan, dict(request))
+
+
+def _pages(call: Callable[..., Any], request: dict[str, Any]) -> Iterator[Item]:
     while True:
-        page = client.scan(**page_request)
+        page = call(**request)
         yield from page["Items"]
         last = page.get("LastEvaluatedKey")
         if not last:
             return
-        page_request["ExclusiveStartKey"] = last
+        request["ExclusiveStartKey"] = last
+
+
+def put_new(
+    client: DynamoDBClient, table: str, item: Item, key: str, what: str, ident: str
+) -> None:
+    """Put ``item`` unless one with its key attribute ``key`` exists: then
+    ``AlreadyExists(ident)``."""
+    with store_errors(what):
+        try:
+            client.put_item(
+                TableName=table, Item=item, ConditionExpression=f"attribute_not_exists({key})"
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise AlreadyExists(ident) from exc
+            raise

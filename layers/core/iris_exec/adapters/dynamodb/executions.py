@@ -26,6 +26,7 @@ from iris_exec.adapters.dynamodb import (
     integer,
     is_condition_failure,
     num,
+    put_new,
     query_all,
     store_errors,
     text,
@@ -92,6 +93,21 @@ class DynamoExecutionStore:
         self._client = client
         self._table = table_name
         self._retention_s = retention_s
+        #: (project, execution) -> createdAt. Neither ever changes, so a worker flushing
+        #: log lines every second reads the record once, not once per flush.
+        self._created: dict[tuple[str, str], float] = {}
+
+    def _created_at(self, project_id: str, execution_id: str) -> float | None:
+        """When the execution was created, if it exists and is ``project_id``'s."""
+        key = (project_id, execution_id)
+        if key not in self._created:
+            meta = self._meta(execution_id)
+            if meta is None or meta["projectId"]["S"] != project_id:
+                return None
+            if len(self._created) >= 1024:
+                self._created.clear()
+            self._created[key] = get_float(meta, "createdAt")
+        return self._created[key]
 
     def _ttl(self, created_at: float) -> AttributeValueTypeDef:
         return integer(int(created_at + self._retention_s))
@@ -113,12 +129,10 @@ class DynamoExecutionStore:
             "open": text(OPEN),
             "ttl": self._ttl(record.created_at),
         }
-        with store_errors("recording an execution"):
-            self._client.put_item(
-                TableName=self._table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(executionId)",
-            )
+        put_new(
+            self._client, self._table, item, "executionId", "recording an execution",
+            record.execution_id,
+        )  # fmt: skip
 
     def _meta(self, execution_id: str) -> Item | None:
         with store_errors("reading an execution"):
@@ -181,7 +195,9 @@ class DynamoExecutionStore:
             if changes["result"] is None:
                 removes.append("resultParts")
             else:
-                count = self._write_parts(execution_id, changes["result"], project_id)
+                count = self._put_parts(
+                    execution_id, project_id, "result#{part:04d}", changes["result"]
+                )
                 values[":parts"] = integer(count)
                 sets.append("resultParts = :parts")
         if changes.get("status") not in (None, "queued", "running"):
@@ -215,14 +231,11 @@ class DynamoExecutionStore:
             raise
         return True
 
-    def _write_parts(self, execution_id: str, result: dict[str, Any], project_id: str) -> int:
-        return self._put_parts(execution_id, project_id, "result#{part:04d}", result)
-
     def _put_parts(self, execution_id: str, project_id: str, sk: str, value: Any) -> int:
         """``value`` as JSON, in items of at most PART_BYTES keyed ``sk.format(part=i)``.
         Writing the same value again writes the same items (retries are harmless)."""
-        meta = self._meta(execution_id)
-        if meta is None or meta["projectId"]["S"] != project_id:
+        created_at = self._created_at(project_id, execution_id)
+        if created_at is None:
             return 0
         parts = _parts(json.dumps(value, separators=(",", ":")).encode())
         with store_errors("storing an execution's output"):
@@ -234,7 +247,7 @@ class DynamoExecutionStore:
                         "sk": text(sk.format(part=i)),
                         "projectId": text(project_id),
                         "data": {"B": part},
-                        "ttl": self._ttl(get_float(meta, "createdAt")),
+                        "ttl": self._ttl(created_at),
                     },
                 )
         return len(parts)

@@ -13,12 +13,12 @@ from iris_exec.adapters.dynamodb import (
     get_opt_str,
     is_condition_failure,
     num,
+    put_new,
     query_all,
     scan_all,
     store_errors,
     text,
 )
-from iris_exec.domain.errors import AlreadyExists
 from iris_exec.domain.models import ApiKeyRecord
 
 if TYPE_CHECKING:
@@ -68,17 +68,10 @@ class DynamoKeyStore:
         self._table = table_name
 
     def add(self, record: ApiKeyRecord) -> None:
-        with store_errors("storing an API key"):
-            try:
-                self._client.put_item(
-                    TableName=self._table,
-                    Item=_item(record),
-                    ConditionExpression="attribute_not_exists(keyHash)",
-                )
-            except ClientError as exc:
-                if is_condition_failure(exc):
-                    raise AlreadyExists(record.key_id) from exc
-                raise
+        put_new(
+            self._client, self._table, _item(record), "keyHash", "storing an API key",
+            record.key_id,
+        )  # fmt: skip
 
     def find_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         with store_errors("looking up an API key"):

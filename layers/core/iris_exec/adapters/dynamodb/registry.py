@@ -17,12 +17,12 @@ from iris_exec.adapters.dynamodb import (
     integer,
     is_condition_failure,
     num,
+    put_new,
     query_all,
     store_errors,
     text,
 )
 from iris_exec.adapters.dynamodb.tables import SANDBOX_RETENTION_S
-from iris_exec.domain.errors import AlreadyExists
 from iris_exec.domain.models import GoneReason, SandboxRecord, SandboxStatus
 
 if TYPE_CHECKING:
@@ -106,17 +106,10 @@ class DynamoSandboxRegistry:
         self._clock = clock
 
     def create(self, record: SandboxRecord) -> None:
-        with store_errors("registering a sandbox"):
-            try:
-                self._client.put_item(
-                    TableName=self._table,
-                    Item=_item(record),
-                    ConditionExpression="attribute_not_exists(sandboxId)",
-                )
-            except ClientError as exc:
-                if is_condition_failure(exc):
-                    raise AlreadyExists(record.sandbox_id) from exc
-                raise
+        put_new(
+            self._client, self._table, _item(record), "sandboxId", "registering a sandbox",
+            record.sandbox_id,
+        )  # fmt: skip
 
     def _get_item(self, sandbox_id: str) -> Item | None:
         with store_errors("reading a sandbox"):
