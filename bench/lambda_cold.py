@@ -86,7 +86,13 @@ def main() -> None:
             source = Path(str(package.__file__)).parent
             (runtime / source.name).symlink_to(source, target_is_directory=True)
         layer = x86 / "CoreLayer" / "python"
-        env = {"PATH": "/usr/bin:/bin", "IRIS_BACKEND": "aws", "AWS_REGION": "us-east-1"}
+        # As template.yaml's Globals set them (the rest does not change imports).
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "IRIS_BACKEND": "aws",
+            "AWS_REGION": "us-east-1",
+            "PYDANTIC_DISABLE_PLUGINS": "__all__",
+        }
         print("== Lambda cold import of each handler module (python3.12, layer with .pyc)")
         for name, (logical, target) in FUNCTIONS.items():
             task = x86 / logical

@@ -39,7 +39,7 @@ from tests.support.dynamodb_local import DynamoDBLocal
 from tests.support.postgres import PostgresServer
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    from iris_exec.adapters.awsapi import DynamoDB
 
 ADAPTERS = ["sqlite", "dynamodb"]
 TOOL_STORES = ["sqlite", "postgres"]
@@ -91,14 +91,14 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
 
 @dataclass(frozen=True)
 class DynamoTables:
-    client: DynamoDBClient
+    client: DynamoDB
     names: dict[str, str]
 
 
 @pytest.fixture
 def dynamodb_tables(dynamodb_local: DynamoDBLocal) -> Iterator[DynamoTables]:
     """A fresh set of tables for one test, under names no other test uses."""
-    client = dynamodb_local.client(max_pool_connections=50)
+    client = dynamodb_local.client()
     suffix = uuid.uuid4().hex[:12]
     names = {logical: f"iris-{logical}-{suffix}" for logical in TABLES}
     create_tables(client, names)
@@ -159,7 +159,9 @@ def idempotency_store(request: pytest.FixtureRequest) -> IdempotencyStore:
         return SqliteIdempotencyStore(request.getfixturevalue("sqlite_db"), RETENTION_S)
     if request.param == "dynamodb":
         tables: DynamoTables = request.getfixturevalue("dynamodb_tables")
-        return PowertoolsIdempotencyStore(tables.client, tables.names["idempotency"], RETENTION_S)
+        # Powertools brings its own botocore client.
+        boto = request.getfixturevalue("dynamodb_local").boto_client()
+        return PowertoolsIdempotencyStore(boto, tables.names["idempotency"], RETENTION_S)
     raise AssertionError(request.param)
 
 

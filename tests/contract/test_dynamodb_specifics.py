@@ -1,7 +1,7 @@
 """What the DynamoDB adapters do beyond the shared contracts: the items and TTLs they
 write, lazy TTL, project-scoped conditions, error translation, atomic counters under load.
-Everything runs against real DynamoDB Local; the only stub is botocore's Stubber, for
-throttling answers DynamoDB Local never gives."""
+Everything runs against real DynamoDB Local; throttling and 5xx answers, which DynamoDB
+Local never gives, come from a proxy in front of it that answers as DynamoDB does."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
-from botocore.stub import Stubber
 
+from iris_exec.adapters.awsapi import AwsError, AwsUnreachable
 from iris_exec.adapters.dynamodb import query_all, scan_all
 from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
 from iris_exec.adapters.dynamodb.ratelimit import DynamoRateLimitStore
@@ -24,17 +23,21 @@ from iris_exec.domain.errors import StoreUnavailable
 from iris_exec.domain.models import ApiKeyRecord, GoneReason, SandboxStatus
 from tests.contract.conftest import DynamoTables
 from tests.contract.test_registry import NOW, record
+from tests.support.dynamodb_faults import Fault, FaultyDynamoDB
 from tests.support.dynamodb_local import DynamoDBLocal, make_client
 from tests.support.server import free_port
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    from iris_exec.adapters.awsapi import DynamoDB
 
 WEEK_S = 7 * 24 * 3600
-THROTTLING = [
+#: DynamoDB's "not now" answers: throttling, and its own 5xx.
+UNAVAILABLE = [
     "ProvisionedThroughputExceededException",
     "ThrottlingException",
     "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
 ]
 
 
@@ -245,7 +248,7 @@ def test_queries_and_scans_follow_every_page(dynamodb_tables: DynamoTables) -> N
 
 # -- errors -----------------------------------------------------------------------------------
 
-Operation = Callable[["DynamoDBClient"], object]
+Operation = Callable[["DynamoDB"], object]
 
 OPERATIONS: dict[str, Operation] = {
     "registry.create": lambda c: DynamoSandboxRegistry(c, "t").create(record()),
@@ -271,48 +274,49 @@ OPERATIONS: dict[str, Operation] = {
     "rate.hit": lambda c: DynamoRateLimitStore(c, "t").hit("key:k1", 600, 60),
 }
 
-#: The first DynamoDB call each operation makes, for the Stubber.
+#: The first DynamoDB operation each one calls, for the fault proxy.
 FIRST_CALL = {
-    "registry.create": "put_item",
-    "registry.get": "get_item",
-    "registry.list_live": "query",
-    "registry.list_due": "query",
-    "registry.list_running": "query",
-    "registry.acquire_lease": "update_item",
-    "registry.release_lease": "get_item",
-    "registry.mark_gone": "update_item",
-    "keys.add": "put_item",
-    "keys.find_by_hash": "get_item",
-    "keys.list": "scan",
-    "keys.revoke": "query",
-    "rate.hit": "update_item",
+    "registry.create": "PutItem",
+    "registry.get": "GetItem",
+    "registry.list_live": "Query",
+    "registry.list_due": "Query",
+    "registry.list_running": "Query",
+    "registry.acquire_lease": "UpdateItem",
+    "registry.release_lease": "GetItem",
+    "registry.mark_gone": "UpdateItem",
+    "keys.add": "PutItem",
+    "keys.find_by_hash": "GetItem",
+    "keys.list": "Scan",
+    "keys.revoke": "Query",
+    "rate.hit": "UpdateItem",
 }
 
 
-def failing_fast(endpoint_url: str, **config: Any) -> DynamoDBClient:
+def failing_fast(endpoint_url: str, **options: Any) -> DynamoDB:
     """A client that gives up at once: short timeouts, no retries."""
     settings: dict[str, Any] = {
         "connect_timeout": 0.5,
         "read_timeout": 0.5,
-        "retries": {"total_max_attempts": 1},
-        **config,
+        "max_attempts": 1,
+        **options,
     }
     return make_client(endpoint_url, **settings)
 
 
 @pytest.fixture
-def closed_port_client() -> DynamoDBClient:
+def closed_port_client() -> DynamoDB:
     """A client for a port nobody listens on (bound, then closed again): refused at once."""
     return failing_fast(f"http://127.0.0.1:{free_port()}")
 
 
 @pytest.mark.parametrize("operation", list(OPERATIONS))
 def test_connection_errors_are_store_unavailable(
-    operation: str, closed_port_client: DynamoDBClient
+    operation: str, closed_port_client: DynamoDB
 ) -> None:
-    with pytest.raises(StoreUnavailable) as raised:
+    with pytest.raises(StoreUnavailable, match="unreachable") as raised:
         OPERATIONS[operation](closed_port_client)
-    assert isinstance(raised.value.__cause__, EndpointConnectionError)
+    assert isinstance(raised.value.__cause__, AwsUnreachable)
+    assert isinstance(raised.value.__cause__.__cause__, ConnectionRefusedError)
 
 
 @pytest.fixture
@@ -329,62 +333,92 @@ def test_read_timeouts_are_store_unavailable(operation: str, silent_endpoint: st
     client = failing_fast(silent_endpoint, read_timeout=0.3)
     with pytest.raises(StoreUnavailable) as raised:
         OPERATIONS[operation](client)
-    assert isinstance(raised.value.__cause__, ReadTimeoutError)
+    assert isinstance(raised.value.__cause__, AwsUnreachable)
+    assert isinstance(raised.value.__cause__.__cause__, TimeoutError)
 
 
-@pytest.mark.parametrize("code", THROTTLING)
+@pytest.mark.parametrize("code", UNAVAILABLE)
 @pytest.mark.parametrize("operation", list(OPERATIONS))
-def test_throttling_is_store_unavailable(
+def test_throttling_and_5xx_are_store_unavailable_after_three_attempts(
     operation: str, code: str, dynamodb_local: DynamoDBLocal
 ) -> None:
-    client = dynamodb_local.client()
-    with Stubber(client) as stubber:
-        stubber.add_client_error(
-            FIRST_CALL[operation], service_error_code=code, http_status_code=400
-        )
-        with pytest.raises(StoreUnavailable, match=code) as raised:
-            OPERATIONS[operation](client)
-        stubber.assert_no_pending_responses()
-    assert isinstance(raised.value.__cause__, ClientError)
+    first = FIRST_CALL[operation]
+    with (
+        FaultyDynamoDB(dynamodb_local.endpoint_url, {first: Fault(code)}) as proxy,
+        pytest.raises(StoreUnavailable, match=code) as raised,
+    ):
+        OPERATIONS[operation](make_client(proxy.endpoint_url, max_attempts=3))
+    assert isinstance(raised.value.__cause__, AwsError)
+    assert proxy.seen[first] == 3
+
+
+@pytest.mark.parametrize("code", UNAVAILABLE)
+def test_a_passing_throttle_is_retried_and_the_request_succeeds(
+    code: str, dynamodb_tables: DynamoTables
+) -> None:
+    with FaultyDynamoDB(
+        dynamodb_tables.client.transport.endpoint, {"UpdateItem": Fault(code, times=2)}
+    ) as proxy:
+        client = make_client(proxy.endpoint_url, max_attempts=3)
+        store = DynamoRateLimitStore(client, dynamodb_tables.names["rate"])
+        assert store.hit("key:k1", 1_800_000_000, 60) == 1
+        assert store.hit("key:k1", 1_800_000_000, 60) == 2
+    assert proxy.seen["UpdateItem"] == 4
 
 
 def test_throttling_after_the_first_call_is_store_unavailable(
-    dynamodb_local: DynamoDBLocal,
+    dynamodb_tables: DynamoTables,
 ) -> None:
     # release_lease and revoke read first, then write: the write is translated too.
-    client = dynamodb_local.client()
-    sandbox = {
-        "sandboxId": {"S": "sb_aaaaaaaa"},
-        "projectId": {"S": "p1"},
-        "lifetimeDeadline": {"N": "1800003600"},
-        "leaseId": {"S": "ls_1"},
-    }
-    with Stubber(client) as stubber:
-        stubber.add_response("get_item", {"Item": sandbox})
-        stubber.add_client_error("update_item", service_error_code="ThrottlingException")
-        stubber.add_response("query", {"Items": [{"keyHash": {"S": "h" * 64}}]})
-        stubber.add_client_error(
-            "update_item", service_error_code="ProvisionedThroughputExceededException"
-        )
+    names = dynamodb_tables.names
+    registry_of(dynamodb_tables).create(record(lease_id="ls_1", lease_until=NOW + 30))
+    DynamoKeyStore(dynamodb_tables.client, names["keys"]).add(
+        ApiKeyRecord("key_1", "h" * 64, "sk_live_x", "p1", 1.0)
+    )
+    faults = {"UpdateItem": Fault("ThrottlingException")}
+    with FaultyDynamoDB(dynamodb_tables.client.transport.endpoint, faults) as proxy:
+        client = make_client(proxy.endpoint_url, max_attempts=2)
+        registry = DynamoSandboxRegistry(client, names["sandboxes"], clock=lambda: NOW)
         with pytest.raises(StoreUnavailable, match="ThrottlingException"):
-            OPERATIONS["registry.release_lease"](client)
+            registry.release_lease("p1", "sb_aaaaaaaa", "ls_1", NOW, NOW + 300)
+        assert proxy.seen == {"GetItem": 1, "UpdateItem": 2}
+        faults["UpdateItem"] = Fault("ProvisionedThroughputExceededException")
         with pytest.raises(StoreUnavailable, match="ProvisionedThroughputExceededException"):
-            OPERATIONS["keys.revoke"](client)
-        stubber.assert_no_pending_responses()
+            DynamoKeyStore(client, names["keys"]).revoke("key_1", 2.0)
+        assert proxy.seen["Query"] == 1
+    # Nothing was written: the lease is still held, the key still valid.
+    assert registry_of(dynamodb_tables).get("p1", "sb_aaaaaaaa").lease_id == "ls_1"  # type: ignore[union-attr]
+    found = DynamoKeyStore(dynamodb_tables.client, names["keys"]).find_by_hash("h" * 64)
+    assert found is not None and found.revoked_at is None
+
+
+def test_a_corrupted_answer_is_retried_then_unreachable(dynamodb_tables: DynamoTables) -> None:
+    registry_of(dynamodb_tables).create(record())
+    with FaultyDynamoDB(dynamodb_tables.client.transport.endpoint, corrupt=1) as proxy:
+        client = make_client(proxy.endpoint_url, max_attempts=3)
+        registry = DynamoSandboxRegistry(client, dynamodb_tables.names["sandboxes"])
+        assert registry.get("p1", "sb_aaaaaaaa") is not None  # the second answer is whole
+        proxy.corrupt = 3
+        with pytest.raises(StoreUnavailable) as raised:
+            registry.get("p1", "sb_aaaaaaaa")
+    assert "x-amz-crc32" in str(raised.value.__cause__)
+    assert proxy.seen["GetItem"] == 5
 
 
 def test_other_client_errors_are_not_unavailability(dynamodb_local: DynamoDBLocal) -> None:
     # A missing table is a deployment mistake, not an outage: it must not become a 503.
     client = dynamodb_local.client()
-    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+    with pytest.raises(AwsError, match="ResourceNotFoundException") as raised:
         DynamoSandboxRegistry(client, "iris-no-such-table").get("p1", "sb_aaaaaaaa")
+    assert raised.value.status == 400
+    assert raised.value.code == "ResourceNotFoundException"
 
 
 def test_a_crashed_server_is_unavailable_until_it_is_back() -> None:
     with DynamoDBLocal() as server:
         names = {logical: f"iris-{logical}-crash" for logical in TABLES}
         create_tables(server.client(), names)
-        client = server.client(connect_timeout=0.5, retries={"total_max_attempts": 1})
+        client = server.client(connect_timeout=0.5, max_attempts=1)
         store = DynamoRateLimitStore(client, names["rate"])
         assert store.hit("key:k1", 600, 60) == 1
         server.kill()

@@ -143,9 +143,7 @@ def dynamo_down() -> Iterator[DynamoDBLocal]:
 async def test_when_dynamodb_stops_requests_fail_closed_with_503(
     dynamo_down: DynamoDBLocal, tmp_path: Path
 ) -> None:
-    client = dynamo_down.client(
-        connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1}
-    )
+    client = dynamo_down.client(connect_timeout=1, read_timeout=2, max_attempts=1)
     names = {"sandboxes": "sbx", "keys": "keys", "rate": "rate"}
     create_tables(client, names)
     db = Database(tmp_path / "iris.db", extra_schema=(TOOL_SCHEMA, AUDIT_SCHEMA, EXECUTIONS_SCHEMA))

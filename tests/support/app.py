@@ -42,4 +42,4 @@ def sqlite_container(
 def fake_container(
     tmp_path: Path, provider: SandboxProvider, clock: Clock, **settings: object
 ) -> Container:
-    return sqlite_container(Settings(data_dir=tmp_path, **settings), provider, clock)  # type: ignore[arg-type]
+    return sqlite_container(Settings(data_dir=tmp_path, **settings), provider, clock)

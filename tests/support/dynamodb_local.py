@@ -14,8 +14,8 @@ from typing import IO, TYPE_CHECKING, Any, Self
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
+from iris_exec.adapters.awsapi import AwsError, AwsUnreachable, Credentials, DynamoDB
 from tests.support.server import ROOT, free_port
 
 if TYPE_CHECKING:
@@ -31,9 +31,17 @@ SECRET_KEY = "x"
 STARTUP_TIMEOUT_S = 60.0
 
 
-def make_client(endpoint_url: str, **config: Any) -> DynamoDBClient:
-    """A low-level DynamoDB client for ``endpoint_url``; ``config`` goes to botocore's
-    ``Config``."""
+def make_client(endpoint_url: str, **options: Any) -> DynamoDB:
+    """The service's own DynamoDB client for ``endpoint_url``; ``options`` are AwsHttp's
+    (connect_timeout, read_timeout, max_attempts)."""
+    return DynamoDB.connect(
+        REGION, endpoint_url, credentials=lambda: Credentials(ACCESS_KEY, SECRET_KEY), **options
+    )
+
+
+def make_boto_client(endpoint_url: str, **config: Any) -> DynamoDBClient:
+    """botocore's low-level DynamoDB client for ``endpoint_url`` (an independent reader of
+    what the adapters wrote); ``config`` goes to botocore's ``Config``."""
     return boto3.client(
         "dynamodb",
         region_name=REGION,
@@ -82,17 +90,22 @@ class DynamoDBLocal:
             "-disableTelemetry",  # it would try to phone home, and there is no internet here
         ]  # fmt: skip
 
-    def client(self, **config: Any) -> DynamoDBClient:
-        """A low-level client for this server; ``config`` goes to botocore's ``Config``."""
-        settings: dict[str, Any] = {"connect_timeout": 5, "read_timeout": 30, **config}
+    def client(self, **options: Any) -> DynamoDB:
+        """The service's DynamoDB client for this server (see ``make_client``)."""
+        settings: dict[str, Any] = {"connect_timeout": 5, "read_timeout": 30, **options}
         return make_client(self.endpoint_url, **settings)
+
+    def boto_client(self, **config: Any) -> DynamoDBClient:
+        """botocore's client for this server (see ``make_boto_client``)."""
+        settings: dict[str, Any] = {"connect_timeout": 5, "read_timeout": 30, **config}
+        return make_boto_client(self.endpoint_url, **settings)
 
     def start(self) -> Self:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self._command(), stdout=self._log, stderr=subprocess.STDOUT, cwd=self._dir
         )
-        probe = self.client(connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1})
+        probe = self.client(connect_timeout=1, read_timeout=2, max_attempts=1)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             if self.proc.poll() is not None:
@@ -102,7 +115,7 @@ class DynamoDBLocal:
             try:
                 probe.list_tables()
                 break
-            except (BotoCoreError, ClientError) as exc:
+            except (AwsError, AwsUnreachable) as exc:
                 if time.monotonic() > deadline:
                     self.kill()
                     raise RuntimeError(

@@ -6,31 +6,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from iris_exec.adapters.awsapi import AwsError, AwsUnreachable, LambdaApi
 from iris_exec.domain.errors import ConfigurationError, ServiceUnavailable
 from iris_exec.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def lambda_client(settings: Settings) -> Any:
-    import botocore.session
-    from botocore.config import Config
-
-    config = Config(
-        connect_timeout=2,
-        read_timeout=5,
-        retries={"mode": "standard", "total_max_attempts": 3},
-    )
-    return botocore.session.get_session().create_client(
-        "lambda",
-        region_name=settings.aws_region,
-        endpoint_url=settings.lambda_endpoint,
-        config=config,
-    )
 
 
 class LambdaDispatcher:
@@ -40,31 +21,35 @@ class LambdaDispatcher:
     def __init__(self, settings: Settings, base_url: Callable[[], str | None]) -> None:
         self._settings = settings
         self._base_url = base_url
-        self._client: Any = None
+        self._client: LambdaApi | None = None
 
     def dispatch(self, project_id: str, execution_id: str) -> None:
         function = self._settings.worker_function
         if not function:
             raise ConfigurationError("set IRIS_WORKER_FUNCTION to the worker Lambda function")
         if self._client is None:
-            self._client = lambda_client(self._settings)
+            self._client = LambdaApi.connect(
+                self._settings.aws_region,
+                self._settings.lambda_endpoint,
+                connect_timeout=2,
+                read_timeout=5,
+                max_attempts=3,
+            )
         payload = {"projectId": project_id, "executionId": execution_id}
         base_url = self._base_url()
         if base_url:
             payload["baseUrl"] = base_url
         try:
-            answer = self._client.invoke(
-                FunctionName=function, InvocationType="Event", Payload=json.dumps(payload)
-            )
-        except (ClientError, BotoCoreError) as exc:
+            status = self._client.invoke_event(function, json.dumps(payload).encode())
+        except (AwsError, AwsUnreachable) as exc:
             log.error("could not invoke the worker %s: %s", function, exc)
             raise ServiceUnavailable(
                 "The execution could not be started (the worker function is unavailable);"
                 " retry shortly",
                 retry_after_s=5,
             ) from exc
-        if answer.get("StatusCode") != 202:
+        if status != 202:
             raise ServiceUnavailable(
-                f"The worker function refused the execution (status {answer.get('StatusCode')})",
+                f"The worker function refused the execution (status {status})",
                 retry_after_s=5,
             )

@@ -18,6 +18,8 @@ from iris_exec.settings import Settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from iris_exec.adapters.awsapi import DynamoDB
+
 log = logging.getLogger(__name__)
 SECRET_MAX_AGE_S = 300
 
@@ -47,8 +49,23 @@ def secret(direct: str | None, secret_name: str | None, setting: str) -> Callabl
     return value
 
 
-def dynamodb_client(settings: Settings) -> DynamoDBClient:
-    # botocore directly: boto3 would add ~100 ms of imports (s3transfer) to every cold start.
+def dynamodb_client(settings: Settings) -> DynamoDB:
+    """The DynamoDB client of the adapters. Short timeouts and few retries: a request
+    should fail closed (503) quickly, not hang."""
+    from iris_exec.adapters.awsapi import DynamoDB
+
+    return DynamoDB.connect(
+        settings.aws_region,
+        settings.dynamodb_endpoint,
+        connect_timeout=2,
+        read_timeout=5,
+        max_attempts=3,
+    )
+
+
+def botocore_dynamodb_client(settings: Settings) -> DynamoDBClient:
+    """A botocore client, for Powertools' idempotency layer (built on first use)."""
+    # botocore directly: boto3 would add ~100 ms of imports (s3transfer).
     import botocore.session
     from botocore.config import Config
 
@@ -104,7 +121,9 @@ def build_aws(settings: Settings, *, observer: ExecutionObserver | None = None) 
         from iris_exec.adapters.dynamodb.idempotency import PowertoolsIdempotencyStore
 
         return PowertoolsIdempotencyStore(
-            client, settings.idempotency_table, settings.idempotency_ttl_s
+            botocore_dynamodb_client(settings),
+            settings.idempotency_table,
+            settings.idempotency_ttl_s,
         )
 
     client = dynamodb_client(settings)

@@ -1,35 +1,35 @@
-"""DynamoDB adapters for the sandbox registry, API keys and rate-limit windows.
+"""DynamoDB adapters for the sandbox registry, API keys, rate-limit windows, the audit trail
+and asynchronous executions.
 
-They use the low-level client (one per process, thread-safe) and translate what botocore
-raises: a failed condition is the adapter's ``False`` or ``AlreadyExists``; throttling,
+They call DynamoDB through ``iris_exec.adapters.awsapi.DynamoDB`` (one per process,
+thread-safe; botocore's request shapes without botocore's import cost) and translate its
+errors: a failed condition is the adapter's ``False`` or ``AlreadyExists``; throttling,
 DynamoDB's own 5xx answers and connection trouble are ``StoreUnavailable``. Tables are
 declared in ``tables.py``; the SAM template declares the same key schemas."""
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-
+from iris_exec.adapters.awsapi import AwsError, AwsUnreachable
 from iris_exec.domain.errors import AlreadyExists, StoreUnavailable
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import (
-        AttributeValueTypeDef,
-        QueryInputTypeDef,
-        ScanInputTypeDef,
-    )
+    from iris_exec.adapters.awsapi import DynamoDB
 
-    type Item = dict[str, AttributeValueTypeDef]
+#: One attribute value in DynamoDB's JSON: ``{"S": "text"}``, ``{"N": "12"}``, ...
+type Value = dict[str, Any]
+#: An item: attribute name -> value.
+type Item = dict[str, Value]
 
 log = logging.getLogger(__name__)
 
-#: Error codes that mean "not now": botocore has already retried them, so give up with a 503.
+#: Error codes that mean "not now": the client has already retried them, so give up with a
+#: 503. (Any other 5xx answer means the same.)
 UNAVAILABLE_CODES = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -39,17 +39,10 @@ UNAVAILABLE_CODES = frozenset(
         "ServiceUnavailable",
     }
 )
-#: botocore's ConnectionError covers EndpointConnectionError and ConnectTimeoutError (and
-#: proxy/TLS failures); a read timeout or a dropped connection is as much "unreachable".
-_NETWORK_ERRORS = (BotoConnectionError, ReadTimeoutError, ConnectionClosedError)
 
 
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def is_condition_failure(exc: ClientError) -> bool:
-    return error_code(exc) == "ConditionalCheckFailedException"
+def is_condition_failure(exc: AwsError) -> bool:
+    return exc.code == "ConditionalCheckFailedException"
 
 
 @contextmanager
@@ -57,31 +50,37 @@ def store_errors(what: str) -> Iterator[None]:
     """Turn DynamoDB's unavailability into ``StoreUnavailable``; anything else propagates."""
     try:
         yield
-    except ClientError as exc:
-        code = error_code(exc)
-        if code not in UNAVAILABLE_CODES:
+    except AwsError as exc:
+        if exc.code not in UNAVAILABLE_CODES and exc.status < 500:
             raise
-        log.warning("DynamoDB refused %s: %s", what, code)
-        raise StoreUnavailable(f"DynamoDB is unavailable ({code}) for {what}") from exc
-    except _NETWORK_ERRORS as exc:
+        log.warning("DynamoDB refused %s: %s", what, exc.code)
+        raise StoreUnavailable(f"DynamoDB is unavailable ({exc.code}) for {what}") from exc
+    except AwsUnreachable as exc:
         log.warning("DynamoDB unreachable for %s: %s", what, exc)
-        raise StoreUnavailable(
-            f"DynamoDB is unreachable ({type(exc).__name__}) for {what}"
-        ) from exc
+        raise StoreUnavailable(f"DynamoDB is unreachable for {what}") from exc
 
 
-def num(value: float) -> AttributeValueTypeDef:
+def num(value: float) -> Value:
     """A float as DynamoDB's N: ``repr`` is the shortest text that reads back to the same
     float, well within DynamoDB's 38 digits, so records round-trip exactly."""
     return {"N": repr(float(value))}
 
 
-def integer(value: int) -> AttributeValueTypeDef:
+def integer(value: int) -> Value:
     return {"N": str(int(value))}
 
 
-def text(value: str) -> AttributeValueTypeDef:
+def text(value: str) -> Value:
     return {"S": value}
+
+
+def blob(data: bytes) -> Value:
+    """Binary: base64 text on the wire (botocore would encode it the same way)."""
+    return {"B": base64.b64encode(data).decode()}
+
+
+def get_blob(item: Item, name: str) -> bytes:
+    return base64.b64decode(item[name]["B"])
 
 
 def get_float(item: Item, name: str) -> float:
@@ -98,12 +97,12 @@ def get_opt_str(item: Item, name: str) -> str | None:
     return value["S"] if value is not None else None
 
 
-def query_all(client: DynamoDBClient, request: QueryInputTypeDef) -> Iterator[Item]:
+def query_all(client: DynamoDB, request: dict[str, Any]) -> Iterator[Item]:
     """Every item a Query matches, page after page (a page stops at 1 MB)."""
     return _pages(client.query, dict(request))
 
 
-def scan_all(client: DynamoDBClient, request: ScanInputTypeDef) -> Iterator[Item]:
+def scan_all(client: DynamoDB, request: dict[str, Any]) -> Iterator[Item]:
     """Every item a Scan matches, page after page."""
     return _pages(client.scan, dict(request))
 
@@ -118,9 +117,7 @@ def _pages(call: Callable[..., Any], request: dict[str, Any]) -> Iterator[Item]:
         request["ExclusiveStartKey"] = last
 
 
-def put_new(
-    client: DynamoDBClient, table: str, item: Item, key: str, what: str, ident: str
-) -> None:
+def put_new(client: DynamoDB, table: str, item: Item, key: str, what: str, ident: str) -> None:
     """Put ``item`` unless one with its key attribute ``key`` exists: then
     ``AlreadyExists(ident)``."""
     with store_errors(what):
@@ -128,7 +125,7 @@ def put_new(
             client.put_item(
                 TableName=table, Item=item, ConditionExpression=f"attribute_not_exists({key})"
             )
-        except ClientError as exc:
+        except AwsError as exc:
             if is_condition_failure(exc):
                 raise AlreadyExists(ident) from exc
             raise

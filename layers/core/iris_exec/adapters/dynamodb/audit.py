@@ -17,9 +17,7 @@ from iris_exec.adapters.dynamodb import (
 from iris_exec.domain.models import AuditEvent
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import QueryInputTypeDef
-
+    from iris_exec.adapters.awsapi import DynamoDB
     from iris_exec.adapters.dynamodb import Item
 
 LATEST = "9" * 15
@@ -35,7 +33,7 @@ def _record(item: Item) -> AuditEvent:
         event_id=item["eventId"]["S"],
         project_id=item["projectId"]["S"],
         at=float(item["at"]["N"]),
-        kind=item["kind"]["S"],  # type: ignore[arg-type]
+        kind=item["kind"]["S"],
         actor=item["actor"]["S"],
         sandbox_id=get_opt_str(item, "sandboxId"),
         execution_id=get_opt_str(item, "executionId"),
@@ -47,7 +45,7 @@ def _record(item: Item) -> AuditEvent:
 
 
 class DynamoAuditLog:
-    def __init__(self, client: DynamoDBClient, table_name: str, retention_s: float) -> None:
+    def __init__(self, client: DynamoDB, table_name: str, retention_s: float) -> None:
         self._client = client
         self._table = table_name
         self._retention_s = retention_s
@@ -81,7 +79,7 @@ class DynamoAuditLog:
     def query(
         self, project_id: str, since: float | None, until: float | None, limit: int
     ) -> list[AuditEvent]:
-        request: QueryInputTypeDef = {
+        request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "projectId = :p AND sk BETWEEN :lo AND :hi",
             "ExpressionAttributeValues": {

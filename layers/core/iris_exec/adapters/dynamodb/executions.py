@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
+from iris_exec.adapters.awsapi import AwsError
 from iris_exec.adapters.dynamodb import (
+    blob,
+    get_blob,
     get_float,
     get_opt_float,
     get_opt_str,
@@ -34,10 +35,8 @@ from iris_exec.adapters.dynamodb import (
 from iris_exec.domain.models import ExecutionRecord
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, QueryInputTypeDef
-
-    from iris_exec.adapters.dynamodb import Item
+    from iris_exec.adapters.awsapi import DynamoDB
+    from iris_exec.adapters.dynamodb import Item, Value
 
 META = "meta"
 PART_BYTES = 300_000
@@ -53,7 +52,7 @@ def _record(item: Item, result: dict[str, Any] | None) -> ExecutionRecord:
         execution_id=item["executionId"]["S"],
         project_id=item["projectId"]["S"],
         sandbox_id=item["sandboxId"]["S"],
-        status=item["status"]["S"],  # type: ignore[arg-type]
+        status=item["status"]["S"],
         request=json.loads(item["request"]["S"]),
         lease_id=item["leaseId"]["S"],
         sandbox_created=item["sandboxCreated"]["BOOL"],
@@ -80,7 +79,7 @@ _ATTRIBUTES = {
 }
 
 
-def _value(name: str, value: Any) -> AttributeValueTypeDef:
+def _value(name: str, value: Any) -> Value:
     if name in ("status", "lease_id", "reason"):
         return text(str(value))
     if name == "log_lines":
@@ -89,7 +88,7 @@ def _value(name: str, value: Any) -> AttributeValueTypeDef:
 
 
 class DynamoExecutionStore:
-    def __init__(self, client: DynamoDBClient, table_name: str, retention_s: float) -> None:
+    def __init__(self, client: DynamoDB, table_name: str, retention_s: float) -> None:
         self._client = client
         self._table = table_name
         self._retention_s = retention_s
@@ -109,7 +108,7 @@ class DynamoExecutionStore:
             self._created[key] = get_float(meta, "createdAt")
         return self._created[key]
 
-    def _ttl(self, created_at: float) -> AttributeValueTypeDef:
+    def _ttl(self, created_at: float) -> Value:
         return integer(int(created_at + self._retention_s))
 
     def create(self, record: ExecutionRecord) -> None:
@@ -154,14 +153,14 @@ class DynamoExecutionStore:
         return _record(item, result)
 
     def _read_parts(self, execution_id: str, prefix: str, count: int) -> bytes:
-        request: QueryInputTypeDef = {
+        request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "executionId = :e AND begins_with(sk, :p)",
             "ExpressionAttributeValues": {":e": text(execution_id), ":p": text(prefix)},
             "ConsistentRead": True,
         }
         with store_errors("reading an execution's result"):
-            chunks = [bytes(item["data"]["B"]) for item in query_all(self._client, request)]
+            chunks = [get_blob(item, "data") for item in query_all(self._client, request)]
         if len(chunks) != count:
             raise RuntimeError(f"execution {execution_id}: {len(chunks)} of {count} result parts")
         return b"".join(chunks)
@@ -175,7 +174,7 @@ class DynamoExecutionStore:
         changes: dict[str, Any],
         alive_before: float | None = None,
     ) -> bool:
-        values: dict[str, AttributeValueTypeDef] = {":project": text(project_id)}
+        values: dict[str, Value] = {":project": text(project_id)}
         names: dict[str, str] = {"#status": "status"}
         sets: list[str] = []
         removes: list[str] = []
@@ -225,7 +224,7 @@ class DynamoExecutionStore:
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
                 )
-        except ClientError as exc:
+        except AwsError as exc:
             if is_condition_failure(exc):
                 return False
             raise
@@ -246,7 +245,7 @@ class DynamoExecutionStore:
                         "executionId": text(execution_id),
                         "sk": text(sk.format(part=i)),
                         "projectId": text(project_id),
-                        "data": {"B": part},
+                        "data": blob(part),
                         "ttl": self._ttl(created_at),
                     },
                 )
@@ -256,7 +255,7 @@ class DynamoExecutionStore:
         self._put_parts(execution_id, project_id, f"log#{first + 1:09d}#{{part:03d}}", lines)
 
     def logs(self, project_id: str, execution_id: str, after: int, limit: int) -> list[str]:
-        request: QueryInputTypeDef = {
+        request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "executionId = :e AND begins_with(sk, :p)",
             "FilterExpression": "projectId = :project",
@@ -271,7 +270,7 @@ class DynamoExecutionStore:
         with store_errors("reading an execution's log lines"):
             for item in query_all(self._client, request):
                 first = int(item["sk"]["S"].split("#")[1])
-                batches.setdefault(first, []).append(bytes(item["data"]["B"]))
+                batches.setdefault(first, []).append(get_blob(item, "data"))
         lines: list[str] = []
         for first in sorted(batches):
             batch: list[str] = json.loads(b"".join(batches[first]))
@@ -283,7 +282,7 @@ class DynamoExecutionStore:
         return lines
 
     def list_stale(self, now: float, limit: int) -> list[ExecutionRecord]:
-        request: QueryInputTypeDef = {
+        request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": "byOpen",
             "KeyConditionExpression": "#open = :open AND aliveUntil < :now",

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
+from iris_exec.adapters.awsapi import AwsError
 from iris_exec.adapters.dynamodb import (
     get_float,
     get_opt_float,
@@ -22,9 +21,7 @@ from iris_exec.adapters.dynamodb import (
 from iris_exec.domain.models import ApiKeyRecord
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import ScanInputTypeDef
-
+    from iris_exec.adapters.awsapi import DynamoDB
     from iris_exec.adapters.dynamodb import Item
 
 log = logging.getLogger(__name__)
@@ -63,7 +60,7 @@ def _record(item: Item) -> ApiKeyRecord:
 class DynamoKeyStore:
     """``KeyStore`` over one DynamoDB table (see ``tables.TABLES["keys"]``)."""
 
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    def __init__(self, client: DynamoDB, table_name: str) -> None:
         self._client = client
         self._table = table_name
 
@@ -84,7 +81,7 @@ class DynamoKeyStore:
 
     def list(self, project_id: str | None = None) -> list[ApiKeyRecord]:
         # An admin operation over a small table: a Scan is simpler than another index.
-        request: ScanInputTypeDef = {"TableName": self._table, "ConsistentRead": True}
+        request: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
         if project_id is not None:
             request["FilterExpression"] = "projectId = :p"
             request["ExpressionAttributeValues"] = {":p": text(project_id)}
@@ -119,7 +116,7 @@ class DynamoKeyStore:
                         ExpressionAttributeValues={":at": num(at), ":id": text(key_id)},
                     )
                     revoked = True
-                except ClientError as exc:
+                except AwsError as exc:
                     if not is_condition_failure(exc):
                         raise
                     log.debug("key %s was already revoked", key_id)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from iris_exec.adapters.dynamodb import integer, store_errors, text
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    from iris_exec.adapters.awsapi import DynamoDB
 
 
 class DynamoRateLimitStore:
@@ -17,7 +17,7 @@ class DynamoRateLimitStore:
     returns the new count, so concurrent callers each get a distinct count. TTL removes
     a window's item once it is two windows old."""
 
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    def __init__(self, client: DynamoDB, table_name: str) -> None:
         self._client = client
         self._table = table_name
 

@@ -8,8 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
+from iris_exec.adapters.awsapi import AwsError
 from iris_exec.adapters.dynamodb import (
     get_float,
     get_opt_float,
@@ -26,14 +25,12 @@ from iris_exec.adapters.dynamodb.tables import SANDBOX_RETENTION_S
 from iris_exec.domain.models import GoneReason, SandboxRecord, SandboxStatus
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
-
-    from iris_exec.adapters.dynamodb import Item
+    from iris_exec.adapters.awsapi import DynamoDB
+    from iris_exec.adapters.dynamodb import Item, Value
 
 log = logging.getLogger(__name__)
 
-_RUNNING: AttributeValueTypeDef = {"S": SandboxStatus.RUNNING.value}
+_RUNNING: Value = {"S": SandboxStatus.RUNNING.value}
 _STATUS = {"#status": "status"}
 
 
@@ -96,7 +93,7 @@ class DynamoSandboxRegistry:
 
     def __init__(
         self,
-        client: DynamoDBClient,
+        client: DynamoDB,
         table_name: str,
         *,
         clock: Callable[[], float] = time.time,
@@ -216,7 +213,7 @@ class DynamoSandboxRegistry:
                         ":now": num(now),
                     },
                 )
-            except ClientError as exc:
+            except AwsError as exc:
                 if is_condition_failure(exc):
                     return False
                 raise
@@ -254,7 +251,7 @@ class DynamoSandboxRegistry:
                         ":lease": text(lease_id),
                     },
                 )
-            except ClientError as exc:
+            except AwsError as exc:
                 if not is_condition_failure(exc):
                     raise
                 # Not ours any more (expired and taken over, or the sandbox was closed).
@@ -270,7 +267,7 @@ class DynamoSandboxRegistry:
         *,
         only_if_idle: bool = False,
     ) -> bool:
-        values: dict[str, AttributeValueTypeDef] = {
+        values: dict[str, Value] = {
             ":status": text(reason.status.value),
             ":reason": text(reason.value),
             ":at": num(at),
@@ -297,7 +294,7 @@ class DynamoSandboxRegistry:
                     ExpressionAttributeNames=_STATUS,
                     ExpressionAttributeValues=values,
                 )
-            except ClientError as exc:
+            except AwsError as exc:
                 if is_condition_failure(exc):
                     return False
                 raise

@@ -5,14 +5,13 @@ together."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from iris_exec.adapters.dynamodb import error_code
+from iris_exec.adapters.awsapi import AwsError
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    from iris_exec.adapters.awsapi import DynamoDB
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +133,26 @@ TTL_ATTRIBUTES: dict[str, str] = {
 }
 
 
-def create_tables(client: DynamoDBClient, names: dict[str, str]) -> None:
+def wait_until_active(client: DynamoDB, table_name: str, timeout_s: float = 120.0) -> None:
+    """A new table (and its indexes) is usable once ACTIVE; DynamoDB Local is at once."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            table = client.describe_table(TableName=table_name)["Table"]
+            indexes = table.get("GlobalSecondaryIndexes", [])
+            if table["TableStatus"] == "ACTIVE" and all(
+                index.get("IndexStatus", "ACTIVE") == "ACTIVE" for index in indexes
+            ):
+                return
+        except AwsError as exc:
+            if exc.code != "ResourceNotFoundException":
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"DynamoDB table {table_name} is not ACTIVE after {timeout_s:g} s")
+        time.sleep(1)
+
+
+def create_tables(client: DynamoDB, names: dict[str, str]) -> None:
     """Create the tables named in ``names`` (logical name -> table name) and turn TTL on.
     Tables that already exist are left as they are, so this can run again safely."""
     unknown = set(names) - set(TABLES)
@@ -144,15 +162,12 @@ def create_tables(client: DynamoDBClient, names: dict[str, str]) -> None:
         try:
             client.create_table(TableName=table_name, **TABLES[logical])
             log.info("created DynamoDB table %s (%s)", table_name, logical)
-        except ClientError as exc:
-            if error_code(exc) != "ResourceInUseException":
+        except AwsError as exc:
+            if exc.code != "ResourceInUseException":
                 raise
             log.info("DynamoDB table %s (%s) already exists", table_name, logical)
     for logical, table_name in names.items():
-        # A new table (and its indexes) is usable once ACTIVE; DynamoDB Local is at once.
-        client.get_waiter("table_exists").wait(
-            TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
-        )
+        wait_until_active(client, table_name)
         attribute = TTL_ATTRIBUTES.get(logical)
         if attribute is None:
             continue

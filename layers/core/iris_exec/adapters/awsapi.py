@@ -1,0 +1,423 @@
+"""A small client for the AWS APIs on this service's request path: DynamoDB (its JSON
+protocol) and Lambda's Invoke, signed with Signature Version 4.
+
+Why not botocore: importing it and building one client takes ~150 ms of every Lambda cold
+start (the session alone imports ~80 ms of modules, and a client loads and parses its
+service's model), which is half of what the sandbox routes may take in all. What the
+service needs is small: sign a POST, send it over a kept-alive connection, retry what AWS
+says to retry, and report errors by AWS's code. The requests and answers have exactly the
+shapes of botocore's low-level client (``client.get_item(TableName=..., Key=...)``), as
+both are DynamoDB's own wire format, except that binary values stay base64 text.
+
+botocore stays for what is off the request path: the admin CLI, Powertools (Secrets Manager,
+idempotency), and the credential chain when the environment holds no keys (on Lambda it
+always does). Tests check the signatures against botocore's own signer."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import http.client
+import json
+import logging
+import os
+import random
+import socket
+import ssl
+import threading
+import time
+import weakref
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "iris-exec"
+#: Error codes AWS answers when a request may succeed if sent again (botocore's "standard"
+#: retry mode retries the same ones).
+RETRYABLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "InternalError",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+#: Full-jitter exponential backoff between attempts: up to 50 ms, then 100 ms, ...
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 2.0
+MAX_IDLE_CONNECTIONS = 32
+
+
+class AwsError(Exception):
+    """AWS answered with an error: ``code`` is AWS's error code
+    (``ConditionalCheckFailedException``, ``ResourceNotFoundException``, ...)."""
+
+    def __init__(self, operation: str, status: int, code: str, message: str, data: Any) -> None:
+        super().__init__(f"{operation}: {code} ({status}): {message}")
+        self.operation = operation
+        self.status = status
+        self.code = code
+        self.message = message
+        #: The answer's JSON body (DynamoDB puts CancellationReasons or Item there).
+        self.data = data
+
+
+class AwsUnreachable(Exception):
+    """No answer from AWS after every attempt: connection refused or reset, timeout, TLS
+    failure, or a corrupted answer."""
+
+
+class NoCredentials(Exception):
+    """Neither the environment nor botocore's credential chain gave AWS credentials."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str
+    secret_key: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+CredentialSource = Callable[[], Credentials]
+
+
+def default_credentials() -> CredentialSource:
+    """The Lambda runtime's credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN); elsewhere, botocore's whole chain (profiles, SSO, instance roles),
+    imported on first use and refreshed as botocore refreshes them."""
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        static = Credentials(key, secret, os.environ.get("AWS_SESSION_TOKEN") or None)
+        return lambda: static
+    chain: Any = None
+
+    def from_botocore() -> Credentials:
+        nonlocal chain
+        if chain is None:
+            import botocore.session
+
+            chain = botocore.session.get_session().get_credentials()
+            if chain is None:
+                raise NoCredentials("no AWS credentials in the environment or botocore's chain")
+        frozen = chain.get_frozen_credentials()
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+    return from_botocore
+
+
+def regional_endpoint(service: str, region: str) -> str:
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://{service}.{region}.{suffix}"
+
+
+def _hmac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+def _host(url: str) -> str:
+    """The Host header of ``url``: lowercase, without a default port."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != {"http": 80, "https": 443}.get(parts.scheme):
+        host = f"{host}:{parts.port}"
+    return host
+
+
+def sign(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    service: str,
+    region: str,
+    credentials: Credentials,
+    amz_date: str,
+) -> dict[str, str]:
+    """``headers`` plus Host, X-Amz-Date, X-Amz-Security-Token and Authorization: a request
+    signed with Signature Version 4 at ``amz_date`` (``20261126T184046Z``). Every header
+    given is signed; ``url`` has no query string (none of these APIs needs one)."""
+    parts = urlsplit(url)
+    if parts.query:
+        raise ValueError("query strings are not supported")
+    signed = {"Host": _host(url), **headers, "X-Amz-Date": amz_date}
+    if credentials.token:
+        signed["X-Amz-Security-Token"] = credentials.token
+    canonical = sorted((k.lower(), " ".join(v.split())) for k, v in signed.items())
+    names = ";".join(name for name, _ in canonical)
+    # Services other than S3 sign the path encoded once more than it is sent.
+    request = "\n".join(
+        [
+            method,
+            quote(parts.path or "/", safe="/~"),
+            "",
+            "".join(f"{name}:{value}\n" for name, value in canonical),
+            names,
+            hashlib.sha256(body).hexdigest(),
+        ]
+    )
+    day = amz_date[:8]
+    scope = f"{day}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(request.encode()).hexdigest()]
+    )
+    key = f"AWS4{credentials.secret_key}".encode()
+    for part in (day, region, service, "aws4_request"):
+        key = _hmac(key, part)
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    signed["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope},"
+        f" SignedHeaders={names}, Signature={signature}"
+    )
+    return signed
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def _error(operation: str, reply: Reply) -> AwsError:
+    """AWS's error code: the x-amzn-ErrorType header (REST APIs) or the body's ``__type``
+    (JSON APIs: ``com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException``)."""
+    code = reply.headers.get("x-amzn-errortype", "").split(":")[0]
+    message, data = "", None
+    with contextlib.suppress(ValueError):
+        data = json.loads(reply.body) if reply.body else None
+    if isinstance(data, dict):
+        code = code or str(data.get("__type") or data.get("code") or "").rsplit("#", 1)[-1]
+        message = str(data.get("message") or data.get("Message") or "")
+    return AwsError(operation, reply.status, code or str(reply.status), message, data)
+
+
+class AwsHttp:
+    """Signed requests to one AWS service endpoint, over kept-alive connections (a pool:
+    one per request under way, up to ``MAX_IDLE_CONNECTIONS`` kept between them).
+    Connection failures, throttling and 5xx answers are retried up to ``max_attempts`` in
+    all, with jittered backoff; then ``AwsUnreachable`` or ``AwsError``."""
+
+    def __init__(
+        self,
+        service: str,
+        region: str,
+        endpoint: str | None = None,
+        *,
+        credentials: CredentialSource | None = None,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        max_attempts: int = 3,
+    ) -> None:
+        self.service, self.region = service, region
+        self.endpoint = (endpoint or regional_endpoint(service, region)).rstrip("/")
+        parts = urlsplit(self.endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) endpoint: {self.endpoint!r}")
+        self._https = parts.scheme == "https"
+        self._address = (parts.hostname, parts.port or (443 if self._https else 80))
+        self._credentials = credentials or default_credentials()
+        self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
+        self._max_attempts = max(1, max_attempts)
+        self._tls: ssl.SSLContext | None = None
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        # Sockets are closed when the client is dropped without close() (tests make many).
+        weakref.finalize(self, _close_all, self._idle, self._lock)
+
+    def send(self, operation: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """POST ``body`` to ``path``; a 2xx reply, else ``AwsError`` or ``AwsUnreachable``."""
+        url = self.endpoint + path
+        for attempt in range(1, self._max_attempts + 1):
+            signed = sign(
+                "POST", url, headers, body,
+                service=self.service, region=self.region, credentials=self._credentials(),
+                amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+            )  # fmt: skip
+            signed["User-Agent"] = USER_AGENT  # unsigned, as proxies may rewrite it
+            last = attempt == self._max_attempts
+            try:
+                reply = self._exchange(path, signed, body)
+            except (OSError, http.client.HTTPException) as exc:
+                log.info("%s %s: attempt %d failed: %r", self.service, operation, attempt, exc)
+                if last:
+                    raise AwsUnreachable(
+                        f"{self.service} at {self.endpoint} did not answer {operation}:"
+                        f" {type(exc).__name__}: {exc}"
+                    ) from exc
+            else:
+                if reply.status < 300:
+                    return reply
+                error = _error(operation, reply)
+                retryable = error.code in RETRYABLE_CODES or reply.status in RETRYABLE_STATUS
+                if last or not retryable:
+                    raise error
+                log.info("%s %s: attempt %d: %s", self.service, operation, attempt, error.code)
+            ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+            time.sleep(random.uniform(0, ceiling))  # noqa: S311 (jitter, not a secret)
+        raise AssertionError("unreachable")
+
+    def _exchange(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        connection = self._checkout()
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except BaseException:
+            connection.close()  # its state is unknown: never reuse it
+            raise
+        self._checkin(connection)
+        reply = Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
+        crc = reply.headers.get("x-amz-crc32")  # DynamoDB's checksum of the body
+        if crc is not None and zlib.crc32(data) & 0xFFFFFFFF != int(crc):
+            raise http.client.HTTPException("the answer does not match its x-amz-crc32")
+        return reply
+
+    def _checkout(self) -> http.client.HTTPConnection:
+        """An idle kept-alive connection, or a new one."""
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is None:
+            host, port = self._address
+            if self._https:
+                if self._tls is None:
+                    self._tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE"))
+                connection = http.client.HTTPSConnection(
+                    host, port, timeout=self._connect_timeout, context=self._tls
+                )
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
+        if connection.sock is None:
+            connection.connect()  # within connect_timeout; then reads get read_timeout
+            sock: socket.socket = connection.sock  # type: ignore[assignment]
+            sock.settimeout(self._read_timeout)
+        return connection
+
+    def _checkin(self, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < MAX_IDLE_CONNECTIONS:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+    def close(self) -> None:
+        """Close the idle connections; requests still under way close theirs when done."""
+        with self._lock:
+            self._closed = True
+        _close_all(self._idle, self._lock)
+
+
+def _close_all(connections: list[http.client.HTTPConnection], lock: threading.Lock) -> None:
+    with lock:
+        idle, connections[:] = list(connections), []
+    for connection in idle:
+        connection.close()
+
+
+class DynamoDB:
+    """DynamoDB's API: ``call("PutItem", {...})``, or botocore's low-level method names
+    (``put_item(TableName=..., Item=...)``) for the operations this service uses."""
+
+    TARGET = "DynamoDB_20120810."
+
+    def __init__(self, transport: AwsHttp) -> None:
+        self.transport = transport
+
+    @classmethod
+    def connect(cls, region: str, endpoint: str | None = None, **options: Any) -> DynamoDB:
+        return cls(AwsHttp("dynamodb", region, endpoint, **options))
+
+    def call(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        reply = self.transport.send(
+            operation,
+            "/",
+            {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": self.TARGET + operation},
+            json.dumps(request, separators=(",", ":")).encode(),
+        )
+        answer: dict[str, Any] = json.loads(reply.body) if reply.body else {}
+        return answer
+
+    def get_item(self, **request: Any) -> dict[str, Any]:
+        return self.call("GetItem", request)
+
+    def put_item(self, **request: Any) -> dict[str, Any]:
+        return self.call("PutItem", request)
+
+    def update_item(self, **request: Any) -> dict[str, Any]:
+        return self.call("UpdateItem", request)
+
+    def delete_item(self, **request: Any) -> dict[str, Any]:
+        return self.call("DeleteItem", request)
+
+    def query(self, **request: Any) -> dict[str, Any]:
+        return self.call("Query", request)
+
+    def scan(self, **request: Any) -> dict[str, Any]:
+        return self.call("Scan", request)
+
+    def batch_write_item(self, **request: Any) -> dict[str, Any]:
+        return self.call("BatchWriteItem", request)
+
+    def create_table(self, **request: Any) -> dict[str, Any]:
+        return self.call("CreateTable", request)
+
+    def delete_table(self, **request: Any) -> dict[str, Any]:
+        return self.call("DeleteTable", request)
+
+    def describe_table(self, **request: Any) -> dict[str, Any]:
+        return self.call("DescribeTable", request)
+
+    def describe_time_to_live(self, **request: Any) -> dict[str, Any]:
+        return self.call("DescribeTimeToLive", request)
+
+    def update_time_to_live(self, **request: Any) -> dict[str, Any]:
+        return self.call("UpdateTimeToLive", request)
+
+    def list_tables(self, **request: Any) -> dict[str, Any]:
+        return self.call("ListTables", request)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+class LambdaApi:
+    """Lambda's Invoke, for events (InvocationType=Event: Lambda queues it, answers 202)."""
+
+    def __init__(self, transport: AwsHttp) -> None:
+        self.transport = transport
+
+    @classmethod
+    def connect(cls, region: str, endpoint: str | None = None, **options: Any) -> LambdaApi:
+        return cls(AwsHttp("lambda", region, endpoint, **options))
+
+    def invoke_event(self, function: str, payload: bytes) -> int:
+        """Queue one invocation of ``function`` (a name or an ARN); Lambda's status code."""
+        path = f"/2015-03-31/functions/{quote(function, safe='-_.~')}/invocations"
+        reply = self.transport.send("Invoke", path, {"X-Amz-Invocation-Type": "Event"}, payload)
+        return reply.status
+
+    def close(self) -> None:
+        self.transport.close()

@@ -1,0 +1,226 @@
+"""The service's own AWS client signs requests exactly as botocore does (botocore is the
+reference: AWS accepts its signatures), and reads AWS's error answers by their code.
+Its round trips against a real DynamoDB Local are in tests/contract."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from threading import Thread
+from typing import Any
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotoCredentials
+
+from iris_exec.adapters.awsapi import (
+    AwsError,
+    AwsHttp,
+    Credentials,
+    LambdaApi,
+    default_credentials,
+    regional_endpoint,
+    sign,
+)
+
+WHEN = datetime.datetime(2026, 11, 26, 18, 40, 46, tzinfo=datetime.UTC)
+AMZ_DATE = "20261126T184046Z"
+KEYS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+SESSION = Credentials("ASIAEXAMPLE", "c2VjcmV0", "FQoGZXIvYXdzEJr//////////token+/=")
+
+
+def botocore_headers(
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    service: str,
+    region: str,
+    credentials: Credentials,
+) -> dict[str, str]:
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: WHEN)
+    request = AWSRequest(method="POST", url=url, headers=dict(headers), data=body)
+    boto = BotoCredentials(credentials.access_key, credentials.secret_key, credentials.token)
+    SigV4Auth(boto, service, region).add_auth(request)
+    return dict(request.headers.items())
+
+
+CASES = [
+    pytest.param(
+        "https://dynamodb.us-east-1.amazonaws.com/",
+        {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.GetItem"},
+        json.dumps({"TableName": "iris-sandboxes", "Key": {"sandboxId": {"S": "sb_1"}}}).encode(),
+        "dynamodb", "us-east-1", KEYS,
+        id="dynamodb",
+    ),
+    pytest.param(
+        "https://dynamodb.eu-west-1.amazonaws.com/",
+        {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.Query"},
+        "{\"ExpressionAttributeValues\":{\":p\":{\"S\":\"é  two  spaces\"}}}".encode(),
+        "dynamodb", "eu-west-1", SESSION,
+        id="dynamodb-session-token-utf8",
+    ),
+    pytest.param(
+        "http://127.0.0.1:8123/",
+        {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.Scan"},
+        b"{}",
+        "dynamodb", "us-east-1", KEYS,
+        id="port-in-host",
+    ),
+    pytest.param(
+        "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/"
+        "arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Airis-worker/invocations",
+        {"X-Amz-Invocation-Type": "Event"},
+        b'{"projectId":"p1","executionId":"ex_1"}',
+        "lambda", "us-east-1", SESSION,
+        id="lambda-arn-in-path",
+    ),
+    pytest.param(
+        "https://lambda.cn-north-1.amazonaws.com.cn/2015-03-31/functions/w/invocations",
+        {"X-Amz-Invocation-Type": "Event"},
+        b"",
+        "lambda", "cn-north-1", KEYS,
+        id="empty-body",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("url", "headers", "body", "service", "region", "credentials"), CASES)
+def test_signatures_are_botocores(
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    service: str,
+    region: str,
+    credentials: Credentials,
+) -> None:
+    ours = sign(
+        "POST", url, headers, body,
+        service=service, region=region, credentials=credentials, amz_date=AMZ_DATE,
+    )  # fmt: skip
+    theirs = botocore_headers(monkeypatch, url, headers, body, service, region, credentials)
+    assert ours["Authorization"] == theirs["Authorization"]
+    assert ours["X-Amz-Date"] == theirs["X-Amz-Date"] == AMZ_DATE
+    assert ours.get("X-Amz-Security-Token") == theirs.get("X-Amz-Security-Token")
+
+
+def test_a_different_secret_or_body_gives_another_signature() -> None:
+    url, headers = "https://dynamodb.us-east-1.amazonaws.com/", {"X-Amz-Target": "x"}
+
+    def signature(body: bytes, credentials: Credentials) -> str:
+        signed = sign(
+            "POST", url, headers, body,
+            service="dynamodb", region="us-east-1", credentials=credentials, amz_date=AMZ_DATE,
+        )  # fmt: skip
+        return signed["Authorization"]
+
+    assert signature(b"{}", KEYS) != signature(b"{ }", KEYS)
+    assert signature(b"{}", KEYS) != signature(b"{}", Credentials(KEYS.access_key, "other"))
+
+
+def test_regional_endpoints() -> None:
+    assert regional_endpoint("dynamodb", "eu-west-1") == "https://dynamodb.eu-west-1.amazonaws.com"
+    assert regional_endpoint("lambda", "cn-north-1") == "https://lambda.cn-north-1.amazonaws.com.cn"
+
+
+def test_credentials_come_from_the_lambda_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ASIAFROMENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-from-env")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "token-from-env")
+    credentials = default_credentials()()
+    assert credentials == Credentials("ASIAFROMENV", "secret-from-env", "token-from-env")
+    assert "secret-from-env" not in repr(credentials)
+    assert "token-from-env" not in repr(credentials)
+
+
+class Recorder:
+    """An HTTP server that answers every POST with the next of ``answers``."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str], bytes]]) -> None:
+        self.answers = answers
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                recorder.requests.append((self.path, dict(self.headers.items()), body))
+                status, headers, answer = recorder.answers.pop(0)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    server = Recorder([])
+    thread = Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def lambda_api(recorder: Recorder, attempts: int = 3) -> LambdaApi:
+    return LambdaApi(
+        AwsHttp("lambda", "us-east-1", recorder.url, credentials=lambda: SESSION,
+                max_attempts=attempts)
+    )  # fmt: skip
+
+
+def test_an_event_invocation_is_sent_signed_with_its_payload(recorder: Recorder) -> None:
+    recorder.answers.append((202, {}, b""))
+    function = "arn:aws:lambda:us-east-1:123456789012:function:iris-worker"
+    assert lambda_api(recorder).invoke_event(function, b'{"executionId":"ex_1"}') == 202
+    [(path, headers, body)] = recorder.requests
+    assert path == (
+        "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction"
+        "%3Airis-worker/invocations"
+    )
+    assert headers["X-Amz-Invocation-Type"] == "Event"
+    assert headers["X-Amz-Security-Token"] == SESSION.token
+    assert (
+        headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/")
+        and "/us-east-1/lambda/aws4_request" in headers["Authorization"]
+    )
+    assert body == b'{"executionId":"ex_1"}'
+
+
+def test_rest_errors_are_read_from_their_header(recorder: Recorder) -> None:
+    error = {"Type": "User", "Message": "Function not found: arn:...:missing"}
+    recorder.answers.append(
+        (404, {"x-amzn-ErrorType": "ResourceNotFoundException:http://internal.amazon.com/"},
+         json.dumps(error).encode())
+    )  # fmt: skip
+    with pytest.raises(AwsError) as raised:
+        lambda_api(recorder).invoke_event("missing", b"{}")
+    assert (raised.value.status, raised.value.code) == (404, "ResourceNotFoundException")
+    assert raised.value.message == "Function not found: arn:...:missing"
+    assert len(recorder.requests) == 1  # not retried: it would not change
+
+
+def test_throttling_is_retried_then_reported(recorder: Recorder) -> None:
+    throttled = (429, {"x-amzn-ErrorType": "TooManyRequestsException"}, b'{"message":"Rate"}')
+    recorder.answers.extend([throttled, (202, {}, b"")])
+    assert lambda_api(recorder).invoke_event("w", b"{}") == 202
+    recorder.answers.extend([throttled, throttled])
+    with pytest.raises(AwsError, match="TooManyRequestsException"):
+        lambda_api(recorder, attempts=2).invoke_event("w", b"{}")
+    assert len(recorder.requests) == 4
+    # Each attempt is signed afresh (its own X-Amz-Date), over one kept-alive connection.
+    assert all("Signature=" in headers["Authorization"] for _, headers, _ in recorder.requests)
