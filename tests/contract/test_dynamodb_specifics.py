@@ -15,6 +15,7 @@ import pytest
 
 from iris_exec.adapters.awsapi import AwsError, AwsUnreachable
 from iris_exec.adapters.dynamodb import query_all, scan_all
+from iris_exec.adapters.dynamodb.executions import DynamoExecutionStore
 from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
 from iris_exec.adapters.dynamodb.ratelimit import DynamoRateLimitStore
 from iris_exec.adapters.dynamodb.registry import DynamoSandboxRegistry
@@ -22,6 +23,7 @@ from iris_exec.adapters.dynamodb.tables import TABLES, create_tables
 from iris_exec.domain.errors import StoreUnavailable
 from iris_exec.domain.models import ApiKeyRecord, GoneReason, SandboxStatus
 from tests.contract.conftest import DynamoTables
+from tests.contract.test_execution_store import record as execution_record
 from tests.contract.test_registry import NOW, record
 from tests.support.dynamodb_faults import Fault, FaultyDynamoDB
 from tests.support.dynamodb_local import DynamoDBLocal, make_client
@@ -457,3 +459,33 @@ def test_200_concurrent_hits_count_exactly(dynamodb_tables: DynamoTables) -> Non
         t.join()
     assert errors == []
     assert sorted(counts) == list(range(1, 201))
+
+
+# -- executions -------------------------------------------------------------------------------
+
+
+def test_a_log_reader_between_two_part_writes_waits_for_the_whole_batch(
+    dynamodb_tables: DynamoTables,
+) -> None:
+    """A flush bigger than one item is written part after part; a poll that lands between
+    two parts must not fail, nor skip lines: it stops before the unfinished batch."""
+    store = DynamoExecutionStore(
+        dynamodb_tables.client, dynamodb_tables.names["executions"], retention_s=WEEK_S
+    )
+    ex = execution_record()
+    store.create(ex)
+    store.append_logs("p1", ex.execution_id, 0, ["[stdout] before"])
+    huge = ["[stdout] " + "x" * 400_000, "[stdout] after the huge line"]
+    store.append_logs("p1", ex.execution_id, 1, huge)
+    store.append_logs("p1", ex.execution_id, 3, ["[stdout] last"])
+    key = {"executionId": {"S": ex.execution_id}, "sk": {"S": "log#000000002#001"}}
+    table = dynamodb_tables.names["executions"]
+    second_part = dynamodb_tables.client.get_item(TableName=table, Key=key, ConsistentRead=True)
+    assert second_part["Item"]["parts"] == {"N": "2"}
+    dynamodb_tables.client.delete_item(TableName=table, Key=key)  # not written yet
+    assert store.logs("p1", ex.execution_id, 0, 100) == ["[stdout] before"]
+    dynamodb_tables.client.put_item(TableName=table, Item=second_part["Item"])  # now it is
+    assert store.logs("p1", ex.execution_id, 0, 100) == [
+        "[stdout] before", *huge, "[stdout] last"
+    ]  # fmt: skip
+    assert store.logs("p1", ex.execution_id, 2, 100) == [huge[1], "[stdout] last"]

@@ -6,7 +6,8 @@ One partition per execution (``executionId``), sorted by ``sk``:
   puts it in the sparse ``byOpen`` index ordered by ``aliveUntil`` (the sweeper's query).
 - ``log#<first line, 9 digits>#<part, 3 digits>``: one flush of log lines as a JSON array,
   split into parts of at most ``PART_BYTES`` (an item holds 400 KB; one line alone may be
-  the whole 1 MiB of output).
+  the whole 1 MiB of output). Each part says how many there are (``parts``): a reader
+  that comes between two part writes leaves the batch for its next read.
 - ``result#<part, 4 digits>``: the final answer as JSON, in parts the same way; ``meta``
   says how many (``resultParts``) once the execution has ended.
 
@@ -246,6 +247,7 @@ class DynamoExecutionStore:
                         "sk": text(sk.format(part=i)),
                         "projectId": text(project_id),
                         "data": blob(part),
+                        "parts": integer(len(parts)),
                         "ttl": self._ttl(created_at),
                     },
                 )
@@ -267,12 +269,19 @@ class DynamoExecutionStore:
             "ConsistentRead": True,
         }
         batches: dict[int, list[bytes]] = {}
+        expected: dict[int, int] = {}
         with store_errors("reading an execution's log lines"):
             for item in query_all(self._client, request):
                 first = int(item["sk"]["S"].split("#")[1])
                 batches.setdefault(first, []).append(get_blob(item, "data"))
+                if "parts" in item:
+                    expected[first] = int(item["parts"]["N"])
         lines: list[str] = []
         for first in sorted(batches):
+            if len(batches[first]) < expected.get(first, 0):
+                # Its writer is between two parts: this batch and those after it are read
+                # next time, whole, so that the cursor never skips a line.
+                return lines
             batch: list[str] = json.loads(b"".join(batches[first]))
             for number, line in enumerate(batch, start=first):
                 if number > after and number == after + len(lines) + 1:
