@@ -23,16 +23,14 @@ import json
 import logging
 import os
 import random
-import socket
-import ssl
-import threading
 import time
-import weakref
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+from iris_exec.adapters.httppool import TRANSPORT_ERRORS, ConnectionPool, Reply
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +63,6 @@ RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
 #: Full-jitter exponential backoff between attempts: up to 50 ms, then 100 ms, ...
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 2.0
-MAX_IDLE_CONNECTIONS = 32
 
 
 class AwsError(Exception):
@@ -194,13 +191,6 @@ def sign(
     return signed
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
 def _error(operation: str, reply: Reply) -> AwsError:
     """AWS's error code: the x-amzn-ErrorType header (REST APIs) or the body's ``__type``
     (JSON APIs: ``com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException``)."""
@@ -215,8 +205,7 @@ def _error(operation: str, reply: Reply) -> AwsError:
 
 
 class AwsHttp:
-    """Signed requests to one AWS service endpoint, over kept-alive connections (a pool:
-    one per request under way, up to ``MAX_IDLE_CONNECTIONS`` kept between them).
+    """Signed requests to one AWS service endpoint, over kept-alive connections.
     Connection failures, throttling and 5xx answers are retried up to ``max_attempts`` in
     all, with jittered backoff; then ``AwsUnreachable`` or ``AwsError``."""
 
@@ -233,20 +222,14 @@ class AwsHttp:
     ) -> None:
         self.service, self.region = service, region
         self.endpoint = (endpoint or regional_endpoint(service, region)).rstrip("/")
-        parts = urlsplit(self.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) endpoint: {self.endpoint!r}")
-        self._https = parts.scheme == "https"
-        self._address = (parts.hostname, parts.port or (443 if self._https else 80))
+        self._pool = ConnectionPool(
+            self.endpoint,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            ca_bundle_variable="AWS_CA_BUNDLE",
+        )
         self._credentials = credentials or default_credentials()
-        self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
         self._max_attempts = max(1, max_attempts)
-        self._tls: ssl.SSLContext | None = None
-        self._idle: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        # Sockets are closed when the client is dropped without close() (tests make many).
-        weakref.finalize(self, _close_all, self._idle, self._lock)
 
     def send(self, operation: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         """POST ``body`` to ``path``; a 2xx reply, else ``AwsError`` or ``AwsUnreachable``."""
@@ -261,7 +244,7 @@ class AwsHttp:
             last = attempt == self._max_attempts
             try:
                 reply = self._exchange(path, signed, body)
-            except (OSError, http.client.HTTPException) as exc:
+            except TRANSPORT_ERRORS as exc:
                 log.info("%s %s: attempt %d failed: %r", self.service, operation, attempt, exc)
                 if last:
                     raise AwsUnreachable(
@@ -281,60 +264,14 @@ class AwsHttp:
         raise AssertionError("unreachable")
 
     def _exchange(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
-        connection = self._checkout()
-        try:
-            connection.request("POST", path, body=body, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
-        except BaseException:
-            connection.close()  # its state is unknown: never reuse it
-            raise
-        self._checkin(connection)
-        reply = Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
+        reply = self._pool.exchange("POST", path, headers, body)
         crc = reply.headers.get("x-amz-crc32")  # DynamoDB's checksum of the body
-        if crc is not None and zlib.crc32(data) & 0xFFFFFFFF != int(crc):
+        if crc is not None and zlib.crc32(reply.body) & 0xFFFFFFFF != int(crc):
             raise http.client.HTTPException("the answer does not match its x-amz-crc32")
         return reply
 
-    def _checkout(self) -> http.client.HTTPConnection:
-        """An idle kept-alive connection, or a new one."""
-        with self._lock:
-            connection = self._idle.pop() if self._idle else None
-        if connection is None:
-            host, port = self._address
-            if self._https:
-                if self._tls is None:
-                    self._tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE"))
-                connection = http.client.HTTPSConnection(
-                    host, port, timeout=self._connect_timeout, context=self._tls
-                )
-            else:
-                connection = http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
-        if connection.sock is None:
-            connection.connect()  # within connect_timeout; then reads get read_timeout
-            sock: socket.socket = connection.sock  # type: ignore[assignment]
-            sock.settimeout(self._read_timeout)
-        return connection
-
-    def _checkin(self, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if not self._closed and len(self._idle) < MAX_IDLE_CONNECTIONS:
-                self._idle.append(connection)
-                return
-        connection.close()
-
     def close(self) -> None:
-        """Close the idle connections; requests still under way close theirs when done."""
-        with self._lock:
-            self._closed = True
-        _close_all(self._idle, self._lock)
-
-
-def _close_all(connections: list[http.client.HTTPConnection], lock: threading.Lock) -> None:
-    with lock:
-        idle, connections[:] = list(connections), []
-    for connection in idle:
-        connection.close()
+        self._pool.close()
 
 
 class DynamoDB:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from iris_exec.adapters.e2b.control import E2BControl
 from iris_exec.adapters.runner_protocol import Collector, outcome
 from iris_exec.domain.errors import ConfigurationError, ProviderUnavailable, SandboxLost
 from iris_exec.domain.models import CreatedSandbox, ExecutionJob, ProviderSandbox, RunOutcome
@@ -56,7 +57,8 @@ def idempotency_key(sandbox_id: str) -> str:
 
 
 class E2BSandboxProvider:
-    """Sandboxes as E2B microVMs, through the real SDK (imported on first use)."""
+    """Sandboxes as E2B microVMs, through the real SDK (imported on first use); liveness
+    checks and kills through ``E2BControl``."""
 
     name = "e2b"
 
@@ -72,12 +74,14 @@ class E2BSandboxProvider:
         self._api_key = api_key
         self._tools_url = tools_url or (lambda: settings.public_url)
         self.tool_channel = EGRESS_HEADER if egress_injection else SANDBOX_TOKEN
+        # Liveness and kill without the SDK: the sandbox routes' first call stays cheap.
+        self._control = E2BControl(api_key, timeout_s=REQUEST_TIMEOUT_S)
 
     async def start(self) -> None:
         return None
 
     async def shutdown(self) -> None:
-        return None
+        self._control.close()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -276,24 +280,11 @@ class E2BSandboxProvider:
         return found
 
     async def kill(self, provider_ref: str) -> None:
-        from e2b_code_interpreter import AsyncSandbox
-
-        try:
-            await AsyncSandbox.kill(provider_ref, **self._opts())  # False if already gone
-        except Exception as exc:
-            raise self._translate(exc, provider_ref) from exc
+        await self._control.kill(provider_ref)  # False if already gone
 
     async def is_alive(self, provider_ref: str) -> bool:
-        from e2b import NotFoundException
-        from e2b_code_interpreter import AsyncSandbox
-
-        try:
-            info = await AsyncSandbox.get_info(provider_ref, **self._opts())
-        except NotFoundException:
-            return False
-        except Exception as exc:
-            raise self._translate(exc, provider_ref) from exc
-        return str(getattr(info, "state", "running")).lower().endswith("running")
+        state = await self._control.state(provider_ref)
+        return state is not None and state.endswith("running")
 
 
 class _Follower:
