@@ -6,10 +6,11 @@ builder that needs them, so a function that never touches them never pays."""
 from __future__ import annotations
 
 import os
-import secrets
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from iris_exec.domain.errors import ConfigurationError
 from iris_exec.domain.ports import (
@@ -26,19 +27,28 @@ from iris_exec.domain.ports import (
 )
 from iris_exec.services.audit import AuditTrail, Observers
 from iris_exec.services.auth import AuthService
-from iris_exec.services.background import BackgroundExecutions, LocalDispatcher
 from iris_exec.services.clock import Clock, system_clock
-from iris_exec.services.executions import ExecutionService
-from iris_exec.services.idempotency import IdempotentExecutions
 from iris_exec.services.ratelimit import RateLimiter
 from iris_exec.services.sandboxes import SandboxService
-from iris_exec.services.tokens import ExecutionTokens
-from iris_exec.services.tools import ToolService
 from iris_exec.settings import Backend, Settings, ToolStoreKind
+
+if TYPE_CHECKING:
+    from iris_exec.services.background import BackgroundExecutions
+    from iris_exec.services.executions import ExecutionService
+    from iris_exec.services.idempotency import IdempotentExecutions
+    from iris_exec.services.tokens import ExecutionTokens
+    from iris_exec.services.tools import ToolService
 
 
 @dataclass
 class Container:
+    """The services over one set of adapters.
+
+    Those that only some entry points use (tokens, tools, executions, idempotent
+    executions, background executions) are built on first use, and their modules imported
+    then: a Lambda function that never runs code (sandbox_get, sandbox_delete) never loads
+    the execution machinery at cold start."""
+
     settings: Settings
     clock: Clock
     registry: SandboxRegistry
@@ -48,13 +58,79 @@ class Container:
     provider: SandboxProvider
     auth: AuthService
     rate_limiter: RateLimiter
-    tokens: ExecutionTokens
-    tools: ToolService
     sandboxes: SandboxService
-    executions: ExecutionService
-    idempotent: IdempotentExecutions
     audit: AuditTrail
-    background: BackgroundExecutions
+    signing_key: bytes | Callable[[], bytes] = field(repr=False)
+    idempotency_store: IdempotencyStore = field(repr=False)
+    execution_store: ExecutionStore = field(repr=False)
+    dispatcher: WorkDispatcher | None = field(default=None, repr=False)
+    observer: ExecutionObserver | None = field(default=None, repr=False)
+    _built: dict[str, object] = field(default_factory=dict, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def _once[T](self, name: str, build: Callable[[], T]) -> T:
+        """The service ``name``, built by ``build`` the first time (one, across threads)."""
+        found = self._built.get(name)
+        if found is None:
+            with self._lock:
+                found = self._built.get(name)
+                if found is None:
+                    found = self._built[name] = build()
+        return cast(T, found)
+
+    @property
+    def tokens(self) -> ExecutionTokens:
+        def build() -> ExecutionTokens:
+            from iris_exec.services.tokens import ExecutionTokens
+
+            return ExecutionTokens(self.signing_key, self.clock)
+
+        return self._once("tokens", build)
+
+    @property
+    def tools(self) -> ToolService:
+        def build() -> ToolService:
+            from iris_exec.services.tools import ToolService
+
+            return ToolService(self.tool_store, self.clock)
+
+        return self._once("tools", build)
+
+    @property
+    def executions(self) -> ExecutionService:
+        def build() -> ExecutionService:
+            from iris_exec.services.executions import ExecutionService
+
+            observers = Observers(self.audit, self.observer)
+            return ExecutionService(
+                self.sandboxes, self.provider, self.tokens, self.settings, self.clock, observers
+            )
+
+        return self._once("executions", build)
+
+    @property
+    def idempotent(self) -> IdempotentExecutions:
+        def build() -> IdempotentExecutions:
+            from iris_exec.services.idempotency import IdempotentExecutions
+
+            return IdempotentExecutions(self.idempotency_store, self.executions, self.clock)
+
+        return self._once("idempotent", build)
+
+    @property
+    def background(self) -> BackgroundExecutions:
+        def build() -> BackgroundExecutions:
+            from iris_exec.services.background import BackgroundExecutions, LocalDispatcher
+
+            background = BackgroundExecutions(
+                self.execution_store, self.executions, self.sandboxes, self.settings,
+                self.clock, self.dispatcher,
+            )  # fmt: skip
+            if self.dispatcher is None:
+                background.dispatcher = LocalDispatcher(background)
+            return background
+
+        return self._once("background", build)
 
     def close(self) -> None:
         """Release what the adapters hold open (database connections)."""
@@ -82,16 +158,6 @@ def assemble(
 ) -> Container:
     """Wire the services over the given adapters."""
     audit = AuditTrail(audit_log, clock, settings.audit_retention_days * 86400)
-    sandboxes = SandboxService(registry, provider, settings, clock, audit)
-    tokens = ExecutionTokens(signing_key, clock)
-    executions = ExecutionService(
-        sandboxes, provider, tokens, settings, clock, Observers(audit, observer)
-    )
-    background = BackgroundExecutions(
-        execution_store, executions, sandboxes, settings, clock, dispatcher
-    )
-    if dispatcher is None:
-        background.dispatcher = LocalDispatcher(background)
     return Container(
         settings=settings,
         clock=clock,
@@ -102,13 +168,13 @@ def assemble(
         provider=provider,
         auth=AuthService(keys, clock),
         rate_limiter=RateLimiter(rate_limits, settings.rate_limit_per_minute, clock),
-        tokens=tokens,
-        tools=ToolService(tool_store, clock),
-        sandboxes=sandboxes,
-        executions=executions,
-        idempotent=IdempotentExecutions(idempotency, executions, clock),
+        sandboxes=SandboxService(registry, provider, settings, clock, audit),
         audit=audit,
-        background=background,
+        signing_key=signing_key,
+        idempotency_store=idempotency,
+        execution_store=execution_store,
+        dispatcher=dispatcher,
+        observer=observer,
     )
 
 
@@ -122,6 +188,8 @@ def local_signing_key(settings: Settings) -> bytes:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return path.read_text().strip().encode()
+    import secrets
+
     with os.fdopen(fd, "w") as out:
         key = secrets.token_hex(32)
         out.write(key)

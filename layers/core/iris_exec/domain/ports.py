@@ -3,7 +3,7 @@ each port has one contract test suite run against every adapter."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from iris_exec.domain.models import (
     ApiKeyRecord,
@@ -18,15 +18,17 @@ from iris_exec.domain.models import (
     RunOutcome,
     SandboxRecord,
 )
-from iris_exec.domain.tools import (
-    EvaluationStats,
-    LineageEntry,
-    MiningRecord,
-    PromptSummary,
-    PromptVersion,
-    ToolCaller,
-    Vote,
-)
+
+if TYPE_CHECKING:
+    from iris_exec.domain.tools import (
+        EvaluationStats,
+        LineageEntry,
+        MiningRecord,
+        PromptSummary,
+        PromptVersion,
+        ToolCaller,
+        Vote,
+    )
 
 
 class SandboxRegistry(Protocol):

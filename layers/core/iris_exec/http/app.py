@@ -31,9 +31,7 @@ from iris_exec.domain.errors import (
 from iris_exec.domain.models import FINAL_STATUSES, Principal
 from iris_exec.http.envelope import RequestContext, error_body
 from iris_exec.services.audit import MAX_LIMIT as MAX_AUDIT_LIMIT
-from iris_exec.services.background import MAX_LOG_PAGE
 from iris_exec.services.clock import iso, new_id, parse_instant
-from iris_exec.services.requests import ExecuteBody, max_body_bytes, parse_execute
 from iris_exec.services.sandboxes import validate_sandbox_id
 
 log = logging.getLogger(__name__)
@@ -223,6 +221,8 @@ async def execution_stream(
 ) -> AsyncIterator[str]:
     """`log` events as lines are stored (id = line number), `status` when it changes, a
     comment line as heartbeat, and `done` with the whole answer at the end."""
+    from iris_exec.services.background import MAX_LOG_PAGE
+
     background = container.background
     settings = container.settings
     poll_s = min(settings.execution_log_flush_s, 0.25)
@@ -274,6 +274,8 @@ def create_app(
     _install_error_handlers(app)
 
     if EXECUTE in enabled:
+        # Imported only by the apps that serve the route (the Lambda functions' cold starts).
+        from iris_exec.services.requests import ExecuteBody, max_body_bytes, parse_execute
 
         @app.post(
             "/api/iris/execute",
@@ -311,6 +313,7 @@ def create_app(
             return response
 
     if EXECUTIONS in enabled:
+        from iris_exec.services.background import MAX_LOG_PAGE
 
         @app.get(
             "/api/iris/executions/{execution_id}",
