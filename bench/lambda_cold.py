@@ -1,10 +1,17 @@
-"""Cold start of each Lambda function's handler module, and the size of the shared layer.
+"""Cold start of each Lambda function, and the size of the shared layer.
 
 `sam build` (no Docker) twice: arm64 (what is deployed: its size is reported) and x86_64
-(so this machine can import it). Each handler is then imported in fresh python3.12
-processes laid out as in Lambda: the layer (with its .pyc) as /opt/python, the function as
-/var/task, boto3 from the runtime. The figure is the import of `app` (which builds the
-function's FastAPI app and adapters at module level), median and p95 of 15 runs."""
+(so this machine can import it). Every figure comes from fresh python3.12 processes laid
+out as in Lambda: the layer (with its .pyc) as /opt/python, the function as /var/task,
+boto3 from the runtime, the environment template.yaml gives.
+
+1. Import: the import of `app` (which builds the function's FastAPI app and adapters at
+   module level), median and p95 of 15 runs, for every function.
+2. First answer: import plus the first request, for the three API routes, against
+   DynamoDB Local, the E2B stand-in and a Secrets Manager stand-in (the E2B key is read
+   from "Secrets Manager" through Powertools, as in production): `execute` (a new
+   sandbox), `sandbox_get` and `sandbox_delete` of the sandbox it made. This is what a
+   caller waits for on a cold start, less the network to AWS."""
 
 from __future__ import annotations
 
@@ -73,6 +80,132 @@ def layer_size(layer: Path) -> tuple[float, float]:
     return unzipped / 2**20, zipped / 2**20
 
 
+FIRST_ANSWER_RUNS = 7
+FIRST_ANSWER_PROBE = """
+import importlib, json, sys, time
+sys.path[:0] = sys.argv[1:4]
+began = time.perf_counter()
+module = importlib.import_module("app")
+imported = time.perf_counter()
+sys.path.append(sys.argv[6])  # the project, after the layer: tests.support.events
+from tests.support.events import LambdaContext
+response = module.handler(json.loads(sys.argv[4]), LambdaContext(function_name=sys.argv[5]))
+answered = time.perf_counter()
+print(json.dumps({
+    "import_ms": (imported - began) * 1000,
+    "first_ms": (answered - began) * 1000,
+    "status": response["statusCode"],
+    "body": response.get("body"),
+    "boto3": "boto3" in sys.modules,
+    "e2b": "e2b" in sys.modules,
+}))
+"""
+
+
+def first_answers(python: str, build: Path, runtime: Path, layer: Path) -> None:
+    """Import + first request of execute, sandbox_get and sandbox_delete, in fresh
+    processes, against DynamoDB Local and the E2B and Secrets Manager stand-ins."""
+    import json
+    import uuid
+
+    from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
+    from iris_exec.adapters.dynamodb.tables import TABLES, create_tables
+    from iris_exec.adapters.local.provider import default_assets_dir
+    from iris_exec.services.auth import AuthService
+    from iris_exec.services.clock import system_clock
+    from tests.support.dynamodb_local import ACCESS_KEY, REGION, SECRET_KEY, DynamoDBLocal
+    from tests.support.e2b_standin import E2BStandIn
+    from tests.support.events import api_event
+    from tests.support.secrets_standin import SecretsStandIn
+
+    suffix = uuid.uuid4().hex[:8]
+    tables = {logical: f"{logical}-{suffix}" for logical in TABLES}
+    with DynamoDBLocal() as dynamodb, E2BStandIn() as e2b:
+        secrets = {"iris/e2b": e2b.api_key, "iris/signing": "s" * 64}
+        with SecretsStandIn(secrets) as manager:
+            client = dynamodb.client()
+            create_tables(client, tables)
+            key = AuthService(DynamoKeyStore(client, tables["keys"]), system_clock)
+            api_key = key.create_key("bench")[0]
+            env = {
+                "PATH": "/usr/bin:/bin",
+                "IRIS_BACKEND": "aws",
+                "AWS_REGION": REGION,
+                "AWS_DEFAULT_REGION": REGION,  # Lambda sets both; botocore reads this one
+                "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+                "PYDANTIC_DISABLE_PLUGINS": "__all__",
+                **{k: v for k, v in e2b.env.items() if k != "E2B_API_KEY"},
+                **manager.env,
+                **{f"IRIS_{logical.upper()}_TABLE": table for logical, table in tables.items()},
+                "IRIS_SANDBOX_TABLE": tables["sandboxes"],
+                "IRIS_DYNAMODB_ENDPOINT": dynamodb.endpoint_url,
+                "IRIS_E2B_API_KEY_SECRET": "iris/e2b",
+                "IRIS_TOKEN_SIGNING_KEY_SECRET": "iris/signing",
+                "IRIS_E2B_ASSETS_DIR": str(default_assets_dir()),
+                "IRIS_TOOL_STORE": "postgres",
+                "IRIS_DATABASE_URL": "postgresql://unused@127.0.0.1:9/unused",
+                "IRIS_PUBLIC_URL": "https://api.example.com/prod",
+                "IRIS_RATE_LIMIT_PER_MINUTE": "100000",
+            }
+
+            def first(logical: str, event: dict[str, object]) -> dict[str, object]:
+                task = build / logical
+                done = subprocess.run(
+                    [python, "-I", "-c", FIRST_ANSWER_PROBE, str(task), str(layer),
+                     str(runtime), json.dumps(event), logical, str(ROOT)],
+                    cwd=task, env=env, capture_output=True, text=True, check=True, timeout=120,
+                )  # fmt: skip
+                result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+                result["log"] = done.stdout[-3000:]
+                return result
+
+            figures: dict[str, list[tuple[float, float]]] = {}
+            loaded: dict[str, tuple[bool, bool]] = {}
+
+            def record(name: str, result: dict[str, object], status: int) -> None:
+                if result["status"] != status:
+                    answer = f"{result['status']} {result['body']}"
+                    raise RuntimeError(f"{name}: {answer}\n{result['log']}")
+                times = (float(str(result["import_ms"])), float(str(result["first_ms"])))
+                figures.setdefault(name, []).append(times)
+                loaded[name] = (bool(result["boto3"]), bool(result["e2b"]))
+
+            for _ in range(FIRST_ANSWER_RUNS):
+                code = {"code": "console.log(1 + 1)"}
+                ran = first(
+                    "ExecuteFunction",
+                    api_event("POST", "/api/iris/execute", key=api_key, body=code),
+                )
+                record("execute", ran, 200)
+                sandbox = json.loads(str(ran["body"]))["sandboxId"]
+                query = {"sandboxId": sandbox}
+                got = first(
+                    "SandboxGetFunction",
+                    api_event("GET", "/api/iris/sandbox", key=api_key, query=query),
+                )
+                record("sandbox_get", got, 200)
+                closed = first(
+                    "SandboxDeleteFunction",
+                    api_event("DELETE", "/api/iris/sandbox", key=api_key, query=query),
+                )
+                record("sandbox_delete", closed, 200)
+    print(
+        "== Lambda cold start to the first answer (import + first request; median of"
+        f" {FIRST_ANSWER_RUNS})"
+    )
+    for name, pairs in figures.items():
+        imports = statistics.median(i for i, _ in pairs)
+        answers = [f for _, f in pairs]
+        boto3_loaded, e2b_loaded = loaded[name]
+        print(
+            f"{name:<15} import {imports:6.1f} ms   first answer median"
+            f" {statistics.median(answers):6.1f} ms   p95 {percentile(answers, 0.95):6.1f} ms"
+            f"   (boto3 loaded: {'yes' if boto3_loaded else 'no'},"
+            f" e2b SDK loaded: {'yes' if e2b_loaded else 'no'})"
+        )
+
+
 def main() -> None:
     python = python312()
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,6 +243,7 @@ def main() -> None:
                 f"{name:<15} median {median:6.1f} ms   p95 {percentile(times, 0.95):6.1f} ms{goal}"
             )
         print(f"== shared layer (arm64): {unzipped:.1f} MiB unzipped, {zipped:.1f} MiB zipped")
+        first_answers(python, x86, runtime, layer)
 
 
 if __name__ == "__main__":

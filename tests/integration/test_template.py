@@ -98,6 +98,12 @@ def test_sam_build_makes_an_arm64_layer_with_pyc(arm64_build: Path) -> None:
         assert (arm64_build / logical / "app.py").exists()
 
 
+#: Modules a function's cold start must not import: botocore's sessions and clients (its
+#: top-level package is light, and Powertools imports it), boto3, pydantic-settings, the
+#: E2B SDK, psycopg. The MCP function needs the MCP SDK and the reaper E2B's listing.
+HEAVY = ("botocore.session", "botocore.client", "boto3", "pydantic_settings", "e2b", "psycopg")
+
+
 def test_every_handler_imports_from_the_built_layout(x86_build: Path) -> None:
     """Each function imports with only /opt/python (the layer) and /var/task (its code) on
     the path, as in Lambda, with no access to the project's own packages."""
@@ -120,15 +126,20 @@ def test_every_handler_imports_from_the_built_layout(x86_build: Path) -> None:
         probe = (
             "import sys, importlib; sys.path[:0] = [sys.argv[2], sys.argv[1], sys.argv[3]];"
             " module = importlib.import_module('app'); assert callable(module.handler);"
-            " import iris_exec; assert iris_exec.__file__.startswith(sys.argv[1])"
+            " import iris_exec; assert iris_exec.__file__.startswith(sys.argv[1]);"
+            " print(' '.join(m for m in sys.modules if m in sys.argv[4].split(',')))"
         )
         env = {"PATH": "/usr/bin:/bin", "IRIS_BACKEND": "aws", "AWS_REGION": "us-east-1",
                "AWS_LAMBDA_FUNCTION_NAME": f"iris-{name}"}  # fmt: skip
         done = subprocess.run(
-            [python, "-I", "-c", probe, str(layer), str(task), str(runtime)],
+            [python, "-I", "-c", probe, str(layer), str(task), str(runtime), ",".join(HEAVY)],
             capture_output=True, text=True, env=env, cwd=task, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
+        # The cold start budget (bench/lambda_cold.py): these load on first use, if ever.
+        heavy = set(done.stdout.split())
+        if name not in ("mcp", "reaper"):
+            assert not heavy, f"{name} loads {sorted(heavy)} at cold start"
 
 
 def _cloudformation(path: Path) -> dict[str, object]:

@@ -13,10 +13,11 @@ import threading
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.http_standin import HttpStandIn
 
 #: DynamoDB's HTTP status for each error code the tests inject.
 STATUS = {
@@ -36,7 +37,7 @@ class Fault:
 
 
 @dataclass
-class FaultyDynamoDB:
+class FaultyDynamoDB(HttpStandIn):
     upstream: str
     #: Operation (``UpdateItem``) -> the error its requests get.
     faults: dict[str, Fault] = field(default_factory=dict)
@@ -47,9 +48,7 @@ class FaultyDynamoDB:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.endpoint_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._serve(self._handler())
 
     def _take_fault(self, operation: str) -> str | None:
         with self._lock:
@@ -112,22 +111,3 @@ class FaultyDynamoDB:
                     self._answer(answer.status, data)
 
         return Handler
-
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -14,13 +14,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import unquote
+
+from tests.support.http_standin import HttpStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "/2015-03-31/functions/"
@@ -38,7 +38,7 @@ class Invocation:
 
 
 @dataclass
-class LambdaStandIn:
+class LambdaStandIn(HttpStandIn):
     #: Function name -> its code directory (functions/<name>).
     functions: dict[str, Path]
     log_dir: Path
@@ -47,9 +47,7 @@ class LambdaStandIn:
     run_workers: bool = True
 
     def __post_init__(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.endpoint_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._serve(self._handler())
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         standin = self
@@ -69,7 +67,7 @@ class LambdaStandIn:
                 elif self.headers.get("X-Amz-Invocation-Type") != "Event":
                     self._error(400, "InvalidParameterValueException", "Event only")
                 else:
-                    standin.start(name, json.loads(body or b"{}"))
+                    standin.run_worker(name, json.loads(body or b"{}"))
                     self._accepted()
 
             def _accepted(self) -> None:
@@ -89,7 +87,7 @@ class LambdaStandIn:
 
         return Handler
 
-    def start(self, name: str, payload: dict[str, Any]) -> None:
+    def run_worker(self, name: str, payload: dict[str, Any]) -> None:
         if not self.run_workers:
             return
         log = self.log_dir / f"{name}-{len(self.invocations)}.log"
@@ -107,18 +105,8 @@ class LambdaStandIn:
         process.stdin.close()
         self.invocations.append(Invocation(name, payload, process, log))
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def stop(self) -> None:
+        super().stop()
         for invocation in self.invocations:
             if invocation.process.poll() is None:
                 invocation.process.kill()
