@@ -45,6 +45,15 @@ PROBE = (
     " began = time.perf_counter(); importlib.import_module('app');"
     " print((time.perf_counter() - began) * 1000)"
 )
+#: The stack every API function is built on, without a line of this service: the floor
+#: under the figures above.
+STACK_PROBE = (
+    "import sys, time; sys.path[:0] = sys.argv[1:4]; began = time.perf_counter();"
+    " import fastapi, fastapi.responses, mangum, starlette.middleware.cors;"
+    " from aws_lambda_powertools import Logger, Metrics;"
+    " Logger(service='probe'); Metrics(namespace='probe');"
+    " print((time.perf_counter() - began) * 1000)"
+)
 
 
 def python312() -> str:
@@ -226,22 +235,32 @@ def main() -> None:
             "AWS_REGION": "us-east-1",
             "PYDANTIC_DISABLE_PLUGINS": "__all__",
         }
-        print("== Lambda cold import of each handler module (python3.12, layer with .pyc)")
-        for name, (logical, target) in FUNCTIONS.items():
-            task = x86 / logical
+
+        def imports(probe: str, task: Path, name: str) -> list[float]:
             times = []
             for _ in range(RUNS):
                 done = subprocess.run(
-                    [python, "-I", "-c", PROBE, str(task), str(layer), str(runtime)],
+                    [python, "-I", "-c", probe, str(task), str(layer), str(runtime)],
                     cwd=task, env={**env, "AWS_LAMBDA_FUNCTION_NAME": name},
                     capture_output=True, text=True, check=True,
                 )  # fmt: skip
                 times.append(float(done.stdout.strip().splitlines()[-1]))
+            return times
+
+        print("== Lambda cold import of each handler module (python3.12, layer with .pyc)")
+        for name, (logical, target) in FUNCTIONS.items():
+            times = imports(PROBE, x86 / logical, name)
             median = statistics.median(times)
             goal = f"   (target < {target} ms)" if target else ""
             print(
                 f"{name:<15} median {median:6.1f} ms   p95 {percentile(times, 0.95):6.1f} ms{goal}"
             )
+        stack = imports(STACK_PROBE, x86 / "SandboxGetFunction", "stack")
+        print(
+            f"{'(stack alone)':<15} median {statistics.median(stack):6.1f} ms"
+            f"   p95 {percentile(stack, 0.95):6.1f} ms   (FastAPI, Mangum, Powertools Logger"
+            " and Metrics: no service code)"
+        )
         print(f"== shared layer (arm64): {unzipped:.1f} MiB unzipped, {zipped:.1f} MiB zipped")
         first_answers(python, x86, runtime, layer)
 
