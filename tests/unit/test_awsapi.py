@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Thread
@@ -143,6 +144,9 @@ class Recorder:
     def __init__(self, answers: list[tuple[int, dict[str, str], bytes]]) -> None:
         self.answers = answers
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        #: Close each connection after answering, without saying so (as servers do with
+        #: idle keep-alive connections).
+        self.hang_up = False
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -161,6 +165,7 @@ class Recorder:
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
+                self.close_connection = recorder.hang_up
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -224,3 +229,16 @@ def test_throttling_is_retried_then_reported(recorder: Recorder) -> None:
     assert len(recorder.requests) == 4
     # Each attempt is signed afresh (its own X-Amz-Date), over one kept-alive connection.
     assert all("Signature=" in headers["Authorization"] for _, headers, _ in recorder.requests)
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(recorder: Recorder) -> None:
+    """Without retries: the second call must not be sent down the closed connection."""
+    recorder.hang_up = True
+    recorder.answers.extend([(202, {}, b""), (202, {}, b""), (202, {}, b"")])
+    api = lambda_api(recorder, attempts=1)
+    assert api.invoke_event("w", b"{}") == 202
+    time.sleep(0.2)  # the server's close reaches the idle connection
+    assert api.invoke_event("w", b"{}") == 202
+    time.sleep(0.2)
+    assert api.invoke_event("w", b"{}") == 202
+    assert len(recorder.requests) == 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import select
 import socket
 import ssl
 import threading
@@ -75,6 +76,8 @@ class ConnectionPool:
         """An idle kept-alive connection, or a new one."""
         with self._lock:
             connection = self._idle.pop() if self._idle else None
+        if connection is not None and connection.sock is not None and _dropped(connection.sock):
+            connection.close()  # the server closed it while idle (a frozen Lambda, for one)
         if connection is None:
             host, port = self._address
             if self._https:
@@ -103,6 +106,16 @@ class ConnectionPool:
         with self._lock:
             self._closed = True
         _close_all(self._idle, self._lock)
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """An idle connection with something to read has been closed by its server (or holds
+    an answer nobody asked for): either way it cannot carry the next request."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _close_all(connections: list[http.client.HTTPConnection], lock: threading.Lock) -> None:
