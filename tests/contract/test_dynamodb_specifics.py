@@ -16,6 +16,7 @@ import pytest
 from iris_exec.adapters.awsapi import AwsError, AwsUnreachable
 from iris_exec.adapters.dynamodb import query_all, scan_all
 from iris_exec.adapters.dynamodb.executions import DynamoExecutionStore
+from iris_exec.adapters.dynamodb.idempotency import PowertoolsIdempotencyStore
 from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
 from iris_exec.adapters.dynamodb.ratelimit import DynamoRateLimitStore
 from iris_exec.adapters.dynamodb.registry import DynamoSandboxRegistry
@@ -489,3 +490,19 @@ def test_a_log_reader_between_two_part_writes_waits_for_the_whole_batch(
         "[stdout] before", *huge, "[stdout] last"
     ]  # fmt: skip
     assert store.logs("p1", ex.execution_id, 2, 100) == [huge[1], "[stdout] last"]
+
+
+def test_idempotency_records_fail_closed_when_dynamodb_is_unreachable() -> None:
+    """Powertools talks to DynamoDB through botocore: its errors get the same rule."""
+    from tests.support.dynamodb_local import make_boto_client
+
+    client = make_boto_client(
+        f"http://127.0.0.1:{free_port()}",
+        connect_timeout=0.5,
+        read_timeout=0.5,
+        retries={"total_max_attempts": 1},
+    )
+    store = PowertoolsIdempotencyStore(client, "iris-idempotency", 3600)
+    with pytest.raises(StoreUnavailable, match="unreachable") as raised:
+        store.begin("p1:k", "fp", NOW, 60)
+    assert isinstance(raised.value.__cause__, AwsUnreachable)

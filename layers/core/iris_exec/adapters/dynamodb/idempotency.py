@@ -7,40 +7,36 @@ payload) when it is taken, save_success and delete_record after."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from iris_exec.adapters.dynamodb import UNAVAILABLE_CODES
-from iris_exec.domain.errors import StoreUnavailable
+from iris_exec.adapters.awsapi import AwsError, AwsUnreachable
+from iris_exec.adapters.dynamodb import store_errors as dynamodb_errors
 from iris_exec.domain.models import IdempotencyHit
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-log = logging.getLogger(__name__)
-
 
 @contextmanager
 def store_errors(what: str) -> Iterator[None]:
-    """Powertools calls DynamoDB through botocore: its throttling, 5xx and connection
-    errors are ``StoreUnavailable``, as the other adapters' are."""
+    """Powertools calls DynamoDB through botocore: its errors are read as the service's own
+    client's (``AwsError``, ``AwsUnreachable``), so the adapters' one rule decides what is
+    ``StoreUnavailable``."""
     from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
     from botocore.exceptions import ConnectionError as BotoConnectionError
 
-    try:
-        yield
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        if code not in UNAVAILABLE_CODES and status < 500:
-            raise
-        log.warning("DynamoDB refused %s: %s", what, code)
-        raise StoreUnavailable(f"DynamoDB is unavailable ({code}) for {what}") from exc
-    except (BotoConnectionError, ReadTimeoutError, ConnectionClosedError) as exc:
-        log.warning("DynamoDB unreachable for %s: %s", what, exc)
-        raise StoreUnavailable(f"DynamoDB is unreachable for {what}") from exc
+    with dynamodb_errors(what):
+        try:
+            yield
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            message = str(exc.response.get("Error", {}).get("Message", ""))
+            raise AwsError(exc.operation_name, status, code, message, exc.response) from exc
+        except (BotoConnectionError, ReadTimeoutError, ConnectionClosedError) as exc:
+            raise AwsUnreachable(str(exc)) from exc
 
 
 class PowertoolsIdempotencyStore:

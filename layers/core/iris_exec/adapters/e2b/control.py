@@ -13,6 +13,7 @@ Tests check it against the SDK's own view of the same sandboxes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -38,6 +39,19 @@ def api_url() -> str:
     if os.environ.get("E2B_DEBUG", "false").lower() == "true":
         return "http://localhost:3000"
     return f"https://api.{os.environ.get('E2B_DOMAIN') or 'e2b.app'}"
+
+
+def api_error(status: int, detail: str) -> Exception:
+    """E2B's failure answer ``status`` as a domain error: the one reading of them, for the
+    SDK's exceptions (``E2BSandboxProvider``) and the REST calls here alike."""
+    if status == 401:
+        log.error("E2B rejected our API key: %s", detail)
+        return ConfigurationError("the E2B API key was rejected; check the E2B secret")
+    if status == 429:
+        return ProviderUnavailable("E2B is rate-limiting us", retry_after_s=10)
+    if status == 503:
+        return ProviderUnavailable("E2B has no capacity right now", retry_after_s=15)
+    return ProviderUnavailable(f"E2B failed: {detail}", retry_after_s=5)
 
 
 class E2BControl:
@@ -100,19 +114,10 @@ class E2BControl:
         if reply.status < 300:
             return
         message = ""
-        try:
+        with contextlib.suppress(ValueError):
             body = json.loads(reply.body) if reply.body else {}
             message = str(body.get("message", "")) if isinstance(body, dict) else ""
-        except ValueError:
-            pass
-        if reply.status == 401:
-            log.error("E2B rejected our API key: %s %s", reply.status, message)
-            raise ConfigurationError("the E2B API key was rejected; check the E2B secret")
-        if reply.status == 429:
-            raise ProviderUnavailable("E2B is rate-limiting us", retry_after_s=10)
-        if reply.status == 503:
-            raise ProviderUnavailable("E2B has no capacity right now", retry_after_s=15)
-        raise ProviderUnavailable(f"E2B failed: {reply.status}: {message}", retry_after_s=5)
+        raise api_error(reply.status, f"{reply.status}: {message}")
 
     def close(self) -> None:
         if self._pool is not None:

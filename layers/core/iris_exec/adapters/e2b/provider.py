@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from iris_exec.adapters.e2b.control import E2BControl
+from iris_exec.adapters.e2b.control import E2BControl, api_error
 from iris_exec.adapters.runner_protocol import Collector, outcome
 from iris_exec.domain.errors import ConfigurationError, ProviderUnavailable, SandboxLost
 from iris_exec.domain.models import CreatedSandbox, ExecutionJob, ProviderSandbox, RunOutcome
@@ -126,12 +126,11 @@ class E2BSandboxProvider:
         from e2b import exceptions as e2b
 
         if isinstance(exc, e2b.AuthenticationException):
-            log.error("E2B rejected our API key: %s", exc)
-            return ConfigurationError("the E2B API key was rejected; check the E2B secret")
+            return api_error(401, str(exc))
         if isinstance(exc, e2b.RateLimitException):
-            return ProviderUnavailable("E2B is rate-limiting us", retry_after_s=10)
+            return api_error(429, str(exc))
         if isinstance(exc, e2b.ServiceBusyException):
-            return ProviderUnavailable("E2B has no capacity right now", retry_after_s=15)
+            return api_error(503, str(exc))
         if isinstance(exc, e2b.NotFoundException | e2b.SandboxNotRunningException):
             return SandboxLost(
                 f"E2B sandbox {provider_ref} was killed or reached its timeout",
@@ -142,7 +141,7 @@ class E2BSandboxProvider:
         if isinstance(exc, e2b.TimeoutException):
             return ProviderUnavailable("E2B did not answer in time", retry_after_s=5)
         if isinstance(exc, e2b.SandboxException):
-            return ProviderUnavailable(f"E2B failed: {exc}", retry_after_s=5)
+            return api_error(500, str(exc))
         return exc
 
     # -- the port --------------------------------------------------------------------------
