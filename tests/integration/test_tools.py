@@ -500,6 +500,8 @@ def test_an_external_mcp_client_uses_the_tools_with_a_project_key(server: LocalS
             "discoverPatterns", "evaluateOutput", "submitVote", "getConsensus", "logEvent",
             "savePrompt", "getPrompt", "listPrompts", "trackLineage", "getLineage",
             "recordMetric", "getMetrics",
+            # With a project key, code execution too (tests/integration/test_mcp_agents.py).
+            "executeCode", "getSandbox", "closeSandbox", "getExecution",
         ]
     )  # fmt: skip
     assert seen["saved"]["version"] == 1 and seen["saved"]["variables"] == ["who"]

@@ -302,6 +302,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _print_result(answer, args.json)
 
 
+# -- mcp ----------------------------------------------------------------------------------
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """MCP over stdio for desktop clients, forwarding to the service's /mcp."""
+    import os
+
+    from iris_exec.local.server import running_server
+    from iris_exec.mcp.bridge import serve
+
+    key = os.environ.get("IRIS_API_KEY", "").strip()
+    if not key:
+        _err(
+            "iris-exec mcp: set IRIS_API_KEY to a project API key (sk_live_...); it is read"
+            " from the environment only, so that it never shows in a process list"
+        )
+        return 2
+    url = args.url or os.environ.get("IRIS_URL", "").strip()
+    if not url:
+        local = running_server(_settings())
+        url = local["url"] if local else DEFAULT_URL
+    tools = args.tools or os.environ.get("IRIS_MCP_TOOLS", "").strip() or "all"
+    if tools not in ("all", "code"):
+        _err("iris-exec mcp: --tools (IRIS_MCP_TOOLS) must be 'all' or 'code'")
+        return 2
+    try:
+        asyncio.run(serve(url, key, tools))
+    except Exception as exc:  # the service is down, or refused the key
+        cause: BaseException = exc
+        while isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+            cause = cause.exceptions[0]
+        _err(f"iris-exec mcp: cannot serve {url}: {cause}")
+        return 1
+    return 0
+
+
 # -- entry point --------------------------------------------------------------------------
 
 
@@ -358,6 +396,23 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout-ms", type=int, default=None)
     run.add_argument("--json", action="store_true", help="print the API's JSON answer")
     run.set_defaults(func=cmd_run)
+
+    bridge = sub.add_parser(
+        "mcp",
+        help="serve MCP over stdio for desktop clients, forwarding to the service",
+        description="An MCP server on stdin/stdout that forwards to the service's /mcp. The"
+        " API key is read from IRIS_API_KEY.",
+    )
+    bridge.add_argument(
+        "--url", default=None, help="the service (IRIS_URL; default: the local server)"
+    )
+    bridge.add_argument(
+        "--tools",
+        choices=["all", "code"],
+        default=None,
+        help="all: IRIS tools and code execution; code: code execution only (IRIS_MCP_TOOLS)",
+    )
+    bridge.set_defaults(func=cmd_mcp)
     return p
 
 

@@ -98,6 +98,10 @@ class Settings(BaseModel):
     execution_retention_s: float = Field(7 * 24 * 3600, gt=0)
     #: Server-Sent Events: a comment line this often keeps idle connections open.
     sse_heartbeat_s: float = Field(15.0, gt=0)
+    #: How long MCP's executeCode waits for a run before it answers with the executionId
+    #: (the run goes on; getExecution reads it). Unset: until the run ends. On AWS, under
+    #: API Gateway's 29-second integration timeout.
+    mcp_wait_s: float | None = Field(None, gt=0)
 
     # IRIS tools.
     #: Where tool records live: the local SQLite file, or PostgreSQL (Supabase).

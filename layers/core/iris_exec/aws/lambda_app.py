@@ -66,14 +66,11 @@ def route_handler(route: str) -> Handler:
 
 
 def mcp_handler() -> Handler:
-    """The handler of POST /mcp: the IRIS tools for sandboxes and MCP clients."""
+    """The handler of POST /mcp: the IRIS tools for sandboxes, and code execution too for
+    MCP clients with a project API key."""
     from iris_exec.mcp.app import McpEndpoint  # the MCP SDK: only this function pays for it
 
-    built = container()
-    endpoint = McpEndpoint(
-        built.tools, built.auth, built.tokens, built.rate_limiter, built.clock, per_request=True
-    )
-    return _wrap(RequestContext(endpoint))
+    return _wrap(RequestContext(McpEndpoint(container(), per_request=True)))
 
 
 def reaper_handler() -> Callable[[dict[str, Any], LambdaContext], dict[str, int]]:

@@ -89,9 +89,7 @@ async def _reap_forever(container: Container) -> None:
 
 
 def mcp_endpoint(container: Container) -> McpEndpoint:
-    return McpEndpoint(
-        container.tools, container.auth, container.tokens, container.rate_limiter, container.clock
-    )
+    return McpEndpoint(container)
 
 
 @asynccontextmanager

@@ -1,102 +1,178 @@
-"""The ASGI app serving MCP (Streamable HTTP, stateless, JSON responses) behind our own
-authentication: a project API key (any MCP client) or a per-execution token (code in a
-sandbox). Whatever authenticates the call decides the project."""
+"""The ASGI app serving MCP (Streamable HTTP, stateless) behind our own authentication:
+a project API key (any MCP client) or a per-execution token (code in a sandbox). Whatever
+authenticates the call decides the project, and the surface:
+
+- an execution's token reaches the twelve IRIS tools, and nothing else;
+- a project API key reaches those plus code execution (`executeCode`, `getSandbox`,
+  `closeSandbox`, `getExecution`), or with `?tools=code` the four execution tools alone,
+  `executeCode` describing the `iris` module (code mode)."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qs
 
+from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from iris_exec.domain.errors import IrisError, StoreUnavailable, Unauthorized
+from iris_exec import __version__
+from iris_exec.domain.errors import BadRequest, IrisError, StoreUnavailable, Unauthorized
+from iris_exec.domain.models import Principal
 from iris_exec.domain.tools import ToolCaller
 from iris_exec.http.envelope import send_error
-from iris_exec.mcp.server import CALLER_KEY, build_mcp_server
-from iris_exec.services.auth import AuthService
-from iris_exec.services.clock import Clock, iso
-from iris_exec.services.ratelimit import RateLimiter
-from iris_exec.services.tokens import TOKEN_PREFIX, ExecutionTokens
-from iris_exec.services.tools import ToolService
+from iris_exec.mcp.execution import PRINCIPAL_KEY, register_execution_tools
+from iris_exec.mcp.server import (
+    CALLER_KEY,
+    INSTRUCTIONS,
+    IrisMcpServer,
+    build_mcp_server,
+    register_iris_tools,
+)
+from iris_exec.services.clock import iso
+from iris_exec.services.tokens import TOKEN_PREFIX
+
+if TYPE_CHECKING:
+    from iris_exec.composition import Container
 
 MCP_PATH = "/mcp"
 
+Surface = Literal["iris", "all", "code"]
+#: What `?tools=` may ask for, with a project API key.
+KEY_SURFACES: dict[str, Surface] = {"all": "all", "code": "code"}
 
-class McpEndpoint:
-    """Authenticates, then hands the request to the MCP server with the caller attached."""
+CODE_INSTRUCTIONS = (
+    "Run code in isolated sandboxes of your project. Write one program that calls the IRIS"
+    " agent-learning tools through the `iris` module (its API is in executeCode's"
+    " description) instead of calling tools one by one."
+)
 
-    def __init__(
-        self,
-        tools: ToolService,
-        auth: AuthService,
-        tokens: ExecutionTokens,
-        rate_limiter: RateLimiter,
-        clock: Clock,
-        *,
-        per_request: bool = False,
-    ) -> None:
-        self.server = build_mcp_server(tools)
-        #: Lambda: the SDK's session manager runs once per instance, so each invocation
-        #: gets a fresh one (the tools stay registered on the one server).
-        self.per_request = per_request
-        self.app: ASGIApp = self._http_app()
-        self._auth = auth
-        self._tokens = tokens
-        self._rate_limiter = rate_limiter
-        self._clock = clock
 
-    def _http_app(self) -> ASGIApp:
+class _Surface:
+    """One MCP server (a set of tools) and its Streamable HTTP app."""
+
+    def __init__(self, server: MCPServer[Any], *, json_response: bool) -> None:
+        self.server = server
+        self.json_response = json_response
+        self.app: ASGIApp = self.http_app()
+
+    def http_app(self) -> ASGIApp:
         # Requests reach us through our own auth (and API Gateway in production), and over
         # a Unix socket from the sandboxes: the SDK's Host/Origin checks do not apply.
         return self.server.streamable_http_app(
             streamable_http_path=MCP_PATH,
             stateless_http=True,
-            json_response=True,
+            json_response=self.json_response,
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
 
-    def session_manager_run(self) -> Any:
-        """The context the SDK needs around request handling (a task group)."""
-        return self.server.session_manager.run()
 
-    def caller(self, authorizations: list[str]) -> ToolCaller:
+class McpEndpoint:
+    """Authenticates, then hands the request to the MCP server of the caller's surface."""
+
+    def __init__(self, container: Container, *, per_request: bool = False) -> None:
+        self._container = container
+        #: Lambda: the SDK's session manager runs once per instance, so each invocation
+        #: gets a fresh one (the tools stay registered on the one server). API Gateway
+        #: buffers answers anyway, so there they are plain JSON; locally, agents' calls
+        #: answer as an event stream so that progress (log lines) reaches them as it comes.
+        self.per_request = per_request
+        self._surfaces: dict[Surface, _Surface] = {}
+        self.surface("iris")  # the sandboxes' tools: built at start, the others on first use
+
+    def surface(self, name: Surface) -> _Surface:
+        found = self._surfaces.get(name)
+        if found is None:
+            container = self._container
+            if name == "iris":
+                found = _Surface(build_mcp_server(container.tools), json_response=True)
+            else:
+                server = IrisMcpServer(
+                    name="iris" if name == "all" else "iris-code",
+                    version=__version__,
+                    instructions=INSTRUCTIONS if name == "all" else CODE_INSTRUCTIONS,
+                )
+                if name == "all":
+                    register_iris_tools(server, container.tools)
+                register_execution_tools(server, container, code_mode=name == "code")
+                found = _Surface(server, json_response=self.per_request)
+            self._surfaces[name] = found
+        return found
+
+    @contextlib.asynccontextmanager
+    async def session_manager_run(self) -> AsyncIterator[None]:
+        """The context the SDK needs around request handling (a task group per server)."""
+        for name in KEY_SURFACES.values():
+            self.surface(name)
+        async with contextlib.AsyncExitStack() as stack:
+            for built in self._surfaces.values():
+                await stack.enter_async_context(built.server.session_manager.run())
+            yield
+
+    def caller(self, authorizations: list[str]) -> tuple[ToolCaller, Principal | None]:
+        """Who calls: an execution (its token), or a project (its API key, rate-limited)."""
+        container = self._container
         if len(authorizations) > 1:
             raise Unauthorized("Send one Authorization header, not several")
         authorization = authorizations[0] if authorizations else None
         token = (authorization or "").strip().partition(" ")[2].strip()
         if (authorization or "").lower().startswith("bearer ") and token.startswith(TOKEN_PREFIX):
-            grant = self._tokens.verify(token)
-            return ToolCaller(grant.project_id, grant.session_id, grant.execution_id)
-        principal = self._auth.authenticate(authorization)
-        self._rate_limiter.check(principal)
-        return ToolCaller(principal.project_id)
+            grant = container.tokens.verify(token)
+            return ToolCaller(grant.project_id, grant.session_id, grant.execution_id), None
+        principal = container.auth.authenticate(authorization)
+        container.rate_limiter.check(principal)
+        return ToolCaller(principal.project_id), principal
+
+    @staticmethod
+    def requested_surface(scope: Scope) -> Surface:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        asked = query.get("tools", ["all"])
+        if len(asked) != 1 or asked[0] not in KEY_SURFACES:
+            raise BadRequest("tools must be 'code' (code execution only) or 'all' (the default)")
+        return KEY_SURFACES[asked[0]]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self.surface("iris").app(scope, receive, send)
+            return
+        if scope["method"] not in ("POST", "OPTIONS"):
+            # Stateless: no session to delete, and no server-initiated stream to open (a GET
+            # would otherwise hold a connection open for nothing).
+            await send_error(
+                scope, send, 405, "Method Not Allowed",
+                f"{scope['method']} is not allowed on {MCP_PATH}; use POST",
+                timestamp=iso(self._container.clock()), headers={"Allow": "POST"},
+            )  # fmt: skip
             return
         authorizations = [
             v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"authorization"
         ]
         try:
-            caller = self.caller(authorizations)
+            caller, principal = self.caller(authorizations)
+            name: Surface = "iris" if principal is None else self.requested_surface(scope)
         except IrisError as exc:
             await send_error(
                 scope, send, exc.status, exc.title, exc.message,
-                timestamp=iso(self._clock()), headers=exc.headers, extra=exc.extra,
+                timestamp=iso(self._container.clock()), headers=exc.headers, extra=exc.extra,
             )  # fmt: skip
             return
         except StoreUnavailable:
             await send_error(
                 scope, send, 503, "Service Unavailable",
                 "A store this service depends on is unavailable; retry shortly",
-                timestamp=iso(self._clock()), headers={"Retry-After": "5"},
+                timestamp=iso(self._container.clock()), headers={"Retry-After": "5"},
             )  # fmt: skip
             return
-        scope.setdefault("state", {})[CALLER_KEY] = caller
+        state = scope.setdefault("state", {})
+        state[CALLER_KEY] = caller
+        if principal is not None:
+            state[PRINCIPAL_KEY] = principal
+        surface = self.surface(name)
         if self.per_request:
-            app = self._http_app()
-            async with self.session_manager_run():
+            app = surface.http_app()
+            async with surface.server.session_manager.run():
                 await app(scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            await surface.app(scope, receive, send)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import Tool as MCPTool
 from pydantic import BaseModel, Field, JsonValue, PlainSerializer
 
 from iris_exec import __version__
@@ -172,6 +173,46 @@ class MetricStats(BaseModel):
 
 # -- the server ---------------------------------------------------------------------------
 
+
+def _compact_schema(node: Any) -> Any:
+    """A JSON schema without pydantic's generated titles ("Minsupport"): they repeat the
+    property names and cost an agent's context on every tools/list."""
+    if isinstance(node, list):
+        return [_compact_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    compact: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key in ("properties", "$defs") and isinstance(value, dict):
+            compact[key] = {name: _compact_schema(schema) for name, schema in value.items()}
+        else:
+            compact[key] = _compact_schema(value)
+    return compact
+
+
+class IrisMcpServer(MCPServer[Any]):
+    """An MCP server whose tools/list is compact: no generated titles, docstrings on one
+    line. Computed once (the tools do not change after start)."""
+
+    _listed: list[MCPTool] | None = None
+
+    async def list_tools(self) -> list[MCPTool]:
+        if self._listed is None:
+            self._listed = [
+                tool.model_copy(
+                    update={
+                        "description": " ".join((tool.description or "").split()),
+                        "input_schema": _compact_schema(tool.input_schema),
+                        "output_schema": _compact_schema(tool.output_schema),
+                    }
+                )
+                for tool in await super().list_tools()
+            ]
+        return self._listed
+
+
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -199,7 +240,14 @@ def _call(fn: Callable[[], Any]) -> Any:
 
 
 def build_mcp_server(tools: ToolService) -> MCPServer[Any]:
-    server: MCPServer[Any] = MCPServer(name="iris", version=__version__, instructions=INSTRUCTIONS)
+    """The IRIS tools alone: what an execution's own token reaches."""
+    server = IrisMcpServer(name="iris", version=__version__, instructions=INSTRUCTIONS)
+    register_iris_tools(server, tools)
+    return server
+
+
+def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
+    """The twelve IRIS tools on ``server``."""
 
     @server.tool(name="discoverPatterns", structured_output=True)
     def discover_patterns(
@@ -357,5 +405,3 @@ def build_mcp_server(tools: ToolService) -> MCPServer[Any]:
         """count, min, max, mean, p50 and p95 of a metric's values."""
         caller = caller_of(ctx)
         return MetricStats.model_validate(_call(lambda: tools.get_metrics(caller, metric, since)))
-
-    return server

@@ -46,13 +46,21 @@ class ExecutionService:
         self._settings = settings
         self._clock = clock
 
-    async def execute(self, principal: Principal, command: ExecuteCommand) -> dict[str, Any]:
-        """Run the code; errors of the code are data in the answer, not exceptions."""
+    async def execute(
+        self,
+        principal: Principal,
+        command: ExecuteCommand,
+        on_output: Callable[[OutputChunk], None] | None = None,
+    ) -> dict[str, Any]:
+        """Run the code; errors of the code are data in the answer, not exceptions.
+        ``on_output`` hears the output as the program prints it."""
         started = self._clock()
         lease = await self._sandboxes.acquire(
             principal, command.sandbox_id, wait=command.wait, timeout_s=command.timeout_s
         )
-        return await self.run(principal, command, lease, new_id("ex_"), started=started)
+        return await self.run(
+            principal, command, lease, new_id("ex_"), on_output=on_output, started=started
+        )
 
     async def run(
         self,

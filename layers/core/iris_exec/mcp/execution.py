@@ -1,0 +1,364 @@
+"""Code execution for agents over MCP: `executeCode`, `getSandbox`, `closeSandbox` and
+`getExecution`, with the same validation, limits, idempotency, audit and project isolation
+as the HTTP API (they call the same services with the same principal).
+
+Only a project API key reaches these tools; an execution's own token (code in a sandbox)
+reaches the IRIS tools alone (`iris_exec.mcp.app` picks the surface by credential).
+
+In code mode (`/mcp?tools=code`) these four tools are the whole surface, and `executeCode`'s
+description carries the `iris` module's API, so an agent writes one program against the
+IRIS tools with nothing else in its context."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field, JsonValue
+
+from iris_exec.domain.errors import IrisError, StoreUnavailable
+from iris_exec.domain.models import FINAL_STATUSES, OutputChunk, Principal
+from iris_exec.services.output import LiveLines
+
+if TYPE_CHECKING:
+    from iris_exec.composition import Container
+
+log = logging.getLogger(__name__)
+
+PRINCIPAL_KEY = "iris_principal"
+#: Log lines are sent as progress at most this often, in one notification of at most
+#: PROGRESS_MESSAGE_CHARS characters (a flood of output is not a flood of notifications).
+PROGRESS_EVERY_S = 0.25
+PROGRESS_MESSAGE_CHARS = 8192
+#: How much output the readable text block of an answer shows (the structured content
+#: carries all of it).
+TEXT_OUTPUT_CHARS = 4000
+#: How often a long run is polled while executeCode waits for it.
+FOLLOW_POLL_S = 0.2
+
+IRIS_API = """\
+Code runs as an ES module (TypeScript types stripped) or Python 3; top-level await and return \
+work; the returned value is the output's `=== Results ===` section (JSON). Files in \
+/home/user persist per sandbox: pass sandboxId to reuse one. The IRIS tools, scoped to your \
+project:
+TS: import { iris, projectId, sessionId, context } from './iris-prime' (every call is async)
+Py: from iris_prime import iris, project_id, session_id, context (synchronous; snake_case \
+names and keyword arguments: discover_patterns(min_support=...), get_metrics(metric, since=))
+- discoverPatterns({minSupport=0.3, minConfidence=0.7, maxPatterns=10}) -> {antecedent: \
+string[], consequent: string[], support, confidence, lift, count}[], best lift first. One \
+transaction per sessionId; items event:<name>, event:<name>.<key>=<value>, verdict:<v>, \
+vote:<v>, metric:<name>
+- evaluateOutput(input: string, output: string, verdict: 'correct'|'partial'|'incorrect') -> \
+{id, input, output, verdict, score, createdAt, stats: {total, correct, partial, incorrect, \
+accuracy}}
+- submitVote(consensusId, agentId, vote: 'approve'|'reject'|'abstain') -> {consensusId, \
+agentId, vote, tally: {approve, reject, abstain, total}, status: \
+'pending'|'approved'|'rejected'|'tied'}; voting again replaces the vote
+- getConsensus(consensusId) -> {consensusId, votes: {agentId, vote, updatedAt}[], tally, status}
+- logEvent(event, metadata?: object) -> {id, event, timestamp}
+- savePrompt(name, template: 'Hi {who}', variables?: string[]) -> {name, version, template, \
+variables, createdAt}; versions 1, 2, ... per name
+- getPrompt(name, version?) -> that shape, or null; listPrompts() -> {name, latestVersion, \
+updatedAt}[]
+- trackLineage(signature, input: JSON, output: JSON, parentId?) -> {id, signature, parentId, \
+createdAt}; getLineage(signature) -> {signature, entries: {id, parentId, input, output, \
+createdAt}[]}
+- recordMetric(metric, value: number, tags?: {[k]: string}) -> {id, metric, value, tags, \
+timestamp}; getMetrics(metric, {since?: ISO time | epoch ms}) -> {metric, count, min, max, \
+mean, p50, p95}
+A failed call throws (Python: raises) IrisToolError; its message says what to fix."""
+
+EXECUTE_SUMMARY = (
+    "Run TypeScript (default), JavaScript or Python in an isolated sandbox of your project and"
+    " answer with the result: success, output, logs, error (name, message, stack),"
+    " executionTime, metadata, sandboxId. An error of the code is data (success false), not a"
+    " tool error. Long runs: async true answers at once with an executionId; read it with"
+    " getExecution."
+)
+
+
+def principal_of(ctx: Context) -> Principal:
+    request = ctx.request_context.request
+    state = getattr(request, "scope", {}).get("state", {}) if request is not None else {}
+    principal = state.get(PRINCIPAL_KEY)
+    if not isinstance(principal, Principal):
+        # Only a project API key reaches these tools; never fall back.
+        raise ToolError("These tools need a project API key")
+    return principal
+
+
+def _progress_token(ctx: Context) -> object | None:
+    meta: dict[str, object] = dict(ctx.request_context.meta or {})
+    return meta.get("progress_token") or meta.get("progressToken")
+
+
+def tool_error(exc: IrisError | StoreUnavailable) -> ToolError:
+    """The contract's message, as a tool error the agent can act on."""
+    if isinstance(exc, StoreUnavailable):
+        log.error("store unavailable under an MCP tool: %s", exc)
+        return ToolError("A store this service depends on is unavailable; retry shortly")
+    retry = exc.headers.get("Retry-After")
+    suffix = f" (retry after {retry} s)" if retry else ""
+    return ToolError(f"{exc.status} {exc.title}: {exc.message}{suffix}")
+
+
+def _readable(result: dict[str, Any], sandbox_id: str) -> str:
+    """The short text block beside the structured answer."""
+    metadata = result.get("metadata") or {}
+    state = "succeeded" if result.get("success") else "failed"
+    head = (
+        f"{state} in {result.get('executionTime', 0)} ms (sandbox {sandbox_id},"
+        f" execution {metadata.get('executionId', '?')})"
+    )
+    parts = [head]
+    output = str(result.get("output") or "")
+    if output:
+        if len(output) > TEXT_OUTPUT_CHARS:
+            output = (
+                output[:TEXT_OUTPUT_CHARS] + "\n... (truncated here; see the structured output)"
+            )
+        parts.append(output)
+    error = result.get("error")
+    if isinstance(error, dict):
+        parts.append(f"{error.get('name')}: {error.get('message')}")
+    return "\n".join(parts)
+
+
+def _answer(structured: dict[str, Any], text: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(text=text)], structured_content=structured)
+
+
+class _ProgressPump:
+    """Sends the log lines of a running execution as progress notifications."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self.lines = LiveLines()
+        self._sent = 0
+
+    def add(self, chunk: OutputChunk) -> None:
+        self.lines.add(chunk)
+
+    async def flush(self, lines: list[str] | None = None) -> None:
+        pending = (self.lines.lines if lines is None else lines)[self._sent :]
+        if not pending:
+            return
+        self._sent += len(pending)
+        message = "\n".join(pending)
+        if len(message) > PROGRESS_MESSAGE_CHARS:
+            message = message[:PROGRESS_MESSAGE_CHARS] + " ..."
+        with contextlib.suppress(Exception):  # a client gone away does not stop the run
+            await self._ctx.report_progress(self._sent, None, message)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            await self.flush()
+
+
+def register_execution_tools(
+    server: MCPServer[Any], container: Container, *, code_mode: bool
+) -> None:
+    """executeCode, getSandbox, closeSandbox and getExecution on ``server``."""
+    description = EXECUTE_SUMMARY + ("\n" + IRIS_API if code_mode else " In code, `import { iris }"
+        " from './iris-prime'` (Python: `from iris_prime import iris`) calls the IRIS tools"
+        " listed beside this one.")  # fmt: skip
+
+    @server.tool(
+        name="executeCode",
+        description=description,
+        annotations=ToolAnnotations(readOnlyHint=False, openWorldHint=False),
+    )
+    async def execute_code(
+        ctx: Context,
+        code: Annotated[str, Field(description="Source, at most 100 KiB")],
+        language: Annotated[
+            Literal["typescript", "javascript", "python"], Field(description="Default typescript")
+        ] = "typescript",
+        sandboxId: Annotated[str | None, Field(description="Reuse this sandbox")] = None,
+        sessionId: Annotated[
+            str | None, Field(description="Groups records for pattern discovery")
+        ] = None,
+        context: Annotated[
+            dict[str, JsonValue] | None, Field(description="JSON object the code reads as context")
+        ] = None,
+        timeoutMs: Annotated[int | None, Field(description="Time limit in ms")] = None,
+        idempotencyKey: Annotated[
+            str | None, Field(description="A retry with the same key returns the first answer")
+        ] = None,
+        async_: Annotated[
+            bool, Field(validation_alias="async", description="Answer at once with an executionId")
+        ] = False,
+    ) -> CallToolResult:
+        principal = principal_of(ctx)
+        body: dict[str, Any] = {"code": code, "language": language, "async": async_}
+        for name, value in (
+            ("sandboxId", sandboxId), ("sessionId", sessionId), ("context", context),
+            ("timeoutMs", timeoutMs),
+        ):  # fmt: skip
+            if value is not None:
+                body[name] = value
+        try:
+            return await _execute(ctx, container, principal, body, idempotencyKey)
+        except (IrisError, StoreUnavailable) as exc:
+            raise tool_error(exc) from exc
+
+    @server.tool(name="getExecution", annotations=ToolAnnotations(readOnlyHint=True))
+    async def get_execution(
+        ctx: Context,
+        executionId: Annotated[str, Field(description="From executeCode's answer")],
+        after: Annotated[
+            int, Field(description="Only log lines after this one (the last cursor)", ge=0)
+        ] = 0,
+    ) -> CallToolResult:
+        """Status and log lines (after line `after`) of an execution started with async true
+        or still running when executeCode answered; once it has ended, its result too."""
+        principal = principal_of(ctx)
+        try:
+            body = container.background.describe(principal, executionId, after)
+        except (IrisError, StoreUnavailable) as exc:
+            raise tool_error(exc) from exc
+        return _answer(body, _describe_text(body))
+
+    @server.tool(name="getSandbox", annotations=ToolAnnotations(readOnlyHint=True))
+    async def get_sandbox(
+        ctx: Context, sandboxId: Annotated[str, Field(description="A sandbox of your project")]
+    ) -> CallToolResult:
+        """Status of a sandbox: active, status, createdAt, lastUsedAt, expiresAt."""
+        principal = principal_of(ctx)
+        try:
+            from iris_exec.services.sandboxes import validate_sandbox_id
+
+            body = await container.sandboxes.describe(principal, validate_sandbox_id(sandboxId))
+        except (IrisError, StoreUnavailable) as exc:
+            raise tool_error(exc) from exc
+        return _answer(body, f"sandbox {sandboxId}: {body.get('status')}")
+
+    @server.tool(name="closeSandbox", annotations=ToolAnnotations(destructiveHint=True))
+    async def close_sandbox(
+        ctx: Context, sandboxId: Annotated[str, Field(description="A sandbox of your project")]
+    ) -> CallToolResult:
+        """Close a sandbox of your project: its processes and files are gone."""
+        principal = principal_of(ctx)
+        try:
+            from iris_exec.services.sandboxes import validate_sandbox_id
+
+            await container.sandboxes.close(principal, validate_sandbox_id(sandboxId))
+        except (IrisError, StoreUnavailable) as exc:
+            raise tool_error(exc) from exc
+        return _answer({"sandboxId": sandboxId, "closed": True}, f"sandbox {sandboxId} closed")
+
+    del execute_code, get_execution, get_sandbox, close_sandbox  # registered on the server
+
+
+def _describe_text(body: dict[str, Any]) -> str:
+    lines = body.get("logs") or []
+    head = f"execution {body['executionId']}: {body['status']} ({len(lines)} new log lines," \
+        f" cursor {body.get('cursor')})"  # fmt: skip
+    tail = "\n".join(lines[-20:])
+    result = body.get("result")
+    if isinstance(result, dict):
+        return _readable(result, str(body.get("sandboxId")))
+    if body.get("reason"):
+        return f"{head}\n{body['reason']}"
+    return f"{head}\n{tail}" if tail else head
+
+
+async def _execute(
+    ctx: Context,
+    container: Container,
+    principal: Principal,
+    body: dict[str, Any],
+    key: str | None,
+) -> CallToolResult:
+    from iris_exec.services.requests import parse_execute  # the HTTP API's own rules
+
+    settings = container.settings
+    command = parse_execute(json.dumps(body).encode(), principal, settings)
+    if command.background:
+        started, _ = await container.idempotent.execute(
+            principal, command, key, container.background.submit
+        )
+        text = (
+            f"started execution {started['executionId']} in sandbox {started['sandboxId']};"
+            " read its log lines and result with getExecution"
+        )
+        return _answer(started, text)
+    budget = settings.mcp_wait_s
+    if budget is not None and command.timeout_s > budget:
+        # Longer than the transport allows (API Gateway's 29 s): run it in the background
+        # and wait for it as long as we may.
+        started, _ = await container.idempotent.execute(
+            principal, command, key, container.background.submit
+        )
+        return await _follow(ctx, container, principal, started, budget)
+    pump = _ProgressPump(ctx) if _progress_token(ctx) is not None else None
+    pumping = asyncio.create_task(pump.run()) if pump else None
+    try:
+        answer, _ = await container.idempotent.execute(
+            principal,
+            command,
+            key,
+            (lambda p, c: container.executions.execute(p, c, on_output=pump.add)) if pump else None,
+        )
+    finally:
+        if pumping is not None:
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pumping
+    if pump is not None:
+        pump.lines.close()
+        await pump.flush()
+    result = answer["result"]
+    return _answer(
+        {**result, "sandboxId": answer["sandboxId"]}, _readable(result, answer["sandboxId"])
+    )
+
+
+async def _follow(
+    ctx: Context,
+    container: Container,
+    principal: Principal,
+    started: dict[str, Any],
+    budget_s: float,
+) -> CallToolResult:
+    """Wait for a background execution up to ``budget_s``, sending its lines as progress."""
+    execution_id = started["executionId"]
+    pump = _ProgressPump(ctx) if _progress_token(ctx) is not None else None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget_s
+    lines: list[str] = []
+    while True:
+        body = await asyncio.to_thread(
+            container.background.describe, principal, execution_id, len(lines)
+        )
+        lines.extend(body["logs"])
+        if pump is not None:
+            await pump.flush(lines)
+        if body["status"] in FINAL_STATUSES:
+            result = body.get("result")
+            if not isinstance(result, dict):
+                raise ToolError(f"Execution {execution_id} failed: {body.get('reason')}")
+            return _answer(
+                {**result, "sandboxId": body["sandboxId"]}, _readable(result, body["sandboxId"])
+            )
+        if loop.time() >= deadline:
+            running = {
+                "executionId": execution_id,
+                "status": body["status"],
+                "sandboxId": body["sandboxId"],
+                "cursor": len(lines),
+            }
+            text = (
+                f"execution {execution_id} is still {body['status']} after {budget_s:g} s;"
+                f" call getExecution with executionId {execution_id} and after {len(lines)}"
+                " for its next log lines and, once it ends, its result"
+            )
+            return _answer(running, text)
+        await asyncio.sleep(FOLLOW_POLL_S)
