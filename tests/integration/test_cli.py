@@ -101,3 +101,80 @@ def test_run_goes_through_a_running_server_and_reuses_its_sandbox(
     # The temporary keys the CLI used are revoked.
     listing = server.cli("keys", "list", "--project", "gamma").stdout
     assert "active" not in listing
+
+
+def test_the_default_data_directory_is_the_same_from_any_folder(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "IRIS_DATA_DIR"}
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    elsewhere = [tmp_path / "a", tmp_path / "b"]
+    for folder in elsewhere:
+        folder.mkdir()
+
+    def keys(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(IRIS_EXEC), "keys", *args], env=env, cwd=folder, capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+
+    created = keys(elsewhere[0], "create", "--project", "roams")
+    assert created.returncode == 0, created.stderr
+    listed = keys(elsewhere[1], "list")
+    assert "roams" in listed.stdout
+    data_dir = tmp_path / "xdg" / "iris-exec"
+    assert f"local data directory {data_dir}" in listed.stderr  # said every time
+    assert (data_dir / "iris.db").exists()
+    assert not (elsewhere[0] / ".iris").exists() and not (elsewhere[1] / ".iris").exists()
+
+
+def test_a_bad_setting_is_one_line_without_a_traceback(data_dir: Path) -> None:
+    env = {**os.environ, "IRIS_DATA_DIR": str(data_dir), "IRIS_PORT": "99999"}
+    done = subprocess.run(
+        [str(IRIS_EXEC), "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "iris-exec: IRIS_PORT='99999' is not valid; it must be an integer from 0 to 65535"
+    )
+    assert done.stdout == ""
+
+
+def test_a_busy_port_is_said_before_any_key_is_made(data_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "IRIS_DATA_DIR": str(data_dir), "IRIS_PORT": str(port)}
+        done = subprocess.run(
+            [str(IRIS_EXEC), "serve"], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 2
+    assert f"port {port} on 127.0.0.1 is in use" in done.stderr
+    assert done.stdout == ""  # no key printed
+    assert "no keys" in cli(data_dir, "keys", "list").stderr
+
+
+def test_revoking_by_a_prefix_that_several_keys_share_says_so(data_dir: Path) -> None:
+    for _ in range(2):
+        assert cli(data_dir, "keys", "create", "--project", "twins").returncode == 0
+    done = cli(data_dir, "keys", "revoke", "sk_live_")
+    assert done.returncode == 1
+    assert "2 key(s) start with 'sk_live_'" in done.stderr
+    assert "revoked" not in cli(data_dir, "keys", "list").stdout
+
+
+def test_a_clean_restart_calls_no_sandbox_failed(tmp_path: Path) -> None:
+    data = tmp_path / "restart"
+    with LocalServer(data) as first:
+        key = first.create_key("restarts")
+        with first.client(key) as client:
+            sandbox = client.post("/api/iris/execute", json={"code": "return 1"}).json()[
+                "sandboxId"
+            ]
+    with LocalServer(data) as second:
+        with second.client(key) as client:
+            described = client.get("/api/iris/sandbox", params={"sandboxId": sandbox}).json()
+        log = second.log_path.read_text()
+    assert described["status"] == "closed" and described["active"] is False
+    assert "marked failed" not in log

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from iris_exec.settings import Backend, Settings
+from iris_exec.settings import Backend, InvalidSettings, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -55,21 +55,48 @@ def test_keyword_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "field"),
+    ("variable", "value", "message"),
     [
-        ("IRIS_PORT", "eighty", "port"),
-        ("IRIS_PORT", "70000", "port"),
-        ("IRIS_BACKEND", "gcp", "backend"),
-        ("IRIS_EXECUTION_TIMEOUT_S", "0", "execution_timeout_s"),
+        (
+            "IRIS_PORT",
+            "eighty",
+            "IRIS_PORT='eighty' is not valid; it must be an integer from 0 to 65535",
+        ),
+        (
+            "IRIS_PORT",
+            "70000",
+            "IRIS_PORT='70000' is not valid; it must be an integer from 0 to 65535",
+        ),
+        (
+            "IRIS_BACKEND",
+            "gcp",
+            "IRIS_BACKEND='gcp' is not valid; it must be one of 'local', 'aws'",
+        ),
+        (
+            "IRIS_EXECUTION_TIMEOUT_S",
+            "0",
+            "IRIS_EXECUTION_TIMEOUT_S='0' is not valid; it must be a number above 0",
+        ),
     ],
 )
-def test_a_bad_value_is_refused_with_its_field(
-    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
+def test_a_bad_value_is_refused_in_one_line_with_what_it_accepts(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
 ) -> None:
     monkeypatch.setenv(variable, value)
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(InvalidSettings) as raised:
         Settings()
-    assert [error["loc"] for error in raised.value.errors()] == [(field,)]
+    assert str(raised.value) == message
+
+
+def test_every_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IRIS_PORT", "-1")
+    monkeypatch.setenv("IRIS_SANDBOX_CPUS", "none")
+    with pytest.raises(InvalidSettings) as raised:
+        Settings()
+    assert str(raised.value).splitlines() == [
+        "IRIS_PORT='-1' is not valid; it must be an integer from 0 to 65535",
+        "IRIS_SANDBOX_CPUS='none' is not valid; it must be a number above 0",
+    ]
 
 
 def test_settings_are_frozen() -> None:

@@ -52,12 +52,30 @@ def _container(settings: Settings) -> Container:
 # -- serve ------------------------------------------------------------------------------
 
 
+def _check_port(host: str, port: int) -> None:
+    import errno
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"port {port} on {host} is in use by another program; stop it, or choose"
+                    " another port with --port or IRIS_PORT"
+                ) from None
+            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from iris_exec.local.server import create_local_app, engine_lock, write_server_info
 
     settings = _settings(host=args.host, port=args.port)
+    _check_port(settings.host, settings.port)  # before a key is made for a server that can't start
     with engine_lock(settings):
         container = _container(settings)
         if not container.auth.has_keys():
@@ -67,7 +85,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         url = f"http://{settings.host}:{settings.port}"
         write_server_info(settings, url)
         app = create_local_app(settings, container)
-        _err(f"IRIS code execution service {__version__} on {url} (data in {settings.data_dir})")
+        _err(
+            f"IRIS code execution service {__version__} on {url}"
+            f" (data in {settings.data_dir.resolve()}, IRIS_DATA_DIR)"
+        )
         uvicorn.run(
             app,
             host=settings.host,
@@ -97,6 +118,7 @@ def _key_store(args: argparse.Namespace) -> KeyStore:
     from iris_exec.adapters.sqlite.database import Database
     from iris_exec.adapters.sqlite.keys import SqliteKeyStore
 
+    _err(f"keys of the local data directory {settings.data_dir.resolve()} (IRIS_DATA_DIR)")
     return SqliteKeyStore(Database(settings.database_path))
 
 

@@ -13,7 +13,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+
+from iris_exec.domain.errors import ConfigurationError
 
 PREFIX = "IRIS_"
 #: Fields read from a variable of another name.
@@ -43,13 +46,57 @@ def environment(fields: dict[str, Any], env: dict[str, str] | None = None) -> di
     return found
 
 
+def default_data_dir() -> Path:
+    """$XDG_DATA_HOME/iris-exec, else ~/.local/share/iris-exec: not relative to the folder a
+    command runs in, so `keys list` elsewhere finds the server's keys."""
+    base = os.environ.get("XDG_DATA_HOME", "").strip()
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return root / "iris-exec"
+
+
+def allowed(field: FieldInfo) -> str:
+    """What a setting accepts, in words: "an integer from 0 to 65535"."""
+    annotation = field.annotation
+    kinds = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+    if isinstance(annotation, type) and issubclass(annotation, StrEnum):
+        return "one of " + ", ".join(repr(member.value) for member in annotation)
+    kind = next((words for t, words in kinds.items() if annotation in (t, t | None)), "a value")
+    bounds = []
+    for rule in field.metadata:
+        for attr, words in (("ge", "from"), ("gt", "above"), ("le", "to"), ("lt", "below")):
+            if getattr(rule, attr, None) is not None:
+                bounds.append(f"{words} {getattr(rule, attr):g}")
+    return " ".join([kind, *bounds])
+
+
+class InvalidSettings(ConfigurationError):
+    """Settings that cannot be used, each named with what it accepts, one line each."""
+
+    def __init__(self, exc: ValidationError, fields: dict[str, FieldInfo]) -> None:
+        self.errors = exc.errors(include_url=False)
+        lines = []
+        for error in self.errors:
+            name = str(error["loc"][0]) if error["loc"] else ""
+            variable = ALIASES.get(name, PREFIX + name.upper())
+            field = fields.get(name)
+            expected = f"; it must be {allowed(field)}" if field is not None else ""
+            value = error.get("input")
+            shown = "" if isinstance(value, dict) else f"={value!r}"
+            lines.append(f"{variable}{shown} is not valid{expected}")
+        super().__init__("\n".join(lines))
+
+
 class Settings(BaseModel):
     """Every limit of CONTRACT.md is a field here; defaults are the contract's."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     def __init__(self, **values: Any) -> None:
-        super().__init__(**{**environment(type(self).model_fields), **values})
+        fields = type(self).model_fields
+        try:
+            super().__init__(**{**environment(fields), **values})
+        except ValidationError as exc:
+            raise InvalidSettings(exc, fields) from None
 
     backend: Backend = Backend.LOCAL
 
@@ -66,7 +113,8 @@ class Settings(BaseModel):
     rate_limit_per_minute: int = Field(100, ge=1)
 
     # Local mode.
-    data_dir: Path = Path(".iris")
+    #: Local state (keys, registry, tool records): the same folder wherever a command runs.
+    data_dir: Path = Field(default_factory=lambda: default_data_dir())
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     sandbox_disk_mb: int = Field(512, ge=8)

@@ -120,6 +120,9 @@ async def local_engine(container: Container, mcp: McpEndpoint) -> AsyncIterator[
                     dispatcher = container.background.dispatcher
                     if isinstance(dispatcher, LocalDispatcher):
                         await dispatcher.shutdown()
+                    closed = container.sandboxes.close_running("the local server stopped")
+                    if closed:
+                        log.info("%d sandbox(es) closed as the server stops", closed)
     finally:
         await provider.shutdown()
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import Tool as MCPTool
-from pydantic import BaseModel, Field, JsonValue, PlainSerializer
+from pydantic import BaseModel, Field, JsonValue, PlainSerializer, ValidationError
 
 from iris_exec import __version__
 from iris_exec.domain.errors import IrisError, StoreUnavailable
@@ -211,6 +211,26 @@ class IrisMcpServer(MCPServer[Any]):
                 for tool in await super().list_tools()
             ]
         return self._listed
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> Any:
+        """Arguments that do not fit the schema are said in plain words: which argument and
+        what it must be, without pydantic's error codes, echoed input or documentation
+        links."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, ValidationError):
+                raise
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'arguments'}: {error['msg']}"
+                for error in cause.errors(include_url=False)
+            )
+            raise ToolError(
+                f"Error executing tool {name}: invalid arguments: {problems}"
+            ) from cause
 
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]

@@ -121,12 +121,15 @@ class AuthService:
             found = self._keys.find_by_hash(hash_key(key_or_prefix))
             candidates = [found] if found else []
         else:
-            candidates = [
-                k
-                for k in self._keys.list()
-                if k.key_id == key_or_prefix
-                or (len(key_or_prefix) >= 10 and k.prefix.startswith(key_or_prefix))
-            ]
+            keys = self._keys.list()
+            candidates = [k for k in keys if k.key_id == key_or_prefix]
+            by_prefix = [k for k in keys if k.prefix.startswith(key_or_prefix)]
+            if not candidates and by_prefix and len(key_or_prefix) < 10:
+                raise BadRequest(
+                    f"{len(by_prefix)} key(s) start with {key_or_prefix!r}: give at least 10"
+                    " characters of a key's prefix, or its key id (iris-exec keys list)"
+                )
+            candidates = candidates or by_prefix
         if not candidates:
             raise NotFound(f"no key matches {key_or_prefix!r}")
         if len(candidates) > 1:

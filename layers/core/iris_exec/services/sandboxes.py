@@ -310,6 +310,16 @@ class SandboxService:
                 closed += 1
         return closed
 
+    def close_running(self, detail: str) -> int:
+        """Mark every running sandbox of this provider closed, with the reason (a local server
+        stopping cleanly: its jails stop with it, and the next start has nothing to call
+        failed). Returns how many."""
+        now = self._clock()
+        return sum(
+            self._mark_gone(record, GoneReason.CLOSED, detail, at=now)
+            for record in self._registry.list_running(self._provider.name)
+        )
+
     async def reap(self) -> int:
         """Close sandboxes past their idle or lifetime deadline. Returns how many."""
         now = self._clock()
