@@ -25,6 +25,15 @@ def test_keys_are_found_by_hash_and_revoked(key_store: KeyStore) -> None:
     assert found is not None and found.revoked_at == 5.0 and not found.active
 
 
+def test_a_deleted_key_is_gone(key_store: KeyStore) -> None:
+    key_store.add(key("key_1", "p1", "a" * 64))
+    key_store.add(key("key_2", "p1", "b" * 64))
+    assert key_store.delete("key_1")
+    assert not key_store.delete("key_1")
+    assert key_store.find_by_hash("a" * 64) is None
+    assert [k.key_id for k in key_store.list("p1")] == ["key_2"]
+
+
 def test_the_same_hash_cannot_be_stored_twice(key_store: KeyStore) -> None:
     key_store.add(key())
     with pytest.raises(AlreadyExists):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,8 @@ def test_run_prints_the_result_and_exits_0_on_success(tmp_path: Path, data_dir: 
     script.write_text("const n: number = 2;\nconsole.log('hello');\nreturn { n };\n")
     done = cli(data_dir, "run", str(script))
     assert done.returncode == 0, done.stderr
-    assert done.stdout == '=== Results ===\n{\n  "n": 2\n}\n\n=== Output ===\nhello\n'
+    # The output as it was printed, then the returned value.
+    assert done.stdout == 'hello\n=== Results ===\n{\n  "n": 2\n}\n'
     assert "ok | code" in done.stderr and "project local" in done.stderr
 
 
@@ -37,7 +40,7 @@ def test_run_of_a_py_file_runs_python(tmp_path: Path, data_dir: Path) -> None:
     script.write_text("print('hello from python')\nreturn {'n': 2}\n")
     done = cli(data_dir, "run", str(script))
     assert done.returncode == 0, done.stderr
-    assert done.stdout == '=== Results ===\n{\n  "n": 2\n}\n\n=== Output ===\nhello from python\n'
+    assert done.stdout == 'hello from python\n=== Results ===\n{\n  "n": 2\n}\n'
 
 
 def test_run_exits_1_when_the_code_fails(tmp_path: Path, data_dir: Path) -> None:
@@ -90,17 +93,85 @@ def test_run_goes_through_a_running_server_and_reuses_its_sandbox(
     write.write_text("import fs from 'fs';\nfs.writeFileSync('cli.txt', 'from the cli');\n")
     first = server.cli("run", str(write), "--project", "gamma", "--json")
     assert first.returncode == 0, first.stderr
-    import json
-
     sandbox = json.loads(first.stdout)["sandboxId"]
     read = tmp_path / "read.ts"
     read.write_text("import fs from 'fs';\nreturn fs.readFileSync('cli.txt', 'utf8');\n")
     second = server.cli("run", str(read), "--project", "gamma", "--sandbox", sandbox)
     assert second.returncode == 0, second.stderr
     assert second.stdout.startswith('=== Results ===\n"from the cli"')
-    # The temporary keys the CLI used are revoked.
-    listing = server.cli("keys", "list", "--project", "gamma").stdout
-    assert "active" not in listing
+    # The keys the CLI used for these runs are gone, not left revoked.
+    assert server.cli("keys", "list", "--project", "gamma").stdout == ""
+
+
+def test_run_streams_lines_as_they_are_printed(server: LocalServer, tmp_path: Path) -> None:
+    script = tmp_path / "slow.js"
+    script.write_text(
+        "console.log('first');\nawait new Promise((r) => setTimeout(r, 2500));\n"
+        "console.error('warned');\nconsole.log('last');\nreturn 3;\n"
+    )
+    env = {**os.environ, **server.env}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [str(IRIS_EXEC), "run", str(script)], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    first_at = time.monotonic() - started
+    rest, errors = proc.communicate(timeout=60)
+    ended_at = time.monotonic() - started
+    assert first == "first\n"
+    assert ended_at - first_at > 1.5, (first_at, ended_at)  # shown live, not at the end
+    assert rest == "last\n=== Results ===\n3\n"
+    assert errors.startswith("warned\n") and "-- ok |" in errors
+    assert proc.returncode == 0
+
+
+def test_run_reads_stdin_with_a_language_session_and_context(server: LocalServer) -> None:
+    code = (
+        "from iris_prime import session_id, context\n"
+        "print('py', flush=True)\nreturn {'s': session_id, 'c': context}\n"
+    )
+    done = subprocess.run(
+        [str(IRIS_EXEC), "run", "-", "--language", "python", "--session", "cli-s1",
+         "--context", '{"user": "ada"}', "--json"],
+        input=code, env={**os.environ, **server.env}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)["result"]
+    assert result["output"].startswith(
+        '=== Results ===\n{\n  "s": "cli-s1",\n  "c": {\n    "user": "ada"\n  }\n}'
+    )
+
+
+def test_run_refuses_what_it_cannot_run(tmp_path: Path, data_dir: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("print(1)")
+    unknown = cli(data_dir, "run", str(notes))
+    assert unknown.returncode == 2
+    assert "cannot tell the language of" in unknown.stderr and "--language" in unknown.stderr
+    bad_context = cli(data_dir, "run", str(notes), "--language", "python", "--context", "[1]")
+    assert bad_context.returncode == 2 and "--context must be a JSON object" in bad_context.stderr
+    env = {**os.environ, "IRIS_DATA_DIR": str(data_dir), "IRIS_API_KEY": "sk_live_" + "a" * 43}
+    unreachable = subprocess.run(
+        [str(IRIS_EXEC), "run", str(notes), "--language", "python", "--url", "http://127.0.0.1:9"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert unreachable.returncode == 3
+    assert "cannot reach http://127.0.0.1:9" in unreachable.stderr
+
+
+def test_run_with_a_refused_key_is_a_service_error(server: LocalServer, tmp_path: Path) -> None:
+    script = tmp_path / "ok.ts"
+    script.write_text("return 1;\n")
+    env = {**os.environ, **server.env, "IRIS_API_KEY": "sk_live_" + "b" * 43}
+    done = subprocess.run(
+        [str(IRIS_EXEC), "run", str(script), "--url", server.url],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 3
+    assert "401: Invalid or inactive API key" in done.stderr and "requestId req_" in done.stderr
 
 
 def test_the_default_data_directory_is_the_same_from_any_folder(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -113,10 +114,11 @@ def test_code_mode_describes_every_iris_tool_in_both_languages(
 def test_an_unknown_surface_is_a_400_in_the_contract_shape(server: LocalServer, key: str) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     headers = {**RPC_HEADERS, "Authorization": f"Bearer {key}"}
-    response = httpx.post(f"{server.url}/mcp?tools=everything", json=body, headers=headers)
-    assert response.status_code == 400
-    assert response.json()["message"].startswith("tools must be 'code'")
-    assert set(response.json()) >= {"error", "statusCode", "timestamp", "path", "requestId"}
+    for query in ("?tools=everything", "?tools=", "?tools", "?tools=code&tools=all"):
+        response = httpx.post(f"{server.url}/mcp{query}", json=body, headers=headers)
+        assert response.status_code == 400, query
+        assert response.json()["message"].startswith("tools must be 'code'")
+        assert set(response.json()) >= {"error", "statusCode", "timestamp", "path", "requestId"}
 
 
 def test_mcp_answers_post_only(server: LocalServer, key: str) -> None:
@@ -222,15 +224,32 @@ def test_bad_input_is_a_tool_error_with_the_contracts_message(
                 await session.call_tool("executeCode", {"code": "1", "sessionId": "bad id!"}),
                 await session.call_tool("getSandbox", {"sandboxId": "../etc"}),
                 await session.call_tool("getExecution", {"executionId": "nope"}),
+                await session.call_tool("executeCode", {"code": "1", "timeoutMs": "2000"}),
+                await session.call_tool("executeCode", {"code": "1", "timeoutMs": True}),
+                await session.call_tool("executeCode", {"code": "1", "retries": 3}),
+                await session.call_tool("executeCode", {"code": "1", "projectId": "someone"}),
+                await session.call_tool("executeCode", {"code": 1}),
+                await session.call_tool(
+                    "getExecution", {"executionId": "ex_" + "a" * 16, "after": 2**63}
+                ),
             ]
             return [(a.is_error, text_of(a)) for a in answers]
 
-    empty, timeout, session_id, sandbox, execution = asyncio.run(run())
-    assert empty[0] and "'code' must not be empty" in empty[1]
+    empty, timeout, session_id, sandbox, execution, *strict = asyncio.run(run())
+    assert empty == (True, "400 Bad Request: 'code' must not be empty")
     assert timeout[0] and "'timeoutMs' must be between 1 and" in timeout[1]
     assert session_id[0] and "'sessionId' must be 1-128 characters" in session_id[1]
-    assert sandbox[0] and "400 Bad Request" in sandbox[1]
+    assert sandbox[0] and sandbox[1].startswith("400 Bad Request: ")
     assert execution[0] and "executionId must look like" in execution[1]
+    # As strict as the HTTP body: no coercion, no unknown fields, no other project.
+    as_text, as_bool, unknown, foreign, wrong_type, too_far = strict
+    assert as_text[0] and "timeoutMs" in as_text[1] and "400 Bad Request" in as_text[1]
+    assert as_bool[0] and "timeoutMs" in as_bool[1]
+    assert unknown == (True, "400 Bad Request: unknown field 'retries'")
+    assert foreign[0] and foreign[1].startswith("403 Forbidden: projectId does not match")
+    assert wrong_type[0] and wrong_type[1].startswith("invalid arguments: code:")
+    assert "pydantic" not in wrong_type[1] and "input_value" not in wrong_type[1]
+    assert too_far[0] and too_far[1].startswith("invalid arguments: after:")
 
 
 def test_an_idempotency_key_answers_a_retry_without_running_again(
@@ -276,6 +295,30 @@ def test_log_lines_arrive_as_progress_before_the_answer(server: LocalServer, key
     assert "[stdout] first line" in messages and "[stdout] second line" in messages
     first_at = next(at for at, message in seen if "first line" in message)
     assert first_at < answered_at - 1.0  # live, not replayed at the end
+
+
+def test_a_progress_token_of_zero_gets_progress(server: LocalServer, key: str) -> None:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": "executeCode",
+            "arguments": {"code": "console.log('p0');\nreturn 0"},
+            "_meta": {"progressToken": 0},
+        },
+    }
+    headers = {**RPC_HEADERS, "Authorization": f"Bearer {key}"}
+    response = httpx.post(f"{server.url}/mcp", json=body, headers=headers, timeout=60)
+    assert response.status_code == 200
+    messages = [
+        json.loads(line.removeprefix("data: "))
+        for line in response.text.splitlines()
+        if line.startswith("data: ")
+    ]
+    progress = [m for m in messages if m.get("method") == "notifications/progress"]
+    assert progress and progress[0]["params"]["progressToken"] == 0
+    assert "[stdout] p0" in progress[0]["params"]["message"]
 
 
 def test_a_ten_second_program_is_read_to_the_end_with_get_execution(
@@ -483,6 +526,24 @@ def test_the_stdio_bridge_without_a_key_says_what_to_set(server: LocalServer) ->
     assert done.stdout == ""
 
 
+def test_the_stdio_bridge_never_guesses_where_to_send_a_key(tmp_path: Path) -> None:
+    import subprocess
+
+    base = {"PATH": os.environ["PATH"], "IRIS_API_KEY": "sk_live_" + "a" * 43}
+    nothing_running = {**base, "IRIS_DATA_DIR": str(tmp_path / "empty")}
+    cleartext = {**base, "IRIS_URL": "http://iris.example.com"}
+    for env, said in (
+        (nothing_running, "no local server runs for this data directory"),
+        (cleartext, "plain http to another machine; use https"),
+    ):
+        done = subprocess.run(
+            [str(IRIS_EXEC), "mcp"], env=env, capture_output=True, text=True, timeout=30,
+            check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert said in done.stderr
+
+
 def test_the_stdio_bridge_with_a_revoked_key_fails_clearly(server: LocalServer) -> None:
     import subprocess
 
@@ -503,3 +564,43 @@ def test_the_stdio_bridge_with_a_revoked_key_fails_clearly(server: LocalServer) 
     assert done.returncode == 1
     assert f"cannot serve {server.url}" in done.stderr
     assert "answered 401: Invalid or inactive API key" in done.stderr
+
+
+def test_an_idempotency_key_never_crosses_projects(server: LocalServer) -> None:
+    planted = server.create_key("acme:evil")
+    victim = server.create_key("acme")
+    with server.client(planted) as client:
+        first = client.post(
+            "/api/iris/execute", json={"code": "return 'planted'"}, headers={"Idempotency-Key": "u"}
+        )
+    with server.client(victim) as client:
+        second = client.post(
+            "/api/iris/execute", json={"code": "return 'planted'"},
+            headers={"Idempotency-Key": "evil:u"},
+        )  # fmt: skip
+    assert first.status_code == 200 and second.status_code == 200
+    assert "Idempotent-Replayed" not in second.headers  # its own run, not the other's answer
+    assert second.json()["result"]["metadata"]["projectId"] == "acme"
+
+
+def test_a_waited_run_and_an_http_run_do_not_share_an_idempotency_answer(
+    waiting_server: LocalServer,
+) -> None:
+    key = waiting_server.create_key("mixed")
+    code = "return 42"
+    with waiting_server.client(key) as client:
+        http = client.post(
+            "/api/iris/execute", json={"code": code, "timeoutMs": 5000},
+            headers={"Idempotency-Key": "mixed-1"},
+        )  # fmt: skip
+    assert http.status_code == 200
+
+    async def run() -> CallToolResult:
+        async with mcp_session(waiting_server.url, key) as session:
+            return await session.call_tool(
+                "executeCode", {"code": code, "timeoutMs": 5000, "idempotencyKey": "mixed-1"}
+            )
+
+    answer = asyncio.run(run())
+    # Not the HTTP answer in the wrong shape, nor a crash: a different request.
+    assert answer.is_error and text_of(answer).startswith("422 Unprocessable")

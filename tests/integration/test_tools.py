@@ -508,8 +508,7 @@ def test_an_external_mcp_client_uses_the_tools_with_a_project_key(server: LocalS
     assert seen["fetched"]["prompt"]["template"] == "Hi {who}"
     assert seen["wrong"][0] is True
     assert seen["wrong"][1] == [
-        "Error executing tool submitVote: invalid arguments: vote: Input should be 'approve',"
-        " 'reject' or 'abstain'"
+        "invalid arguments: vote: Input should be 'approve', 'reject' or 'abstain'"
     ]  # plain words: no pydantic error codes, echoed input or documentation links
     # The same project sees it from a sandbox; another project does not.
     code = "import { iris } from './iris-prime';\nreturn await iris.getPrompt('ext');"

@@ -10,16 +10,13 @@ import asyncio
 import json
 import logging
 import sys
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iris_exec import __version__
 from iris_exec.composition import Container, build_local
 from iris_exec.domain.errors import AlreadyExists, ConfigurationError, IrisError
-from iris_exec.domain.models import Language, Principal
+from iris_exec.domain.models import Principal
 from iris_exec.domain.ports import KeyStore
 from iris_exec.services.auth import AuthService, validate_project_id
 from iris_exec.services.clock import system_clock
@@ -223,116 +220,101 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 # -- run --------------------------------------------------------------------------------
 
 
-def _print_result(answer: dict[str, Any], as_json: bool) -> int:
-    if as_json:
-        _out(json.dumps(answer, indent=2))
-        return 0 if answer.get("success") else 1
-    if "error" in answer and "result" not in answer:
-        _err(f"error {answer.get('statusCode')}: {answer.get('error')}: {answer.get('message')}")
-        return 1
-    result = answer["result"]
-    _out(result["output"])
-    meta = result["metadata"]
-    status = "ok" if result["success"] else f"failed: {result['error']['name']}"
-    created = "new" if meta.get("sandboxCreated") else "reused"
-    _err(
-        f"\n-- {status} | code {result['executionTime']} ms, setup {meta.get('setupTime', 0)} ms"
-        f" | sandbox {answer['sandboxId']} ({created}) | project {meta['projectId']}"
-    )
-    return 0 if result["success"] else 1
-
-
 async def _run_in_process(
-    settings: Settings, project: str, command: ExecuteCommand
+    settings: Settings, project: str, command: ExecuteCommand, *, stream: bool
 ) -> dict[str, Any]:
+    from iris_exec.cli_run import show_chunk
     from iris_exec.local.server import local_engine, mcp_endpoint
 
     container = _container(settings)
     async with local_engine(container, mcp_endpoint(container)):
         principal = Principal(project_id=project, key_id="cli")
-        try:
-            return await container.executions.execute(principal, command)
-        except IrisError as exc:
-            return {"error": exc.title, "message": exc.message, "statusCode": exc.status}
-
-
-def _run_via_server(
-    settings: Settings, url: str, project: str, payload: dict[str, Any]
-) -> dict[str, Any]:
-    """A server owns this data directory: run there (so --sandbox can reuse its sandboxes),
-    with a key made for this one call and revoked after it."""
-    container = _container(settings)
-    key, record = container.auth.create_key(project, name="iris-exec run (temporary)")
-    try:
-        request = urllib.request.Request(  # noqa: S310 - our own local server
-            f"{url}/api/iris/execute",
-            data=json.dumps(payload).encode(),
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-            method="POST",
+        return await container.executions.execute(
+            principal, command, on_output=show_chunk if stream else None
         )
-        try:
-            with urllib.request.urlopen(request, timeout=settings.execution_timeout_s + 60) as resp:  # noqa: S310
-                answer: dict[str, Any] = json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            answer = json.loads(exc.read())
-        return answer
-    finally:
-        container.auth.revoke(record.key_id)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import os
+
+    from iris_exec import cli_run as runner
     from iris_exec.local.server import engine_lock, running_server
 
-    path = Path(args.file)
     try:
-        code = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        _err(f"cannot read {path}: {exc.strerror}")
-        return 2
+        language = runner.language_of(args.file, args.language)
+        code = runner.read_code(args.file)
+        context = runner.parse_context(args.context)
+    except runner.UsageError as exc:
+        _err(f"iris-exec run: {exc}")
+        return runner.EXIT_USAGE
     project = validate_project_id(args.project)
     if args.sandbox:
         validate_sandbox_id(args.sandbox)
+    payload: dict[str, Any] = {"code": code, "language": language}
+    for name, value in (
+        ("sessionId", args.session), ("context", context), ("sandboxId", args.sandbox),
+        ("timeoutMs", args.timeout_ms),
+    ):  # fmt: skip
+        if value is not None:
+            payload[name] = value
     settings = _settings()
-    language: Language = (
-        "python"
-        if path.suffix == ".py"
-        else "javascript"
-        if path.suffix in {".js", ".mjs", ".cjs"}
-        else "typescript"
-    )
-    server = running_server(settings)
-    if server is not None:
-        payload: dict[str, Any] = {"code": code, "language": language}
-        if args.sandbox:
-            payload["sandboxId"] = args.sandbox
-        if args.timeout_ms:
-            payload["timeoutMs"] = args.timeout_ms
-        return _print_result(_run_via_server(settings, server["url"], project, payload), args.json)
+    url = args.url or os.environ.get("IRIS_URL", "").strip() or None
+    key = os.environ.get("IRIS_API_KEY", "").strip() or None
+    try:
+        if url is not None:
+            url = runner.checked_url(url)
+            if key is None:
+                _err("iris-exec run: --url (IRIS_URL) needs a project API key in IRIS_API_KEY")
+                return runner.EXIT_USAGE
+            return runner.run_on_server(runner.Api(url, key), payload, as_json=args.json)
+        server = running_server(settings)
+        if server is not None:
+            if key is not None:
+                return runner.run_on_server(
+                    runner.Api(server["url"], key), payload, as_json=args.json
+                )
+            # A key for this one run, forgotten after it: nothing is left in `keys list`.
+            auth = _container(settings).auth
+            temporary, record = auth.create_key(project, name="iris-exec run (temporary)")
+            try:
+                api = runner.Api(server["url"], temporary)
+                return runner.run_on_server(api, payload, as_json=args.json)
+            finally:
+                auth.delete_key(record.key_id)
+    except runner.UsageError as exc:
+        _err(f"iris-exec run: {exc}")
+        return runner.EXIT_USAGE
+    except runner.ServiceError as exc:
+        _err(f"iris-exec run: {exc}")
+        return runner.EXIT_SERVICE
     if args.sandbox:
         _err(
             "note: no local server is running, so no sandbox outlives this command;"
             " start `iris-exec serve` to reuse sandboxes between runs"
         )
-    command = ExecuteCommand(
-        code=code,
-        language=language,
-        timeout_s=(args.timeout_ms / 1000) if args.timeout_ms else settings.execution_timeout_s,
-        sandbox_id=args.sandbox,
-    )
+    from iris_exec.services.requests import parse_execute
+
+    command = parse_execute(json.dumps(payload).encode(), Principal(project, "cli"), settings)
     with engine_lock(settings):
-        answer = asyncio.run(_run_in_process(settings, project, command))
-    return _print_result(answer, args.json)
+        try:
+            answer = asyncio.run(_run_in_process(settings, project, command, stream=not args.json))
+        except IrisError as exc:
+            _err(f"iris-exec run: {exc.message}")
+            return runner.EXIT_SERVICE
+    if args.json:
+        _out(json.dumps(answer, indent=2))
+        return runner.EXIT_OK if answer.get("success") else runner.EXIT_CODE_FAILED
+    return runner.show_answer(answer, streamed=True)
 
 
 # -- mcp ----------------------------------------------------------------------------------
-
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
     """MCP over stdio for desktop clients, forwarding to the service's /mcp."""
     import os
 
+    from iris_exec.cli_run import UsageError, checked_url
     from iris_exec.local.server import running_server
     from iris_exec.mcp.bridge import serve
 
@@ -345,8 +327,21 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         return 2
     url = args.url or os.environ.get("IRIS_URL", "").strip()
     if not url:
+        # Only the server of our own data directory: never a guessed port another user of
+        # this machine could be listening on.
         local = running_server(_settings())
-        url = local["url"] if local else DEFAULT_URL
+        if local is None:
+            _err(
+                "iris-exec mcp: no local server runs for this data directory; start one"
+                " (iris-exec serve) or set IRIS_URL to the service"
+            )
+            return 2
+        url = local["url"]
+    try:
+        url = checked_url(url)
+    except UsageError as exc:
+        _err(f"iris-exec mcp: {exc}")
+        return 2
     tools = args.tools or os.environ.get("IRIS_MCP_TOOLS", "").strip() or "all"
     if tools not in ("all", "code"):
         _err("iris-exec mcp: --tools (IRIS_MCP_TOOLS) must be 'all' or 'code'")
@@ -411,11 +406,23 @@ def parser() -> argparse.ArgumentParser:
     imports.add_argument("--table", default="iris_api_keys")
     imports.set_defaults(func=cmd_keys_import)
 
-    run = sub.add_parser("run", help="run a file in a sandbox and show the result")
-    run.add_argument("file")
+    run = sub.add_parser(
+        "run",
+        help="run a file (or - for stdin) in a sandbox, its output shown as it is printed",
+        description="Exit codes: 0 the code succeeded, 1 it failed, 2 a usage error,"
+        " 3 the service refused or failed.",
+    )
+    run.add_argument("file", help="a .ts/.js/.py file, or - to read the code from stdin")
+    run.add_argument(
+        "--language", choices=["typescript", "javascript", "python"], default=None,
+        help="default: from the file's suffix (stdin: typescript)",
+    )  # fmt: skip
     run.add_argument("--project", default=LOCAL_PROJECT)
+    run.add_argument("--session", default=None, help="sessionId (groups records for patterns)")
+    run.add_argument("--context", default=None, help="a JSON object, or @file.json")
     run.add_argument("--sandbox", default=None, help="reuse this sandbox (needs a running server)")
     run.add_argument("--timeout-ms", type=int, default=None)
+    run.add_argument("--url", default=None, help="run on this service (IRIS_URL) with IRIS_API_KEY")
     run.add_argument("--json", action="store_true", help="print the API's JSON answer")
     run.set_defaults(func=cmd_run)
 

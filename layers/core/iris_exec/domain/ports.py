@@ -91,6 +91,9 @@ class KeyStore(Protocol):
 
     def revoke(self, key_id: str, at: float) -> bool: ...
 
+    def delete(self, key_id: str) -> bool:
+        """Forget a key entirely (a temporary key of the CLI). True if one was deleted."""
+
 
 class RateLimitStore(Protocol):
     def hit(self, subject: str, window_start: int, window_s: int) -> int:

@@ -127,7 +127,7 @@ class McpEndpoint:
 
     @staticmethod
     def requested_surface(scope: Scope) -> Surface:
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         asked = query.get("tools", ["all"])
         if len(asked) != 1 or asked[0] not in KEY_SURFACES:
             raise BadRequest("tools must be 'code' (code execution only) or 'all' (the default)")

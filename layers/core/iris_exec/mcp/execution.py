@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -22,7 +23,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, JsonValue
 
-from iris_exec.domain.errors import IrisError, StoreUnavailable
+from iris_exec.domain.errors import BadRequest, IrisError, StoreUnavailable
 from iris_exec.domain.models import FINAL_STATUSES, OutputChunk, Principal
 from iris_exec.services.output import LiveLines
 
@@ -39,8 +40,9 @@ PROGRESS_MESSAGE_CHARS = 8192
 #: How much output the readable text block of an answer shows (the structured content
 #: carries all of it).
 TEXT_OUTPUT_CHARS = 4000
-#: How often a long run is polled while executeCode waits for it.
-FOLLOW_POLL_S = 0.2
+#: How often a long run is polled while executeCode waits for it (backing off to the max).
+FOLLOW_POLL_S = 0.25
+FOLLOW_POLL_MAX_S = 2.0
 
 IRIS_API = """\
 Code runs as an ES module (TypeScript types stripped) or Python 3; top-level await and return \
@@ -95,7 +97,10 @@ def principal_of(ctx: Context) -> Principal:
 
 def _progress_token(ctx: Context) -> object | None:
     meta: dict[str, object] = dict(ctx.request_context.meta or {})
-    return meta.get("progress_token") or meta.get("progressToken")
+    for name in ("progress_token", "progressToken"):
+        if meta.get(name) is not None:  # 0 and "" are tokens too
+            return meta[name]
+    return None
 
 
 def tool_error(exc: IrisError | StoreUnavailable) -> ToolError:
@@ -197,15 +202,15 @@ def register_execution_tools(
         ] = False,
     ) -> CallToolResult:
         principal = principal_of(ctx)
-        body: dict[str, Any] = {"code": code, "language": language, "async": async_}
-        for name, value in (
-            ("sandboxId", sandboxId), ("sessionId", sessionId), ("context", context),
-            ("timeoutMs", timeoutMs),
-        ):  # fmt: skip
-            if value is not None:
-                body[name] = value
+        # The arguments as sent, checked by the HTTP API's own strict rules (the schema above
+        # is for the agent; pydantic's would coerce "2000" or true to a number).
+        params = ctx.request_context.params or {}
+        body = dict(params.get("arguments") or {})
+        key = body.pop("idempotencyKey", None)
         try:
-            return await _execute(ctx, container, principal, body, idempotencyKey)
+            if key is not None and not isinstance(key, str):
+                raise BadRequest("'idempotencyKey' must be a string")
+            return await _execute(ctx, container, principal, body, key)
         except (IrisError, StoreUnavailable) as exc:
             raise tool_error(exc) from exc
 
@@ -214,7 +219,8 @@ def register_execution_tools(
         ctx: Context,
         executionId: Annotated[str, Field(description="From executeCode's answer")],
         after: Annotated[
-            int, Field(description="Only log lines after this one (the last cursor)", ge=0)
+            int,
+            Field(description="Only log lines after this one (the last cursor)", ge=0, le=10**9),
         ] = 0,
     ) -> CallToolResult:
         """Status and log lines (after line `after`) of an execution started with async true
@@ -280,6 +286,8 @@ async def _execute(
     from iris_exec.services.requests import parse_execute  # the HTTP API's own rules
 
     settings = container.settings
+    # The wait counts from the request's arrival: creating a sandbox is part of it.
+    deadline = asyncio.get_running_loop().time() + (settings.mcp_wait_s or 0.0)
     command = parse_execute(json.dumps(body).encode(), principal, settings)
     if command.background:
         started, _ = await container.idempotent.execute(
@@ -290,14 +298,14 @@ async def _execute(
             " read its log lines and result with getExecution"
         )
         return _answer(started, text)
-    budget = settings.mcp_wait_s
-    if budget is not None and command.timeout_s > budget:
-        # Longer than the transport allows (API Gateway's 29 s): run it in the background
-        # and wait for it as long as we may.
+    if settings.mcp_wait_s is not None:
+        # The transport has a time limit (API Gateway's 29 s): run in the background (a
+        # background run is its own idempotent request) and wait for it while we may.
+        command = replace(command, background=True)
         started, _ = await container.idempotent.execute(
             principal, command, key, container.background.submit
         )
-        return await _follow(ctx, container, principal, started, budget)
+        return await _follow(ctx, container, principal, started, deadline)
     pump = _ProgressPump(ctx) if _progress_token(ctx) is not None else None
     pumping = asyncio.create_task(pump.run()) if pump else None
     try:
@@ -326,13 +334,14 @@ async def _follow(
     container: Container,
     principal: Principal,
     started: dict[str, Any],
-    budget_s: float,
+    deadline: float,
 ) -> CallToolResult:
-    """Wait for a background execution up to ``budget_s``, sending its lines as progress."""
+    """Wait for a background execution until ``deadline`` (event-loop time), sending its
+    lines as progress; poll no faster than the worker stores them, backing off."""
     execution_id = started["executionId"]
     pump = _ProgressPump(ctx) if _progress_token(ctx) is not None else None
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + budget_s
+    poll_s = max(FOLLOW_POLL_S, container.settings.execution_log_flush_s)
     lines: list[str] = []
     while True:
         body = await asyncio.to_thread(
@@ -356,9 +365,10 @@ async def _follow(
                 "cursor": len(lines),
             }
             text = (
-                f"execution {execution_id} is still {body['status']} after {budget_s:g} s;"
+                f"execution {execution_id} is still {body['status']};"
                 f" call getExecution with executionId {execution_id} and after {len(lines)}"
                 " for its next log lines and, once it ends, its result"
             )
             return _answer(running, text)
-        await asyncio.sleep(FOLLOW_POLL_S)
+        await asyncio.sleep(min(poll_s, max(0.0, deadline - loop.time())))
+        poll_s = min(poll_s * 1.5, FOLLOW_POLL_MAX_S)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp_types import Tool as MCPTool
 from pydantic import BaseModel, Field, JsonValue, PlainSerializer, ValidationError
 
@@ -215,22 +215,23 @@ class IrisMcpServer(MCPServer[Any]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> Any:
-        """Arguments that do not fit the schema are said in plain words: which argument and
-        what it must be, without pydantic's error codes, echoed input or documentation
-        links."""
+        """Tool errors in the contract's words: arguments that do not fit the schema said
+        plainly (which argument, what it must be: no pydantic codes, echoed input or
+        links), and no "Error executing tool" in front."""
         try:
             return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise  # a crash: its generic text stays generic
         except ToolError as exc:
             cause = exc.__cause__
-            if not isinstance(cause, ValidationError):
-                raise
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in error['loc']) or 'arguments'}: {error['msg']}"
-                for error in cause.errors(include_url=False)
-            )
-            raise ToolError(
-                f"Error executing tool {name}: invalid arguments: {problems}"
-            ) from cause
+            if isinstance(cause, ValidationError):
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in error['loc']) or 'arguments'}: {error['msg']}"
+                    for error in cause.errors(include_url=False)
+                )
+                raise ToolError(f"invalid arguments: {problems}") from cause
+            # The SDK puts "Error executing tool <name>: " in front; the caller knows the name.
+            raise ToolError(str(exc).removeprefix(f"Error executing tool {name}: ")) from cause
 
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]

@@ -140,6 +140,10 @@ class AuthService:
         self._keys.revoke(record.key_id, self._clock())
         return record
 
+    def delete_key(self, key_id: str) -> bool:
+        """Forget a key entirely (the CLI's key for one run)."""
+        return self._keys.delete(key_id)
+
     def list_keys(self, project_id: str | None = None) -> list[ApiKeyRecord]:
         return self._keys.list(project_id)
 

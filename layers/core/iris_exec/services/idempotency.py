@@ -56,7 +56,9 @@ class IdempotentExecutions:
             return await run(principal, command), False
         if not KEY_PATTERN.match(key):
             raise BadRequest("Idempotency-Key must be 1-255 printable ASCII characters, no spaces")
-        scoped = f"{principal.project_id}:{key}"  # another project's key is another key
+        # Another project's key is another key. As JSON, no (project, key) pair can read as
+        # another's, as "acme:evil" + "u" and "acme" + "evil:u" did when joined with ':'.
+        scoped = json.dumps([principal.project_id, key], separators=(",", ":"))
         print_ = fingerprint(command)
         hit = self._store.begin(
             scoped, print_, self._clock(), lock_s=command.timeout_s + CLAIM_GRACE_S

@@ -89,20 +89,40 @@ class DynamoKeyStore:
             items = list(scan_all(self._client, request))
         return sorted((_record(item) for item in items), key=lambda r: (r.created_at, r.key_id))
 
+    def _hashes(self, key_id: str) -> tuple[str, ...]:
+        return tuple(
+            item["keyHash"]["S"]
+            for item in query_all(
+                self._client,
+                {
+                    "TableName": self._table,
+                    "IndexName": "byKeyId",
+                    "KeyConditionExpression": "keyId = :id",
+                    "ExpressionAttributeValues": {":id": text(key_id)},
+                },
+            )
+        )
+
+    def delete(self, key_id: str) -> bool:
+        deleted = False
+        with store_errors("deleting an API key"):
+            for key_hash in self._hashes(key_id):
+                try:
+                    self._client.delete_item(
+                        TableName=self._table,
+                        Key={"keyHash": text(key_hash)},
+                        ConditionExpression="keyId = :id",
+                        ExpressionAttributeValues={":id": text(key_id)},
+                    )
+                    deleted = True
+                except AwsError as exc:
+                    if not is_condition_failure(exc):
+                        raise
+        return deleted
+
     def revoke(self, key_id: str, at: float) -> bool:
         with store_errors("revoking an API key"):
-            hashes = [
-                item["keyHash"]["S"]
-                for item in query_all(
-                    self._client,
-                    {
-                        "TableName": self._table,
-                        "IndexName": "byKeyId",
-                        "KeyConditionExpression": "keyId = :id",
-                        "ExpressionAttributeValues": {":id": text(key_id)},
-                    },
-                )
-            ]
+            hashes = self._hashes(key_id)
             revoked = False
             for key_hash in hashes:
                 try:

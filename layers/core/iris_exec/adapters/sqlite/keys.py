@@ -61,6 +61,11 @@ class SqliteKeyStore:
                 ).fetchall()
         return [_record(r) for r in rows]
 
+    def delete(self, key_id: str) -> bool:
+        with self._db.cursor() as cur:
+            cur.execute("DELETE FROM api_keys WHERE key_id = ?", (key_id,))
+            return cur.rowcount == 1
+
     def revoke(self, key_id: str, at: float) -> bool:
         with self._db.cursor() as cur:
             cur.execute(
