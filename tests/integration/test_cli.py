@@ -249,3 +249,66 @@ def test_a_clean_restart_calls_no_sandbox_failed(tmp_path: Path) -> None:
         log = second.log_path.read_text()
     assert described["status"] == "closed" and described["active"] is False
     assert "marked failed" not in log
+
+
+def _path_without(tmp_path: Path, *missing: str) -> str:
+    """A PATH with this machine's tools except ``missing`` (symlinks in a folder)."""
+    import shutil
+
+    folder = tmp_path / "bin"
+    folder.mkdir(exist_ok=True)
+    for tool in ("node", "python3", "bwrap", "setpriv", "umount", "mount"):
+        found = shutil.which(tool)
+        if found and tool not in missing:
+            (folder / tool).symlink_to(found)
+    return str(folder)
+
+
+def test_doctor_finds_a_missing_bubblewrap_and_a_busy_port(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "PATH": _path_without(tmp_path, "bwrap"),
+            "IRIS_DATA_DIR": str(tmp_path / "data"),
+            "IRIS_PORT": str(port),
+        }
+        done = subprocess.run(
+            [str(IRIS_EXEC), "doctor"], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("FAIL bubblewrap") and "not on PATH" in line for line in lines)
+    assert "fix: apt-get install bubblewrap (or make setup)" in done.stdout
+    assert any(
+        line.startswith("FAIL port") and f"127.0.0.1:{port} is in use" in line for line in lines
+    )
+    assert any(line.startswith("ok   node") for line in lines)
+    assert "2 problem(s): bubblewrap, port" in done.stderr
+
+
+def test_doctor_passes_on_a_machine_that_has_everything(tmp_path: Path) -> None:
+    env = {**os.environ, "IRIS_DATA_DIR": str(tmp_path / "data"), "IRIS_PORT": "0"}
+    done = subprocess.run(
+        [str(IRIS_EXEC), "doctor"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout
+    assert "all checks passed" in done.stderr
+
+
+def test_a_bad_python_path_disables_python_only(tmp_path: Path) -> None:
+    with LocalServer(tmp_path / "data", python_path="/nonexistent/python3") as running:
+        key = running.create_key("no-python")
+        with running.client(key) as client:
+            typescript = client.post("/api/iris/execute", json={"code": "return 1"})
+            python = client.post(
+                "/api/iris/execute", json={"code": "return 1", "language": "python"}
+            )
+        log = running.log_path.read_text()
+    assert typescript.status_code == 200
+    assert python.status_code == 503
+    assert "IRIS_PYTHON_PATH=/nonexistent/python3 is not Python 3.11+" in log

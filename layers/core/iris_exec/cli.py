@@ -307,6 +307,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return runner.show_answer(answer, streamed=True)
 
 
+# -- doctor -------------------------------------------------------------------------------
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from iris_exec.doctor import diagnose
+
+    findings = diagnose()
+    width = max(len(f.check) for f in findings)
+    for finding in findings:
+        mark = "ok  " if finding.ok else "FAIL"
+        _out(f"{mark} {finding.check:<{width}}  {finding.detail}")
+        if finding.fix:
+            _out(f"     {'':<{width}}  fix: {finding.fix}")
+    failed = [f.check for f in findings if not f.ok]
+    _err(f"{len(failed)} problem(s): {', '.join(failed)}" if failed else "all checks passed")
+    return 1 if failed else 0
+
+
 # -- mcp ----------------------------------------------------------------------------------
 
 
@@ -425,6 +443,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--url", default=None, help="run on this service (IRIS_URL) with IRIS_API_KEY")
     run.add_argument("--json", action="store_true", help="print the API's JSON answer")
     run.set_defaults(func=cmd_run)
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check this machine for the local server: what is wrong and how to fix it",
+        description="Exit 0 when every check passes, 1 otherwise.",
+    )
+    doctor.set_defaults(func=cmd_doctor)
 
     bridge = sub.add_parser(
         "mcp",
