@@ -312,3 +312,37 @@ def test_a_bad_python_path_disables_python_only(tmp_path: Path) -> None:
     assert typescript.status_code == 200
     assert python.status_code == 503
     assert "IRIS_PYTHON_PATH=/nonexistent/python3 is not Python 3.11+" in log
+
+
+def test_executions_follow_and_show_audit_and_close_through_the_server(
+    server: LocalServer,
+) -> None:
+    key = server.create_key("operator")
+    with server.client(key) as client:
+        started = client.post(
+            "/api/iris/execute",
+            json={
+                "async": True,
+                "code": "console.log('a');\nawait new Promise((r) => setTimeout(r, 800));\nconsole.log('b');\nreturn 'z';",
+            },
+        ).json()
+    execution, sandbox = started["executionId"], started["sandboxId"]
+    followed = server.cli("executions", "follow", execution, "--project", "operator")
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout == 'a\nb\n=== Results ===\n"z"\n'
+    shown = server.cli("executions", "show", execution, "--project", "operator")
+    assert json.loads(shown.stdout)["status"] == "succeeded"
+    trail = server.cli("audit", "--json", "--project", "operator")
+    kinds = {(e["kind"], e["executionId"]) for e in json.loads(trail.stdout)["events"]}
+    assert any(execution == executed for _, executed in kinds)
+    closed = server.cli("sandboxes", "close", sandbox, "--project", "operator")
+    assert closed.returncode == 0 and f"Sandbox {sandbox} closed" in closed.stderr
+    with server.client(key) as client:
+        described = client.get("/api/iris/sandbox", params={"sandboxId": sandbox}).json()
+    assert described["status"] == "closed"
+    # Another project's view: the same execution is not found, and says so.
+    other = server.cli("executions", "show", execution, "--project", "someone-else")
+    assert other.returncode == 3 and "404: Execution" in other.stderr
+    # The commands' own keys are gone.
+    listing = server.cli("keys", "list", "--project", "operator").stdout
+    assert listing.count("\n") == 2  # the header and the one key made above

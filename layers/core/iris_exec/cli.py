@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,7 @@ from iris_exec.settings import Settings
 
 if TYPE_CHECKING:
     from iris_exec.adapters.apigateway import UsagePlanKeys
+    from iris_exec.cli_client import Api
 
 LOCAL_PROJECT = "local"
 
@@ -220,10 +223,76 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 # -- run --------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _service(args: argparse.Namespace, settings: Settings, project: str) -> Iterator[Api | None]:
+    """The HTTP API to use: --url (IRIS_URL) with IRIS_API_KEY; else the local server of
+    this data directory, with IRIS_API_KEY or a key of ``project`` made for this command
+    and deleted after it (nothing is left in `keys list`); else None."""
+    import os
+
+    from iris_exec.cli_client import Api, UsageError, checked_url
+    from iris_exec.local.server import running_server
+
+    url = getattr(args, "url", None) or os.environ.get("IRIS_URL", "").strip() or None
+    key = os.environ.get("IRIS_API_KEY", "").strip() or None
+    if url is not None:
+        if key is None:
+            raise UsageError("--url (IRIS_URL) needs a project API key in IRIS_API_KEY")
+        yield Api(checked_url(url), key)
+        return
+    server = running_server(settings)
+    if server is None:
+        yield None
+        return
+    if key is not None:
+        yield Api(server["url"], key)
+        return
+    auth = _container(settings).auth
+    temporary, record = auth.create_key(project, name="iris-exec (temporary)")
+    try:
+        yield Api(server["url"], temporary)
+    finally:
+        auth.delete_key(record.key_id)
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    """sandboxes, executions and audit: read and close through the HTTP API."""
+    from iris_exec import cli_client as client
+
+    settings = _settings()
+    name = f"iris-exec {args.command}"
+    try:
+        with _service(args, settings, validate_project_id(args.project)) as api:
+            if api is None:
+                _err(f"{name}: no server runs for this data directory; start one"
+                     " (iris-exec serve) or set IRIS_URL and IRIS_API_KEY")  # fmt: skip
+                return client.EXIT_USAGE
+            action = getattr(args, "action", None)
+            if args.command == "audit":
+                return client.audit(api, args.since, args.until, args.limit, args.json)
+            if args.command == "sandboxes" and action == "list":
+                return client.sandboxes_list(api, args.status, args.json)
+            if args.command == "sandboxes" and action == "close":
+                if bool(args.sandbox_id) == bool(args.all):
+                    raise client.UsageError("give a sandbox id or --all, not both")
+                return client.sandboxes_close(api, args.sandbox_id, args.all)
+            if action == "list":
+                return client.executions_list(api, args.sandbox, args.status, args.json)
+            if action == "show":
+                return client.executions_show(api, args.execution_id)
+            return client.executions_follow(api, args.execution_id)
+    except client.UsageError as exc:
+        _err(f"{name}: {exc}")
+        return client.EXIT_USAGE
+    except client.ServiceError as exc:
+        _err(f"{name}: {exc}")
+        return client.EXIT_SERVICE
+
+
 async def _run_in_process(
     settings: Settings, project: str, command: ExecuteCommand, *, stream: bool
 ) -> dict[str, Any]:
-    from iris_exec.cli_run import show_chunk
+    from iris_exec.cli_client import show_chunk
     from iris_exec.local.server import local_engine, mcp_endpoint
 
     container = _container(settings)
@@ -235,10 +304,8 @@ async def _run_in_process(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import os
-
-    from iris_exec import cli_run as runner
-    from iris_exec.local.server import engine_lock, running_server
+    from iris_exec import cli_client as runner
+    from iris_exec.local.server import engine_lock
 
     try:
         language = runner.language_of(args.file, args.language)
@@ -258,29 +325,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if value is not None:
             payload[name] = value
     settings = _settings()
-    url = args.url or os.environ.get("IRIS_URL", "").strip() or None
-    key = os.environ.get("IRIS_API_KEY", "").strip() or None
     try:
-        if url is not None:
-            url = runner.checked_url(url)
-            if key is None:
-                _err("iris-exec run: --url (IRIS_URL) needs a project API key in IRIS_API_KEY")
-                return runner.EXIT_USAGE
-            return runner.run_on_server(runner.Api(url, key), payload, as_json=args.json)
-        server = running_server(settings)
-        if server is not None:
-            if key is not None:
-                return runner.run_on_server(
-                    runner.Api(server["url"], key), payload, as_json=args.json
-                )
-            # A key for this one run, forgotten after it: nothing is left in `keys list`.
-            auth = _container(settings).auth
-            temporary, record = auth.create_key(project, name="iris-exec run (temporary)")
-            try:
-                api = runner.Api(server["url"], temporary)
+        with _service(args, settings, project) as api:
+            if api is not None:
                 return runner.run_on_server(api, payload, as_json=args.json)
-            finally:
-                auth.delete_key(record.key_id)
     except runner.UsageError as exc:
         _err(f"iris-exec run: {exc}")
         return runner.EXIT_USAGE
@@ -332,7 +380,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     """MCP over stdio for desktop clients, forwarding to the service's /mcp."""
     import os
 
-    from iris_exec.cli_run import UsageError, checked_url
+    from iris_exec.cli_client import UsageError, checked_url
     from iris_exec.local.server import running_server
     from iris_exec.mcp.bridge import serve
 
@@ -443,6 +491,36 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--url", default=None, help="run on this service (IRIS_URL) with IRIS_API_KEY")
     run.add_argument("--json", action="store_true", help="print the API's JSON answer")
     run.set_defaults(func=cmd_run)
+
+    service = argparse.ArgumentParser(add_help=False)
+    service.add_argument(
+        "--project", default=LOCAL_PROJECT, help="for the local server's temporary key"
+    )
+    service.add_argument("--url", default=None, help="the service (IRIS_URL) with IRIS_API_KEY")
+    listed = argparse.ArgumentParser(add_help=False)
+    listed.add_argument("--status", default=None)
+    listed.add_argument("--json", action="store_true")
+    sandboxes = sub.add_parser("sandboxes", help="list or close your sandboxes")
+    sandbox_actions = sandboxes.add_subparsers(dest="action", required=True)
+    sandbox_actions.add_parser("list", parents=[service, listed], help="newest first")
+    closing = sandbox_actions.add_parser("close", parents=[service], help="close one, or --all")
+    closing.add_argument("sandbox_id", nargs="?", default=None)
+    closing.add_argument("--all", action="store_true")
+    sandboxes.set_defaults(func=cmd_service)
+    executions = sub.add_parser("executions", help="list, show or follow executions")
+    execution_actions = executions.add_subparsers(dest="action", required=True)
+    listing_runs = execution_actions.add_parser("list", parents=[service, listed])
+    listing_runs.add_argument("--sandbox", default=None)
+    for action, text in (("show", "one execution as JSON"), ("follow", "its lines, live")):
+        one = execution_actions.add_parser(action, parents=[service], help=text)
+        one.add_argument("execution_id")
+    executions.set_defaults(func=cmd_service)
+    trail = sub.add_parser("audit", parents=[service], help="your project's audit trail")
+    trail.add_argument("--since", default=None, help="ISO 8601 time or epoch ms")
+    trail.add_argument("--until", default=None)
+    trail.add_argument("--limit", type=int, default=100)
+    trail.add_argument("--json", action="store_true")
+    trail.set_defaults(func=cmd_service)
 
     doctor = sub.add_parser(
         "doctor",

@@ -1,4 +1,5 @@
-"""`iris-exec run`: run a file (or stdin) and show its output as it is printed.
+"""The CLI's client of the HTTP API: `iris-exec run`, and the commands that list, show,
+follow and close sandboxes and executions and read the audit trail.
 
 Against a server (the local one of this data directory, or `--url`/`IRIS_URL` with
 `IRIS_API_KEY`), the run is asynchronous under the hood: its log lines are followed live
@@ -227,7 +228,12 @@ def run_on_server(api: Api, payload: dict[str, Any], *, as_json: bool) -> int:
     status, started = api.request("POST", "/api/iris/execute", {**payload, "async": True})
     if status != 202:
         raise refused(status, started)
-    execution = f"/api/iris/executions/{started['executionId']}"
+    return follow(api, f"/api/iris/executions/{started['executionId']}")
+
+
+def follow(api: Api, execution: str) -> int:
+    """Show an execution's log lines as they come (SSE, else cursor polling), then its
+    answer."""
     events = api.events(execution + "/events")
     final: dict[str, Any] | None = None
     if events is not None:
@@ -255,3 +261,94 @@ def run_on_server(api: Api, payload: dict[str, Any], *, as_json: bool) -> int:
     if "result" not in final:
         raise ServiceError(f"execution {final.get('executionId')}: {final.get('reason')}")
     return show_answer({**final, "sandboxId": final.get("sandboxId")}, streamed=True)
+
+
+# -- sandboxes, executions, audit ---------------------------------------------------------
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
+    """A plain table on stdout: header, then one line per row."""
+    cells = [
+        [str(row.get(key) if row.get(key) is not None else "-") for key, _ in columns]
+        for row in rows
+    ]
+    widths = [
+        max([len(title), *(len(r[i]) for r in cells)]) for i, (_, title) in enumerate(columns)
+    ]
+    print("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths, strict=True)))  # noqa: T201
+    for row in cells:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())  # noqa: T201
+
+
+def _get(api: Api, path: str) -> Any:
+    status, body = api.request("GET", path)
+    if status != 200:
+        raise refused(status, body)
+    return body
+
+
+def _query(**params: Any) -> str:
+    from urllib.parse import urlencode
+
+    given = {k: v for k, v in params.items() if v is not None}
+    return "?" + urlencode(given) if given else ""
+
+
+def sandboxes_list(api: Api, status: str | None, as_json: bool) -> int:
+    body = _get(api, "/api/iris/sandboxes" + _query(status=status, limit=100))
+    if as_json:
+        print(json.dumps(body, indent=2))  # noqa: T201
+        return EXIT_OK
+    columns = [("sandboxId", "SANDBOX"), ("status", "STATUS"), ("createdAt", "CREATED"),
+               ("lastUsedAt", "LAST USED"), ("expiresAt", "EXPIRES")]  # fmt: skip
+    _table(body["sandboxes"], columns)
+    return EXIT_OK
+
+
+def sandboxes_close(api: Api, sandbox_id: str | None, close_all: bool) -> int:
+    path = "/api/iris/sandbox" + (_query(all="true") if close_all else _query(sandboxId=sandbox_id))
+    status, body = api.request("DELETE", path)
+    if status != 200:
+        raise refused(status, body)
+    print(body.get("message"), file=sys.stderr)  # noqa: T201
+    return EXIT_OK
+
+
+def executions_list(api: Api, sandbox_id: str | None, status: str | None, as_json: bool) -> int:
+    body = _get(
+        api, "/api/iris/executions" + _query(sandboxId=sandbox_id, status=status, limit=100)
+    )
+    if as_json:
+        print(json.dumps(body, indent=2))  # noqa: T201
+        return EXIT_OK
+    columns = [
+        ("executionId", "EXECUTION"), ("status", "STATUS"), ("language", "LANGUAGE"),
+        ("sandboxId", "SANDBOX"), ("createdAt", "CREATED"), ("executionTime", "MS"),
+    ]  # fmt: skip
+    _table(body["executions"], columns)
+    return EXIT_OK
+
+
+def executions_show(api: Api, execution_id: str) -> int:
+    body = _get(api, f"/api/iris/executions/{execution_id}")
+    print(json.dumps(body, indent=2))  # noqa: T201
+    return EXIT_OK
+
+
+def executions_follow(api: Api, execution_id: str) -> int:
+    """Its log lines from the first, live until it ends, then its answer."""
+    return follow(api, f"/api/iris/executions/{execution_id}")
+
+
+def audit(api: Api, since: str | None, until: str | None, limit: int, as_json: bool) -> int:
+    body = _get(api, "/api/iris/audit" + _query(since=since, until=until, limit=limit))
+    if as_json:
+        print(json.dumps(body, indent=2))  # noqa: T201
+        return EXIT_OK
+    entries = body["events"]
+    columns = [
+        ("at", "AT"), ("kind", "KIND"), ("sandboxId", "SANDBOX"),
+        ("executionId", "EXECUTION"), ("outcome", "OUTCOME"), ("actor", "ACTOR"),
+    ]  # fmt: skip
+    _table(entries, columns)
+    return EXIT_OK
