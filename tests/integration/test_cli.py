@@ -346,3 +346,27 @@ def test_executions_follow_and_show_audit_and_close_through_the_server(
     # The commands' own keys are gone.
     listing = server.cli("keys", "list", "--project", "operator").stdout
     assert listing.count("\n") == 2  # the header and the one key made above
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["ex"], ["executions"]),
+        (["executions", "f"], ["follow"]),
+        (["run", "--la"], ["--language"]),
+        (["sandboxes", "close", "--a"], ["--all"]),
+        (["keys", "create", "--pro"], ["--project"]),
+    ],
+)
+def test_bash_completion_completes_commands_actions_and_options(
+    words: list[str], expected: list[str]
+) -> None:
+    script = subprocess.run(
+        [str(IRIS_EXEC), "completion", "bash"], capture_output=True, text=True, check=True
+    ).stdout
+    probe = (
+        f"{script}\nCOMP_WORDS=(iris-exec {' '.join(words)}); COMP_CWORD={len(words)};"
+        ' _iris_exec; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == expected

@@ -37,8 +37,8 @@ def _err(*parts: object) -> None:
     print(*parts, file=sys.stderr)  # noqa: T201 - the CLI talks to people
 
 
-def _out(*parts: object) -> None:
-    print(*parts)  # noqa: T201
+def _out(*parts: object, end: str = "\n") -> None:
+    print(*parts, end=end)  # noqa: T201
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -423,6 +423,60 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- completion ---------------------------------------------------------------------------
+
+
+def _commands(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in p._actions:  # argparse keeps its subcommands here, and only here
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def bash_completion(p: argparse.ArgumentParser) -> str:
+    """A bash completion script for ``p``: commands, their actions, then their options."""
+
+    def options(q: argparse.ArgumentParser) -> str:
+        return " ".join(o for a in q._actions for o in a.option_strings if o.startswith("--"))
+
+    cases = []
+    top = _commands(p)
+    for name, command in top.items():
+        actions = _commands(command)
+        if actions:
+            per_action = " ".join(
+                f'{action}) opts="{options(q)}";;' for action, q in actions.items()
+            )
+            cases.append(
+                f'    {name}) if [ "$COMP_CWORD" -eq 2 ]; then words="{" ".join(actions)}"; '
+                f'else case "$sub" in {per_action} esac; fi;;'
+            )
+        else:
+            cases.append(f'    {name}) opts="{options(command)}";;')
+    body = "\n".join(cases)
+    return f"""# bash completion for iris-exec: eval "$(iris-exec completion bash)"
+_iris_exec() {{
+  local cur="${{COMP_WORDS[COMP_CWORD]}}" cmd="${{COMP_WORDS[1]}}" sub="${{COMP_WORDS[2]}}"
+  local words="" opts=""
+  if [ "$COMP_CWORD" -eq 1 ]; then
+    COMPREPLY=( $(compgen -W "{" ".join(top)} --help --version" -- "$cur") ); return
+  fi
+  case "$cmd" in
+{body}
+  esac
+  if [ -n "$words" ]; then COMPREPLY=( $(compgen -W "$words" -- "$cur") )
+  elif [[ "$cur" == -* ]]; then COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
+  else COMPREPLY=( $(compgen -f -- "$cur") ); fi
+}}
+complete -o filenames -F _iris_exec iris-exec
+"""
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    _out(bash_completion(parser()), end="")
+    return 0
+
+
 # -- entry point --------------------------------------------------------------------------
 
 
@@ -528,6 +582,12 @@ def parser() -> argparse.ArgumentParser:
         description="Exit 0 when every check passes, 1 otherwise.",
     )
     doctor.set_defaults(func=cmd_doctor)
+
+    completion = sub.add_parser(
+        "completion", help='shell completion: eval "$(iris-exec completion bash)"'
+    )
+    completion.add_argument("shell", choices=["bash"])
+    completion.set_defaults(func=cmd_completion)
 
     bridge = sub.add_parser(
         "mcp",
