@@ -221,7 +221,7 @@ def test_a_busy_port_is_said_before_any_key_is_made(data_dir: Path) -> None:
             [str(IRIS_EXEC), "serve"], env=env, capture_output=True, text=True, timeout=60
         )
     assert done.returncode == 2
-    assert f"port {port} on 127.0.0.1 is in use" in done.stderr
+    assert f"127.0.0.1:{port} is in use by another program; stop it" in done.stderr
     assert done.stdout == ""  # no key printed
     assert "no keys" in cli(data_dir, "keys", "list").stderr
 

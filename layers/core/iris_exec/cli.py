@@ -53,20 +53,13 @@ def _container(settings: Settings) -> Container:
 
 
 def _check_port(host: str, port: int) -> None:
-    import errno
-    import socket
+    from iris_exec.doctor import check_port
 
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise ConfigurationError(
-                    f"port {port} on {host} is in use by another program; stop it, or choose"
-                    " another port with --port or IRIS_PORT"
-                ) from None
-            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    finding = check_port(host, port, ours=None)
+    if not finding.ok:
+        raise ConfigurationError(
+            f"{finding.detail}; {finding.fix}" if finding.fix else finding.detail
+        )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

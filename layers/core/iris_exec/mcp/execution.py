@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -26,6 +27,7 @@ from pydantic import Field, JsonValue
 from iris_exec.domain.errors import BadRequest, IrisError, StoreUnavailable
 from iris_exec.domain.models import FINAL_STATUSES, OutputChunk, Principal
 from iris_exec.services.output import LiveLines
+from iris_exec.services.sandboxes import validate_sandbox_id
 
 if TYPE_CHECKING:
     from iris_exec.composition import Container
@@ -111,6 +113,15 @@ def tool_error(exc: IrisError | StoreUnavailable) -> ToolError:
     retry = exc.headers.get("Retry-After")
     suffix = f" (retry after {retry} s)" if retry else ""
     return ToolError(f"{exc.status} {exc.title}: {exc.message}{suffix}")
+
+
+@contextlib.contextmanager
+def contract_errors() -> Iterator[None]:
+    """The contract's errors, raised inside, reach the caller as tool errors."""
+    try:
+        yield
+    except (IrisError, StoreUnavailable) as exc:
+        raise tool_error(exc) from exc
 
 
 def _readable(result: dict[str, Any], sandbox_id: str) -> str:
@@ -207,12 +218,10 @@ def register_execution_tools(
         params = ctx.request_context.params or {}
         body = dict(params.get("arguments") or {})
         key = body.pop("idempotencyKey", None)
-        try:
+        with contract_errors():
             if key is not None and not isinstance(key, str):
                 raise BadRequest("'idempotencyKey' must be a string")
             return await _execute(ctx, container, principal, body, key)
-        except (IrisError, StoreUnavailable) as exc:
-            raise tool_error(exc) from exc
 
     @server.tool(name="getExecution", annotations=ToolAnnotations(readOnlyHint=True))
     async def get_execution(
@@ -225,11 +234,8 @@ def register_execution_tools(
     ) -> CallToolResult:
         """Status and log lines (after line `after`) of an execution started with async true
         or still running when executeCode answered; once it has ended, its result too."""
-        principal = principal_of(ctx)
-        try:
-            body = container.background.describe(principal, executionId, after)
-        except (IrisError, StoreUnavailable) as exc:
-            raise tool_error(exc) from exc
+        with contract_errors():
+            body = container.background.describe(principal_of(ctx), executionId, after)
         return _answer(body, _describe_text(body))
 
     @server.tool(name="getSandbox", annotations=ToolAnnotations(readOnlyHint=True))
@@ -237,13 +243,9 @@ def register_execution_tools(
         ctx: Context, sandboxId: Annotated[str, Field(description="A sandbox of your project")]
     ) -> CallToolResult:
         """Status of a sandbox: active, status, createdAt, lastUsedAt, expiresAt."""
-        principal = principal_of(ctx)
-        try:
-            from iris_exec.services.sandboxes import validate_sandbox_id
-
-            body = await container.sandboxes.describe(principal, validate_sandbox_id(sandboxId))
-        except (IrisError, StoreUnavailable) as exc:
-            raise tool_error(exc) from exc
+        with contract_errors():
+            sandbox = validate_sandbox_id(sandboxId)
+            body = await container.sandboxes.describe(principal_of(ctx), sandbox)
         return _answer(body, f"sandbox {sandboxId}: {body.get('status')}")
 
     @server.tool(name="closeSandbox", annotations=ToolAnnotations(destructiveHint=True))
@@ -251,13 +253,8 @@ def register_execution_tools(
         ctx: Context, sandboxId: Annotated[str, Field(description="A sandbox of your project")]
     ) -> CallToolResult:
         """Close a sandbox of your project: its processes and files are gone."""
-        principal = principal_of(ctx)
-        try:
-            from iris_exec.services.sandboxes import validate_sandbox_id
-
-            await container.sandboxes.close(principal, validate_sandbox_id(sandboxId))
-        except (IrisError, StoreUnavailable) as exc:
-            raise tool_error(exc) from exc
+        with contract_errors():
+            await container.sandboxes.close(principal_of(ctx), validate_sandbox_id(sandboxId))
         return _answer({"sandboxId": sandboxId, "closed": True}, f"sandbox {sandboxId} closed")
 
     del execute_code, get_execution, get_sandbox, close_sandbox  # registered on the server
