@@ -11,7 +11,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-#: Given a connection's response bytes so far: True to close it before forwarding more.
+#: Given the response bytes a connection has forwarded so far: True to close it instead of
+#: forwarding the next chunk (``lambda _: True`` drops the whole response).
 Cut = Callable[[bytes], bool]
 #: Given a request's first bytes: a whole HTTP response to answer instead, or None.
 Intercept = Callable[[bytes], bytes | None]
@@ -85,7 +86,6 @@ class FlakyProxy:
                     return
                 if not chunk:
                     return
-                seen += chunk
                 if cut is not None and cut(seen):
                     with self._lock:
                         self.cut_connections.append(index)
@@ -95,6 +95,7 @@ class FlakyProxy:
                     client.sendall(chunk)
                 except OSError:
                     return
+                seen += chunk
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
