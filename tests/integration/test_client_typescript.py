@@ -8,26 +8,14 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.support.server import ROOT, LocalServer
-
-CLIENT = ROOT / "clients" / "typescript"
-TSC = ROOT / "node_modules" / ".bin" / "tsc"
+from tests.support.server import LocalServer
+from tests.support.typescript import build_client
 
 
-def build() -> Path:
-    done = subprocess.run(
-        [str(TSC), "-p", str(CLIENT / "tsconfig.json")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return CLIENT / "dist"
-
-
-def test_the_typescript_client_passes_its_tests_against_the_server(server: LocalServer) -> None:
-    dist = build()
+def test_the_typescript_client_passes_its_tests_against_the_server(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    dist = build_client(tmp_path / "dist")  # its own copy: other tests build the package's
     env = {
         **os.environ,
         "IRIS_URL": server.url,
