@@ -166,6 +166,43 @@ def test_a_retry_after_a_lost_answer_does_not_run_the_code_twice(server: LocalSe
         assert direct.execute(count, sandbox_id=sandbox).result.output == "=== Results ===\n2"
 
 
+def test_a_503_with_retry_after_is_waited_for_and_retried_with_the_same_key(
+    server: LocalServer, project_key: str
+) -> None:
+    """As the service answers when its sandbox provider is unavailable (a stand-in answer from
+    the proxy, once; then the real server)."""
+    unavailable = http_response(
+        503,
+        "Service Unavailable",
+        json.dumps({"error": "Service Unavailable", "message": "retry shortly"}).encode(),
+        "application/json",
+    ).replace(b"Connection: close", b"Retry-After: 1\r\nConnection: close")
+    answered: list[bytes] = []
+
+    def first_post_unavailable(request: bytes) -> bytes | None:
+        if request.startswith(b"POST ") and not answered:
+            answered.append(request)
+            return unavailable
+        return None
+
+    with (
+        FlakyProxy(server.port, intercept=first_post_unavailable) as proxy,
+        IrisClient(project_key, base_url=proxy.url) as iris,
+    ):
+        started = time.monotonic()
+        answer = iris.execute("return 'second time lucky'")
+        waited = time.monotonic() - started
+    assert answer.result.output == '=== Results ===\n"second time lucky"'
+    keys = [
+        line
+        for request in proxy.requests
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"idempotency-key:")
+    ]
+    assert len(keys) == 2 and keys[0] == keys[1]
+    assert waited >= 1.0  # Retry-After was honoured
+
+
 def test_log_lines_stream_as_they_are_printed(server: LocalServer, project_key: str) -> None:
     with IrisClient(project_key, base_url=server.url) as iris:
         submitted = iris.submit(FIVE_SECONDS)
