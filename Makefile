@@ -66,6 +66,7 @@ lint: setup
 
 typecheck: setup
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy examples/client.py
 	node_modules/.bin/tsc -p sandbox/tsconfig.json
 	node_modules/.bin/tsc -p clients/typescript/tsconfig.json
 
