@@ -24,7 +24,7 @@ from iris_exec_client import (
     PermissionDeniedError,
     RateLimitError,
 )
-from tests.support.flaky_proxy import FlakyProxy, http_response
+from tests.support.flaky_proxy import Cut, FlakyProxy, http_response
 from tests.support.server import LocalServer
 
 #: Prints a line a second for five seconds.
@@ -295,3 +295,41 @@ def test_the_async_client_does_the_same(server: LocalServer, project_key: str) -
     assert lines == TICKS
     assert ended - arrived[0] >= 2.0, (arrived, ended)
     assert cursor == 5
+
+
+def test_the_async_client_retries_and_resumes_the_same_way(
+    server: LocalServer, project_key: str
+) -> None:
+    """The lost answer and the cut stream again, through AsyncIrisClient's own I/O."""
+    with IrisClient(project_key, base_url=server.url) as direct:
+        sandbox = direct.execute("return 0").sandbox_id
+        assert sandbox is not None
+        submitted = direct.submit(
+            "for (let i = 1; i <= 4; i++) { console.log(`n ${i}`); await new Promise(r => setTimeout(r, 300)); }"
+        )
+    count = "const fs = require('fs'); fs.appendFileSync('runs', 'x'); return fs.readFileSync('runs', 'utf8').length"
+
+    async def run() -> tuple[str, list[str]]:
+        async with AsyncIrisClient(project_key, base_url=proxy.url) as iris:
+            answer = await iris.execute(count, sandbox_id=sandbox)
+            lines = [line async for line in iris.stream_logs(submitted.execution_id)]
+        return answer.result.output, lines
+
+    cut_streams: list[bool] = []
+
+    def first_stream(seen: bytes) -> bool:
+        """Cuts the first event stream once it has passed two lines, whichever connection."""
+        if cut_streams or b"text/event-stream" not in seen or seen.count(b"event: log") < 2:
+            return False
+        cut_streams.append(True)
+        return True
+
+    # Connection 0 carries the execute (its answer is lost); a later one the stream.
+    cuts: dict[int, Cut] = {0: lambda _: True, **{i: first_stream for i in range(1, 5)}}
+    with FlakyProxy(server.port, cuts=cuts) as proxy:
+        output, lines = asyncio.run(run())
+    assert output == "=== Results ===\n1"
+    assert lines == [f"[stdout] n {i}" for i in range(1, 5)]
+    assert proxy.cut_connections[0] == 0 and len(proxy.cut_connections) == 2
+    with IrisClient(project_key, base_url=server.url) as direct:
+        assert direct.execute(count, sandbox_id=sandbox).result.output == "=== Results ===\n2"

@@ -12,6 +12,7 @@ import {
   NotFoundError,
   PayloadTooLargeError,
   PermissionDeniedError,
+  ServiceUnavailableError,
 } from '../src/index.js';
 
 const baseUrl = process.env.IRIS_URL;
@@ -128,6 +129,43 @@ test('a retry after a lost answer does not run the code twice', async () => {
   assert.equal(keys[1], keys[0]); // the retry sent the first attempt's key
   assert.equal(answer.result.output, '=== Results ===\n1'); // the first run's answer, replayed
   assert.equal((await direct.execute(count, { sandboxId })).result.output, '=== Results ===\n2');
+});
+
+test('a 503 with Retry-After is waited for and retried with the same key', async () => {
+  const keys: string[] = [];
+  // As the service answers when its sandbox provider is unavailable: once, then the real server.
+  const unavailableOnce: typeof fetch = async (input, init) => {
+    keys.push(new Headers(init?.headers).get('idempotency-key') ?? '');
+    if (keys.length === 1) {
+      const body = JSON.stringify({ error: 'Service Unavailable', message: 'retry shortly' });
+      return new Response(body, { status: 503, headers: { 'Retry-After': '1' } });
+    }
+    return fetch(input, init);
+  };
+  const iris = new IrisClient({ apiKey, baseUrl, fetch: unavailableOnce });
+  const started = performance.now();
+  const answer = await iris.execute("return 'second time lucky'");
+  assert.ok(performance.now() - started >= 1000, 'Retry-After was honoured');
+  assert.equal(answer.result.output, '=== Results ===\n"second time lucky"');
+  assert.equal(keys.length, 2);
+  assert.ok(keys[0]);
+  assert.equal(keys[1], keys[0]);
+});
+
+test('a 503 that stays is a typed error once the retries are spent', async () => {
+  let calls = 0;
+  const alwaysUnavailable: typeof fetch = async () => {
+    calls += 1;
+    const body = JSON.stringify({ error: 'Service Unavailable', message: 'retry shortly', requestId: 'req_x' });
+    return new Response(body, { status: 503, headers: { 'Retry-After': '0' } });
+  };
+  const iris = new IrisClient({ apiKey, baseUrl, fetch: alwaysUnavailable, maxRetries: 2 });
+  await assert.rejects(iris.getSandbox('sb_' + 'z'.repeat(20)), (error: unknown) => {
+    assert.ok(error instanceof ServiceUnavailableError);
+    assert.deepEqual([error.status, error.retryAfter, error.requestId], [503, 0, 'req_x']);
+    return true;
+  });
+  assert.equal(calls, 3);
 });
 
 test('log lines stream as they are printed', async () => {
