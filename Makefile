@@ -66,7 +66,9 @@ lint: setup
 
 typecheck: setup
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy examples/client.py
 	node_modules/.bin/tsc -p sandbox/tsconfig.json
+	node_modules/.bin/tsc -p clients/typescript/tsconfig.json
 
 .tools/sam/bin/sam: | $(UV)
 	$(UV) venv -q --python "$(PY312)" .tools/sam
@@ -81,7 +83,7 @@ bench: setup
 	$(VENV)/bin/python -m bench
 
 clean:
-	rm -rf .venv .tools node_modules $(ASSETS) .iris .aws-sam .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .tools node_modules $(ASSETS) clients/typescript/dist examples/dist examples/node_modules .iris .aws-sam .mypy_cache .ruff_cache .pytest_cache
 
 # The layer's pinned dependencies, exported from the lock (boto3 comes with the runtime).
 LAYER_EXPORT = $(UV) export --frozen --no-dev --no-hashes --no-emit-project --extra aws \

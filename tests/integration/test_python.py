@@ -9,104 +9,20 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_tools import SEED_BATCH, SEED_EXAMPLE_1, SEED_EXAMPLE_2, SEED_EXAMPLE_3
+from tests.integration.test_tools import (
+    EXAMPLES,
+    SEED_BATCH,
+    SEED_EXAMPLE_1,
+    SEED_EXAMPLE_2,
+    SEED_EXAMPLE_3,
+)
 from tests.support.api import execute, result_value, run_value
 from tests.support.server import LocalServer
 
-PY_EXAMPLE_1 = """\
-from iris_prime import iris, project_id
-
-def analyze_patterns():
-    print('Analyzing patterns for project:', project_id)
-
-    patterns = iris.discover_patterns(min_support=0.4, min_confidence=0.8, max_patterns=20)
-
-    print('Found', len(patterns), 'patterns')
-
-    # Log discovery as telemetry
-    iris.log_event('pattern_discovery_completed', {'patternsFound': len(patterns)})
-
-    iris.close()
-    return patterns
-
-analyze_patterns()
-"""
-
-PY_EXAMPLE_2 = """\
-import time
-from iris_prime import iris, session_id
-
-def multi_agent_workflow():
-    # Step 1: Each agent evaluates
-    agents = ['analyst', 'validator', 'optimizer']
-    evaluations = []
-
-    for agent in agents:
-        result = iris.evaluate_output('input-data', 'processed-data', 'correct')
-        evaluations.append({'agent': agent, 'result': result})
-
-    # Step 2: Consensus voting
-    consensus_id = session_id or f'consensus-{int(time.time() * 1000)}'
-    for agent in agents:
-        iris.submit_vote(consensus_id, agent, 'approve')
-
-    # Step 3: Track complete workflow
-    iris.track_lineage(
-        'multi-agent-workflow',
-        {'agents': agents, 'evaluations': evaluations},
-        {'consensusId': consensus_id, 'approved': True},
-    )
-
-    iris.close()
-    print('Workflow completed!')
-
-multi_agent_workflow()
-"""
-
-PY_EXAMPLE_3 = """\
-from iris_prime import iris
-
-def evolve_prompts():
-    # Create base prompt
-    iris.save_prompt('analysis-v1', 'Analyze {data} for {aspect}', ['data', 'aspect'])
-
-    # Test and evaluate
-    evaluation = iris.evaluate_output('test-data', 'test-output', 'partial')
-
-    if evaluation['verdict'] != 'correct':
-        # Create improved version
-        iris.save_prompt(
-            'analysis-v2',
-            'Deeply analyze {data} with focus on {aspect} and {context}',
-            ['data', 'aspect', 'context'],
-        )
-
-    # Track evolution
-    iris.track_lineage(
-        'prompt-evolution',
-        {'version': 'v1'},
-        {'version': 'v2', 'improvement': 'Added context parameter'},
-    )
-
-    iris.close()
-
-evolve_prompts()
-"""
-
-PY_BATCH = """
-from concurrent.futures import ThreadPoolExecutor
-from iris_prime import iris
-
-# Multiple operations in one execution
-with ThreadPoolExecutor() as pool:
-    patterns = pool.submit(iris.discover_patterns, min_support=0.3)
-    prompt = pool.submit(iris.get_prompt, 'my-template')
-    evaluation = pool.submit(iris.evaluate_output, 'input', 'output', 'correct')
-
-iris.close()
-return {'patterns': patterns.result(), 'prompt': prompt.result(),
-        'evaluation': evaluation.result()}
-"""
+PY_EXAMPLE_1 = (EXAMPLES / "pattern_discovery.py").read_text()
+PY_EXAMPLE_2 = (EXAMPLES / "multi_agent_workflow.py").read_text()
+PY_EXAMPLE_3 = (EXAMPLES / "prompt_evolution.py").read_text()
+PY_BATCH = (EXAMPLES / "batch_operations.py").read_text()
 
 #: Reads back everything the examples may have stored (the same TypeScript for both).
 STATE = """\

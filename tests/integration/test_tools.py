@@ -17,127 +17,15 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent
 
 from tests.support.api import execute, result_value, run_value
-from tests.support.server import LocalServer
+from tests.support.server import ROOT, LocalServer
 
-SEED_EXAMPLE_1 = """\
-import { iris, projectId } from './iris-prime';
-
-async function analyzePatterns() {
-  console.log('Analyzing patterns for project:', projectId);
-
-  const patterns = await iris.discoverPatterns({
-    minSupport: 0.4,
-    minConfidence: 0.8,
-    maxPatterns: 20
-  });
-
-  console.log('Found', patterns.length, 'patterns');
-
-  // Log discovery as telemetry
-  await iris.logEvent('pattern_discovery_completed', {
-    patternsFound: patterns.length
-  });
-
-  await iris.close();
-  return patterns;
-}
-
-await analyzePatterns();
-"""
-
-SEED_EXAMPLE_2 = """\
-import { iris, sessionId } from './iris-prime';
-
-async function multiAgentWorkflow() {
-  // Step 1: Each agent evaluates
-  const agents = ['analyst', 'validator', 'optimizer'];
-  const evaluations = [];
-
-  for (const agent of agents) {
-    const result = await iris.evaluateOutput(
-      'input-data',
-      'processed-data',
-      'correct'
-    );
-    evaluations.push({ agent, result });
-  }
-
-  // Step 2: Consensus voting
-  const consensusId = sessionId || 'consensus-' + Date.now();
-  for (const agent of agents) {
-    await iris.submitVote(consensusId, agent, 'approve');
-  }
-
-  // Step 3: Track complete workflow
-  await iris.trackLineage('multi-agent-workflow', {
-    agents,
-    evaluations
-  }, {
-    consensusId,
-    approved: true
-  });
-
-  await iris.close();
-  console.log('Workflow completed!');
-}
-
-await multiAgentWorkflow();
-"""
-
-SEED_EXAMPLE_3 = """\
-import { iris } from './iris-prime';
-
-async function evolvePrompts() {
-  // Create base prompt
-  await iris.savePrompt(
-    'analysis-v1',
-    'Analyze {data} for {aspect}',
-    ['data', 'aspect']
-  );
-
-  // Test and evaluate
-  const evaluation = await iris.evaluateOutput(
-    'test-data',
-    'test-output',
-    'partial'
-  );
-
-  if (evaluation.verdict !== 'correct') {
-    // Create improved version
-    await iris.savePrompt(
-      'analysis-v2',
-      'Deeply analyze {data} with focus on {aspect} and {context}',
-      ['data', 'aspect', 'context']
-    );
-  }
-
-  // Track evolution
-  await iris.trackLineage('prompt-evolution', {
-    version: 'v1'
-  }, {
-    version: 'v2',
-    improvement: 'Added context parameter'
-  });
-
-  await iris.close();
-}
-
-await evolvePrompts();
-"""
-
-SEED_BATCH = """
-import { iris } from './iris-prime';
-
-// Multiple operations in one execution
-const [patterns, prompt, evaluation] = await Promise.all([
-  iris.discoverPatterns({ minSupport: 0.3 }),
-  iris.getPrompt('my-template'),
-  iris.evaluateOutput('input', 'output', 'correct')
-]);
-
-await iris.close();
-return { patterns, prompt, evaluation };
-"""
+#: The seed's examples, as files in examples/code (tests/integration/test_examples.py runs
+#: every file there; these tests check what each one stored).
+EXAMPLES = ROOT / "examples" / "code"
+SEED_EXAMPLE_1 = (EXAMPLES / "pattern-discovery.ts").read_text()
+SEED_EXAMPLE_2 = (EXAMPLES / "multi-agent-workflow.ts").read_text()
+SEED_EXAMPLE_3 = (EXAMPLES / "prompt-evolution.ts").read_text()
+SEED_BATCH = (EXAMPLES / "batch-operations.ts").read_text()
 
 
 def test_seed_example_1_pattern_discovery(server: LocalServer) -> None:
