@@ -288,3 +288,30 @@ def test_python_through_the_execute_function(stack: Stack) -> None:
     assert status == 200, answer
     assert answer["result"]["logs"] == ["[stdout] from python"]
     assert answer["result"]["output"].startswith('=== Results ===\n{\n  "ok": true\n}')
+
+
+def test_the_lists_through_their_functions_on_dynamodb(stack: Stack) -> None:
+    key = stack.key("lists")
+    _, ran = stack.call("execute", "POST", "/api/iris/execute", key=key, body={"code": "return 7"})
+    sandbox, execution = ran["sandboxId"], ran["result"]["metadata"]["executionId"]
+    stack.call("sandbox_delete", "DELETE", "/api/iris/sandbox", key=key, query={"all": "true"})
+    status, body = stack.call("executions", "GET", "/api/iris/executions", key=key)
+    assert status == 200, body
+    assert [(e["executionId"], e["sandboxId"], e["success"]) for e in body["executions"]] == [
+        (execution, sandbox, True)
+    ]
+    status, detail = stack.call(
+        "executions",
+        "GET",
+        f"/api/iris/executions/{execution}",
+        key=key,
+        resource="/api/iris/executions/{executionId}",
+    )
+    assert status == 200 and detail["code"] == "return 7" and detail["async"] is False
+    status, body = stack.call("sandbox_get", "GET", "/api/iris/sandboxes", key=key)
+    assert status == 200 and [s["sandboxId"] for s in body["sandboxes"]] == [sandbox]
+    assert body["sandboxes"][0]["status"] == "closed" and body["nextCursor"] is None
+    status, body = stack.call(
+        "executions", "GET", "/api/iris/executions", key=key, query={"cursor": "x"}
+    )
+    assert status == 400 and body["error"] == "Bad Request"
