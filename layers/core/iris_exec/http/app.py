@@ -47,6 +47,8 @@ EXECUTION_EVENTS = "execution_events"
 #: The lists the console reads (a project's sandboxes and execution history).
 SANDBOXES_LIST = "sandboxes_list"
 EXECUTIONS_LIST = "executions_list"
+#: The web console's page and files (http/console.py), at `/`.
+CONSOLE = "console"
 ALL_ROUTES = frozenset(
     {
         EXECUTE,
@@ -57,6 +59,7 @@ ALL_ROUTES = frozenset(
         EXECUTION_EVENTS,
         SANDBOXES_LIST,
         EXECUTIONS_LIST,
+        CONSOLE,
     }
 )
 
@@ -439,6 +442,11 @@ def create_app(
             since = parse_instant(params.get("since"), "since")
             until = parse_instant(params.get("until"), "until")
             return respond(request, container.audit.query(caller, since, until, int(limit_text)))
+
+    if CONSOLE in enabled:
+        from iris_exec.http.console import add_console_routes
+
+        add_console_routes(app)
 
     @app.get("/health", summary="Liveness (no authentication)", include_in_schema=False)
     async def health() -> Response:
