@@ -47,6 +47,9 @@ export function createEditor(parent: HTMLElement, label: string, code: string, l
         // The page's Content-Security-Policy admits CodeMirror's <style> by this nonce.
         EditorView.cspNonce.of(document.querySelector<HTMLMetaElement>('meta[name="style-nonce"]')?.content ?? ""),
         EditorState.tabSize.of(2),
+        // Long lines wrap and the editor grows with its text: nothing scrolls inside it,
+        // which keeps it usable at 375 px and keyboard-reachable as one field.
+        EditorView.lineWrapping,
         lang.of(languageSupport(language)),
       ],
     }),

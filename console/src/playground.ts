@@ -33,7 +33,7 @@ const FINAL = new Set(["succeeded", "failed", "timed_out"]);
 export function sections(output: string): Record<string, string> {
   const found: Record<string, string> = {};
   const parts = output.split(/^=== (Results|Output|Errors) ===$/m);
-  for (let i = 1; i < parts.length; i += 2) found[parts[i]] = parts[i + 1].replace(/^\n|\n$/g, "");
+  for (let i = 1; i < parts.length; i += 2) found[parts[i]] = parts[i + 1].replace(/^\n+|\n+$/g, "");
   return found;
 }
 
