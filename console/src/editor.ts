@@ -1,8 +1,6 @@
 // The code editor: CodeMirror 6 with only what it needs (highlighting for TypeScript,
 // JavaScript and Python, history, bracket matching, a keymap).
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
-import { javascript } from "@codemirror/lang-javascript";
-import { python } from "@codemirror/lang-python";
 import { bracketMatching, indentOnInput, syntaxHighlighting } from "@codemirror/language";
 import { tokenClasses } from "./theme";
 import { Compartment, EditorState, type Extension } from "@codemirror/state";
@@ -10,9 +8,11 @@ import { EditorView, drawSelection, highlightActiveLine, keymap, lineNumbers } f
 
 export type Language = "typescript" | "javascript" | "python";
 
-function languageSupport(language: Language): Extension {
-  if (language === "python") return python();
-  return javascript({ typescript: language === "typescript" });
+/** The language's highlighting, loaded on first use (its own file): the editor shows at
+ *  once and colours its text a moment later. */
+async function languageSupport(language: Language): Promise<Extension> {
+  if (language === "python") return (await import("@codemirror/lang-python")).python();
+  return (await import("@codemirror/lang-javascript")).javascript({ typescript: language === "typescript" });
 }
 
 export interface CodeEditor {
@@ -50,14 +50,22 @@ export function createEditor(parent: HTMLElement, label: string, code: string, l
         // Long lines wrap and the editor grows with its text: nothing scrolls inside it,
         // which keeps it usable at 375 px and keyboard-reachable as one field.
         EditorView.lineWrapping,
-        lang.of(languageSupport(language)),
+        lang.of([]),
       ],
     }),
   });
+  let wanted = language;
+  const setLanguage = (next: Language): void => {
+    wanted = next;
+    void languageSupport(next).then((support) => {
+      if (wanted === next) view.dispatch({ effects: lang.reconfigure(support) });
+    });
+  };
+  setLanguage(language);
   return {
     view,
     code: () => view.state.doc.toString(),
     setCode: (text) => view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text } }),
-    setLanguage: (next) => view.dispatch({ effects: lang.reconfigure(languageSupport(next)) }),
+    setLanguage,
   };
 }

@@ -309,6 +309,8 @@ export async function playgroundPage(): Promise<HTMLElement> {
     }
   });
   editor = createEditor(editorHost, "Code", draft.code, draft.language, () => void run(false));
-  await loadSandboxes();
+  // The page shows at once; the picker fills in when the list arrives.
+  sandbox.append(h("option", { value: "" }, "New sandbox"));
+  loadSandboxes().catch(showError);
   return page;
 }

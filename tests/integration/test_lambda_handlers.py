@@ -315,3 +315,22 @@ def test_the_lists_through_their_functions_on_dynamodb(stack: Stack) -> None:
         "executions", "GET", "/api/iris/executions", key=key, query={"cursor": "x"}
     )
     assert status == 400 and body["error"] == "Bad Request"
+
+
+def test_the_console_function_serves_the_page_under_its_policy(stack: Stack) -> None:
+    page = stack.invoke("console", api_event("GET", "/", resource="/"))
+    assert page["statusCode"] == 200
+    headers = {k.lower(): v for k, v in page["headers"].items()}
+    assert headers["content-type"].startswith("text/html")
+    assert "script-src 'self';" in headers["content-security-policy"]
+    # Relative references: the page works under the stage prefix (https://.../Prod/).
+    assert 'src="console/app.js"' in page["body"] and "{{style-nonce}}" not in page["body"]
+    script = stack.invoke(
+        "console", api_event("GET", "/console/app.js", resource="/console/{name}")
+    )
+    assert script["statusCode"] == 200 and "api/iris/execute" in script["body"]
+    missing = stack.invoke(
+        "console", api_event("GET", "/console/secrets.txt", resource="/console/{name}")
+    )
+    assert missing["statusCode"] == 404
+    assert json.loads(missing["body"])["error"] == "Not Found"

@@ -6,6 +6,7 @@ everything through the public API, with the key the user typed (kept in sessionS
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
@@ -30,17 +31,19 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-#: The files the page is made of, and their types. Nothing else is served.
-FILES = {
-    "index.html": "text/html; charset=utf-8",
-    "app.js": "text/javascript; charset=utf-8",
-    "app.css": "text/css; charset=utf-8",
+#: The files the page is made of (the script is split in a few, named by esbuild), and
+#: their types. Nothing else is served.
+FILE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\.(js|css)$")
+TYPES = {
+    "html": "text/html; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
 }
 
 
 def _file(name: str, directory: Path) -> Response:
     path = directory / name
-    if name not in FILES or not path.is_file():
+    if not (name == "index.html" or FILE_NAME.match(name)) or not path.is_file():
         raise NotFound(
             "The console is not built here; run `make assets`"
             if name == "index.html"
@@ -57,7 +60,7 @@ def _file(name: str, directory: Path) -> Response:
         cache = "public, max-age=300"
     return Response(
         body,
-        media_type=FILES[name],
+        media_type=TYPES[name.rpartition(".")[2]],
         headers={
             **SECURITY_HEADERS,
             "Content-Security-Policy": CONTENT_SECURITY_POLICY.format(nonce=nonce),
