@@ -283,3 +283,38 @@ def test_audit_dark_theme_and_a_narrow_screen(
 def test_screenshots_are_kept_out_of_git() -> None:
     root = Path(__file__).resolve().parents[2]
     assert "tests/browser-screenshots/" in (root / ".gitignore").read_text().splitlines()
+
+
+def test_without_a_stream_live_lines_come_by_polling(
+    page: Page, console_server: LocalServer, console_key: str
+) -> None:
+    """As on AWS, where API Gateway has no /events route: the console polls with the cursor."""
+    page.route(
+        "**/api/iris/executions/*/events",
+        lambda route: route.fulfill(
+            status=403,
+            content_type="application/json",
+            body='{"message":"Missing Authentication Token"}',
+        ),
+    )
+    sign_in(page, console_server.url, console_key)
+    load_example(page, "Live logs: a 3-second program")
+    page.get_by_role("button", name="Run async").click()
+    expect(page.get_by_test_id("live-logs").locator("li").first).to_have_text(
+        "[stdout] tick 1", timeout=30_000
+    )
+    assert page.get_by_test_id("verdict").count() == 0
+    expect(page.get_by_test_id("verdict")).to_contain_text("Succeeded", timeout=30_000)
+    expect(page.get_by_test_id("live-logs").locator("li")).to_have_count(3)
+
+
+def test_over_the_rate_limit_the_page_says_when_to_retry(page: Page, tmp_path: Path) -> None:
+    with LocalServer(tmp_path / "data", rate_limit_per_minute=3) as server:
+        key = server.create_key("limited")
+        sign_in(page, server.url, key)  # 2 requests: the check, the sandbox picker
+        page.get_by_role("link", name="Executions").click()
+        page.get_by_role("link", name="Sandboxes").click()
+        error = page.locator("#notice .error")
+        expect(error).to_contain_text("429")
+        expect(error).to_contain_text(re.compile(r"Retry in \d+ s"))
+        expect(error).to_contain_text("requestId req_")
