@@ -113,11 +113,12 @@ export async function tool<T>(name: string, args: Record<string, unknown>): Prom
     result?: { isError?: boolean; structuredContent?: T; content?: { text?: string }[] };
     error?: { message: string };
   };
-  if (answer.error) throw new ApiError(400, "Tool error", answer.error.message, null, null);
+  const requestId = response.headers.get("X-Request-Id");
+  if (answer.error) throw new ApiError(400, "Tool error", `${name}: ${answer.error.message}`, requestId, null);
   const result = answer.result;
   if (!result || result.isError) {
     const text = result?.content?.map((c) => c.text ?? "").join(" ") || "the tool failed";
-    throw new ApiError(400, "Tool error", text, null, null);
+    throw new ApiError(400, "Tool error", `${name}: ${text}`, requestId, null);
   }
   return result.structuredContent as T;
 }

@@ -135,6 +135,10 @@ class DynamoExecutionStore:
             self._client, self._table, item, "executionId", "recording an execution",
             record.execution_id,
         )  # fmt: skip
+        # Its log lines and answer follow soon (at once, for a synchronous execution).
+        if len(self._created) >= 1024:
+            self._created.clear()
+        self._created[(record.project_id, record.execution_id)] = record.created_at
 
     def _meta(self, execution_id: str) -> Item | None:
         with store_errors("reading an execution"):
