@@ -3,7 +3,10 @@ server with real jails: what a person signing in and clicking around sees."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -318,3 +321,26 @@ def test_over_the_rate_limit_the_page_says_when_to_retry(page: Page, tmp_path: P
         expect(error).to_contain_text("429")
         expect(error).to_contain_text(re.compile(r"Retry in \d+ s"))
         expect(error).to_contain_text("requestId req_")
+
+
+def test_copy_as_curl_and_python_send_the_same_request(
+    page: Page, console_server: LocalServer, console_key: str
+) -> None:
+    sign_in(page, console_server.url, console_key)
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Backspace")
+    page.keyboard.type("import { context } from './iris-prime';")
+    page.keyboard.press("Enter")
+    page.keyboard.type("return context.who + ' ran'")
+    page.get_by_label("Context (JSON object)").fill('{"who": "the snippet"}')
+    env = {**os.environ, "IRIS_API_KEY": console_key}
+    for kind, command in (("curl", ["bash", "-c"]), ("Python", [sys.executable, "-c"])):
+        page.get_by_role("button", name=kind, exact=True).click()
+        snippet = page.get_by_test_id("snippet").inner_text()
+        assert console_key not in snippet
+        ran = subprocess.run(
+            [*command, snippet], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert "the snippet ran" in ran.stdout, ran.stdout
