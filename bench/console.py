@@ -9,7 +9,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from tests.support.browser import chromium
+from tests.support.browser import CHROMIUM, chromium
 from tests.support.server import LocalServer
 
 CONSOLE = (
@@ -75,6 +75,9 @@ def main() -> None:
         print(f"  {name:<22} {size / 1024:7.1f} KiB gzipped")
     js = sum(size for name, size in found.items() if name.endswith(".js"))
     print(f"  JavaScript in all: {js / 1024:.1f} KiB gzipped (target <= 300 KB)")
+    if not Path(CHROMIUM).exists():
+        print(f"  page load: not measured ({CHROMIUM} missing; `make test-packages` installs it)")
+        return
     with tempfile.TemporaryDirectory() as data, LocalServer(Path(data) / "data") as server:
         key = server.create_key("bench-console")
         runs = first_result(server, key)
