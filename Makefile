@@ -11,7 +11,8 @@ UV_VERSION := 0.13.8
 SAM_VERSION := 1.170.0
 VENV := .venv
 ASSETS := layers/core/iris_exec/assets
-ASSET_SOURCES := $(wildcard sandbox/src/*.ts) $(wildcard sandbox/python/*.py) sandbox/build.mjs
+ASSET_SOURCES := $(wildcard sandbox/src/*.ts) $(wildcard sandbox/python/*.py) sandbox/build.mjs \
+  $(wildcard console/src/*.ts) console/index.html console/app.css console/build.mjs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup dev test bench lint typecheck assets system-packages test-packages sam-tools clean \
@@ -31,11 +32,15 @@ system-packages:
 	  echo "installing bubblewrap (the local sandbox)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux >/dev/null; }
 
-# What only the tests need: PostgreSQL (the Supabase adapter's tests start their own server).
+# What only the tests need: PostgreSQL (the Supabase adapter's tests start their own server)
+# and Debian's Chromium (the console's browser tests; Playwright downloads no browser).
 test-packages:
 	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && command -v psql >/dev/null || { \
 	  echo "installing postgresql (for the tool store's tests)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null; }
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium (for the console's browser tests)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 $(UV):
 	@py="$(PY312)"; test -n "$$py" || exit 1; \
@@ -51,6 +56,7 @@ node_modules/.installed: package.json package-lock.json
 
 $(ASSETS)/.built: $(ASSET_SOURCES) node_modules/.installed
 	node sandbox/build.mjs $(ASSETS)
+	node console/build.mjs $(ASSETS)
 	@# The jails' Python reads these .pyc (its mount is read-only): no compiling per start.
 	@if [ -x /usr/bin/python3 ]; then /usr/bin/python3 -m compileall -q $(ASSETS)/python; fi
 	@touch $@
@@ -69,6 +75,7 @@ typecheck: setup
 	$(VENV)/bin/mypy examples/client.py
 	node_modules/.bin/tsc -p sandbox/tsconfig.json
 	node_modules/.bin/tsc -p clients/typescript/tsconfig.json
+	node_modules/.bin/tsc -p console/tsconfig.json
 
 .tools/sam/bin/sam: | $(UV)
 	$(UV) venv -q --python "$(PY312)" .tools/sam

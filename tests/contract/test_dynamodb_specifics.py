@@ -70,6 +70,10 @@ def test_tables_have_the_declared_keys_indexes_and_ttl(dynamodb_tables: DynamoTa
             {"AttributeName": "projectId", "KeyType": "HASH"},
             {"AttributeName": "lastUsedAt", "KeyType": "RANGE"},
         ],
+        "byProjectCreated": [
+            {"AttributeName": "projectId", "KeyType": "HASH"},
+            {"AttributeName": "createdAt", "KeyType": "RANGE"},
+        ],
         "byStatus": [
             {"AttributeName": "status", "KeyType": "HASH"},
             {"AttributeName": "expiresAt", "KeyType": "RANGE"},

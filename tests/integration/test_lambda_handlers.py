@@ -288,3 +288,49 @@ def test_python_through_the_execute_function(stack: Stack) -> None:
     assert status == 200, answer
     assert answer["result"]["logs"] == ["[stdout] from python"]
     assert answer["result"]["output"].startswith('=== Results ===\n{\n  "ok": true\n}')
+
+
+def test_the_lists_through_their_functions_on_dynamodb(stack: Stack) -> None:
+    key = stack.key("lists")
+    _, ran = stack.call("execute", "POST", "/api/iris/execute", key=key, body={"code": "return 7"})
+    sandbox, execution = ran["sandboxId"], ran["result"]["metadata"]["executionId"]
+    stack.call("sandbox_delete", "DELETE", "/api/iris/sandbox", key=key, query={"all": "true"})
+    status, body = stack.call("executions", "GET", "/api/iris/executions", key=key)
+    assert status == 200, body
+    assert [(e["executionId"], e["sandboxId"], e["success"]) for e in body["executions"]] == [
+        (execution, sandbox, True)
+    ]
+    status, detail = stack.call(
+        "executions",
+        "GET",
+        f"/api/iris/executions/{execution}",
+        key=key,
+        resource="/api/iris/executions/{executionId}",
+    )
+    assert status == 200 and detail["code"] == "return 7" and detail["async"] is False
+    status, body = stack.call("sandbox_get", "GET", "/api/iris/sandboxes", key=key)
+    assert status == 200 and [s["sandboxId"] for s in body["sandboxes"]] == [sandbox]
+    assert body["sandboxes"][0]["status"] == "closed" and body["nextCursor"] is None
+    status, body = stack.call(
+        "executions", "GET", "/api/iris/executions", key=key, query={"cursor": "x"}
+    )
+    assert status == 400 and body["error"] == "Bad Request"
+
+
+def test_the_console_function_serves_the_page_under_its_policy(stack: Stack) -> None:
+    page = stack.invoke("console", api_event("GET", "/", resource="/"))
+    assert page["statusCode"] == 200
+    headers = {k.lower(): v for k, v in page["headers"].items()}
+    assert headers["content-type"].startswith("text/html")
+    assert "script-src 'self';" in headers["content-security-policy"]
+    # Relative references: the page works under the stage prefix (https://.../Prod/).
+    assert 'src="console/app.js"' in page["body"] and "{{style-nonce}}" not in page["body"]
+    script = stack.invoke(
+        "console", api_event("GET", "/console/app.js", resource="/console/{name}")
+    )
+    assert script["statusCode"] == 200 and "api/iris/execute" in script["body"]
+    missing = stack.invoke(
+        "console", api_event("GET", "/console/secrets.txt", resource="/console/{name}")
+    )
+    assert missing["statusCode"] == 404
+    assert json.loads(missing["body"])["error"] == "Not Found"

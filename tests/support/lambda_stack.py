@@ -39,6 +39,7 @@ FUNCTIONS = (
     "mcp",
     "authorizer",
     "reaper",
+    "console",
 )
 WORKER = "iris-worker"
 

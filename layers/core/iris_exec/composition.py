@@ -35,6 +35,7 @@ from iris_exec.settings import Backend, Settings, ToolStoreKind
 if TYPE_CHECKING:
     from iris_exec.services.background import BackgroundExecutions
     from iris_exec.services.executions import ExecutionService
+    from iris_exec.services.history import History
     from iris_exec.services.idempotency import IdempotentExecutions
     from iris_exec.services.tokens import ExecutionTokens
     from iris_exec.services.tools import ToolService
@@ -103,10 +104,20 @@ class Container:
 
             observers = Observers(self.audit, self.observer)
             return ExecutionService(
-                self.sandboxes, self.provider, self.tokens, self.settings, self.clock, observers
-            )
+                self.sandboxes, self.provider, self.tokens, self.settings, self.clock, observers,
+                history=self.execution_store,
+            )  # fmt: skip
 
         return self._once("executions", build)
+
+    @property
+    def history(self) -> History:
+        def build() -> History:
+            from iris_exec.services.history import History
+
+            return History(self.registry, self.execution_store, self.clock)
+
+        return self._once("history", build)
 
     @property
     def idempotent(self) -> IdempotentExecutions:

@@ -58,11 +58,11 @@ def _wrap(asgi: ASGIApp) -> Handler:
     return cast(Handler, handler)
 
 
-def route_handler(route: str) -> Handler:
-    """The handler of one API route (`execute`, `sandbox_get`, `sandbox_delete`)."""
+def route_handler(*routes: str) -> Handler:
+    """The handler of the API routes of one function (`execute`, `sandbox_get`...)."""
     from iris_exec.http.app import create_app  # FastAPI: only the route functions load it
 
-    return _wrap(create_app(container(), routes={route}))
+    return _wrap(create_app(container(), routes=set(routes)))
 
 
 def mcp_handler() -> Handler:

@@ -247,6 +247,14 @@ class AuditEvent:
     detail: str | None = None
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """Where a page of a newest-first list ends: the last item's creation time and id."""
+
+    created_at: float
+    item_id: str
+
+
 ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "timed_out"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "timed_out"})
 
@@ -277,3 +285,6 @@ class ExecutionRecord:
     #: Why it failed when the infrastructure, not the code, ended it.
     reason: str | None = None
     log_lines: int = 0
+    #: The answer's ``executionTime`` (ms the code ran), when done: lists show it without
+    #: reading the whole answer.
+    execution_ms: float | None = None

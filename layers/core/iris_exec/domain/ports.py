@@ -14,6 +14,7 @@ from iris_exec.domain.models import (
     ExecutionReport,
     GoneReason,
     IdempotencyHit,
+    Position,
     ProviderSandbox,
     RunOutcome,
     SandboxRecord,
@@ -43,6 +44,14 @@ class SandboxRegistry(Protocol):
 
     def list_live(self, project_id: str, now: float) -> list[SandboxRecord]:
         """The project's sandboxes that are running and not past their deadline (or busy)."""
+
+    def list_recent(
+        self, project_id: str, status: str | None, limit: int, before: Position | None
+    ) -> tuple[list[SandboxRecord], Position | None]:
+        """The project's sandboxes, newest first (by ``created_at``; ties in the store's own
+        order, each once), with ``status``
+        if given, at most ``limit``, starting after ``before``; and where the next page
+        starts (None when there is none)."""
 
     def list_due(self, now: float, limit: int) -> list[SandboxRecord]:
         """Running sandboxes of any project past their deadline and not busy: the reaper's work."""
@@ -257,6 +266,20 @@ class ExecutionStore(Protocol):
 
     def logs(self, project_id: str, execution_id: str, after: int, limit: int) -> list[str]:
         """Lines ``after + 1`` on (at most ``limit``)."""
+
+    def list_recent(
+        self,
+        project_id: str,
+        *,
+        sandbox_id: str | None,
+        status: str | None,
+        limit: int,
+        before: Position | None,
+    ) -> tuple[list[ExecutionRecord], Position | None]:
+        """The project's executions, newest first (by ``created_at``; ties in the store's own
+        order, each once), filtered by
+        sandbox and status if given, at most ``limit``, starting after ``before``; without
+        their ``result`` (None). Also where the next page starts (None when there is none)."""
 
     def list_stale(self, now: float, limit: int) -> list[ExecutionRecord]:
         """Queued or running executions whose worker showed no sign of life by ``now``."""

@@ -44,7 +44,24 @@ EXECUTIONS = "executions"
 #: Server-Sent Events need a streaming edge: the local server has one; API Gateway's REST
 #: APIs buffer responses, so on AWS live logs are read by polling with ?after=<cursor>.
 EXECUTION_EVENTS = "execution_events"
-ALL_ROUTES = frozenset({EXECUTE, SANDBOX_GET, SANDBOX_DELETE, AUDIT, EXECUTIONS, EXECUTION_EVENTS})
+#: The lists the console reads (a project's sandboxes and execution history).
+SANDBOXES_LIST = "sandboxes_list"
+EXECUTIONS_LIST = "executions_list"
+#: The web console's page and files (http/console.py), at `/`.
+CONSOLE = "console"
+ALL_ROUTES = frozenset(
+    {
+        EXECUTE,
+        SANDBOX_GET,
+        SANDBOX_DELETE,
+        AUDIT,
+        EXECUTIONS,
+        EXECUTION_EVENTS,
+        SANDBOXES_LIST,
+        EXECUTIONS_LIST,
+        CONSOLE,
+    }
+)
 
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Iris-Busy", "Prefer"]
 EXPOSED_HEADERS = [
@@ -312,6 +329,39 @@ def create_app(
                 response.headers["Idempotent-Replayed"] = "true"
             return response
 
+    if EXECUTIONS_LIST in enabled:
+        from iris_exec.services import history
+
+        @app.get("/api/iris/executions", summary="Your project's executions, newest first")
+        async def executions_list(request: Request, caller: Caller) -> Response:
+            params = request.query_params
+            return respond(
+                request,
+                container.history.executions(
+                    caller,
+                    _sandbox_id_param(request),
+                    history.parse_status(params.get("status"), history.EXECUTION_STATUSES),
+                    history.parse_limit(params.get("limit")),
+                    params.get("cursor"),
+                ),
+            )
+
+    if SANDBOXES_LIST in enabled:
+        from iris_exec.services import history
+
+        @app.get("/api/iris/sandboxes", summary="Your project's sandboxes, newest first")
+        async def sandboxes_list(request: Request, caller: Caller) -> Response:
+            params = request.query_params
+            return respond(
+                request,
+                container.history.sandboxes(
+                    caller,
+                    history.parse_status(params.get("status"), history.SANDBOX_STATUSES),
+                    history.parse_limit(params.get("limit")),
+                    params.get("cursor"),
+                ),
+            )
+
     if EXECUTIONS in enabled:
         from iris_exec.services.background import MAX_LOG_PAGE
 
@@ -392,6 +442,11 @@ def create_app(
             since = parse_instant(params.get("since"), "since")
             until = parse_instant(params.get("until"), "until")
             return respond(request, container.audit.query(caller, since, until, int(limit_text)))
+
+    if CONSOLE in enabled:
+        from iris_exec.http.console import add_console_routes
+
+        add_console_routes(app)
 
     @app.get("/health", summary="Liveness (no authentication)", include_in_schema=False)
     async def health() -> Response:

@@ -32,7 +32,7 @@ from iris_exec.domain.models import (
 )
 from iris_exec.domain.ports import ExecutionStore, WorkDispatcher
 from iris_exec.services.clock import Clock, iso, new_id
-from iris_exec.services.executions import ExecutionService
+from iris_exec.services.executions import ExecutionService, status_of
 from iris_exec.services.output import LiveLines
 from iris_exec.services.requests import ExecuteCommand, command_from_dict, command_to_dict
 from iris_exec.services.sandboxes import Lease, SandboxService
@@ -51,13 +51,6 @@ def validate_execution_id(execution_id: str) -> str:
     if not EXECUTION_ID_PATTERN.match(execution_id):
         raise BadRequest("executionId must look like 'ex_' followed by 8-64 letters or digits")
     return execution_id
-
-
-def status_of(answer: dict[str, Any]) -> ExecutionStatus:
-    if answer.get("success"):
-        return "succeeded"
-    error = answer.get("result", {}).get("error") or {}
-    return "timed_out" if error.get("name") == "TimeoutError" else "failed"
 
 
 class TakenOver(Exception):
@@ -314,6 +307,10 @@ class BackgroundExecutions:
             "createdAt": iso(record.created_at),
             "startedAt": iso(record.started_at),
             "finishedAt": iso(record.finished_at),
+            "async": not record.request.get("sync", False),
+            "language": record.request.get("language"),
+            "sessionId": record.request.get("sessionId"),
+            "code": record.request.get("code"),
             "logs": logs,
             "cursor": after + len(logs),
         }

@@ -8,18 +8,25 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from iris_exec.domain.errors import ProviderUnavailable, SandboxLost, ServiceUnavailable
+from iris_exec.domain.errors import (
+    IrisError,
+    ProviderUnavailable,
+    SandboxLost,
+    ServiceUnavailable,
+)
 from iris_exec.domain.models import (
     ExecutionJob,
+    ExecutionRecord,
     ExecutionReport,
+    ExecutionStatus,
     OutputChunk,
     Principal,
     RunOutcome,
 )
-from iris_exec.domain.ports import ExecutionObserver, SandboxProvider
+from iris_exec.domain.ports import ExecutionObserver, ExecutionStore, SandboxProvider
 from iris_exec.services.clock import Clock, iso, new_id
 from iris_exec.services.output import log_lines, sections
-from iris_exec.services.requests import ExecuteCommand
+from iris_exec.services.requests import ExecuteCommand, command_to_dict
 from iris_exec.services.sandboxes import Lease, SandboxService
 from iris_exec.services.tokens import ExecutionTokens
 from iris_exec.settings import Settings
@@ -27,6 +34,15 @@ from iris_exec.settings import Settings
 log = logging.getLogger(__name__)
 
 GRANT_GRACE_S = 5.0
+#: A synchronous execution still `running` this long past its time limit lost its server.
+SYNC_ALIVE_GRACE_S = 60.0
+
+
+def status_of(answer: dict[str, Any]) -> ExecutionStatus:
+    if answer.get("success"):
+        return "succeeded"
+    error = answer.get("result", {}).get("error") or {}
+    return "timed_out" if error.get("name") == "TimeoutError" else "failed"
 
 
 class ExecutionService:
@@ -38,8 +54,11 @@ class ExecutionService:
         settings: Settings,
         clock: Clock,
         observer: ExecutionObserver | None = None,
+        history: ExecutionStore | None = None,
     ) -> None:
         self._observer = observer
+        #: Where synchronous executions are recorded too (the history the console lists).
+        self._history = history
         self._sandboxes = sandboxes
         self._provider = provider
         self._tokens = tokens
@@ -58,9 +77,83 @@ class ExecutionService:
         lease = await self._sandboxes.acquire(
             principal, command.sandbox_id, wait=command.wait, timeout_s=command.timeout_s
         )
-        return await self.run(
-            principal, command, lease, new_id("ex_"), on_output=on_output, started=started
+        execution_id = new_id("ex_")
+        if self._history is None:
+            return await self.run(
+                principal, command, lease, execution_id, on_output=on_output, started=started
+            )
+        record = self._record_start(principal, command, lease, execution_id, started)
+        try:
+            answer = await self.run(
+                principal, command, lease, execution_id, on_output=on_output, started=started
+            )
+        except BaseException as exc:
+            reason = exc.message if isinstance(exc, IrisError) else "internal error"
+            self._record_end(record, "failed", None, reason)
+            raise
+        self._record_end(record, status_of(answer), answer, None)
+        return answer
+
+    def _record_start(
+        self,
+        principal: Principal,
+        command: ExecuteCommand,
+        lease: Lease,
+        execution_id: str,
+        started: float,
+    ) -> ExecutionRecord:
+        """Record the synchronous execution `running` (or give the sandbox back and fail:
+        no execution runs unrecorded). The sweeper ends it if this server dies meanwhile."""
+        assert self._history is not None
+        now = self._clock()
+        record = ExecutionRecord(
+            execution_id=execution_id,
+            project_id=principal.project_id,
+            sandbox_id=lease.record.sandbox_id,
+            status="running",
+            request={**command_to_dict(command), "sync": True},
+            lease_id=lease.lease_id,
+            sandbox_created=lease.created,
+            created_at=started,
+            alive_until=now + command.timeout_s + SYNC_ALIVE_GRACE_S,
+            actor=principal.key_id,
+            started_at=now,
         )
+        try:
+            self._history.create(record)
+        except BaseException:
+            self._sandboxes.release(lease)
+            raise
+        return record
+
+    def _record_end(
+        self,
+        record: ExecutionRecord,
+        status: ExecutionStatus,
+        answer: dict[str, Any] | None,
+        reason: str | None,
+    ) -> None:
+        """Store the answer and its log lines. The code has run: a store failure here is
+        logged, never turned into an error of the request."""
+        assert self._history is not None
+        lines: list[str] = answer["result"]["logs"] if answer is not None else []
+        try:
+            if lines:
+                self._history.append_logs(record.project_id, record.execution_id, 0, lines)
+            self._history.update(
+                record.project_id,
+                record.execution_id,
+                expect=frozenset({"running"}),
+                changes={
+                    "status": status,
+                    "finished_at": self._clock(),
+                    "result": answer["result"] if answer is not None else None,
+                    "reason": reason,
+                    "log_lines": len(lines),
+                },
+            )
+        except Exception:
+            log.exception("recording the end of execution %s failed", record.execution_id)
 
     async def run(
         self,

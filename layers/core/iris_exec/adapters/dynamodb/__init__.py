@@ -117,6 +117,23 @@ def _pages(call: Callable[..., Any], request: dict[str, Any]) -> Iterator[Item]:
         request["ExclusiveStartKey"] = last
 
 
+def query_page(
+    client: DynamoDB, request: dict[str, Any], limit: int
+) -> tuple[list[Item], Item | None]:
+    """At most ``limit`` items a Query matches (its FilterExpression applied), and the key
+    to start the next page from (None when no item is left). Each call asks for no more
+    than still wanted, so the returned key is exactly where the page stopped."""
+    request = dict(request)
+    found: list[Item] = []
+    while True:
+        page = client.query(**request, Limit=limit - len(found))
+        found += page["Items"]
+        last: Item | None = page.get("LastEvaluatedKey") or None
+        if last is None or len(found) >= limit:
+            return found, last
+        request["ExclusiveStartKey"] = last
+
+
 def put_new(client: DynamoDB, table: str, item: Item, key: str, what: str, ident: str) -> None:
     """Put ``item`` unless one with its key attribute ``key`` exists: then
     ``AlreadyExists(ident)``."""

@@ -30,10 +30,11 @@ from iris_exec.adapters.dynamodb import (
     num,
     put_new,
     query_all,
+    query_page,
     store_errors,
     text,
 )
-from iris_exec.domain.models import ExecutionRecord
+from iris_exec.domain.models import ExecutionRecord, Position
 
 if TYPE_CHECKING:
     from iris_exec.adapters.awsapi import DynamoDB
@@ -65,6 +66,7 @@ def _record(item: Item, result: dict[str, Any] | None) -> ExecutionRecord:
         result=result,
         reason=get_opt_str(item, "reason"),
         log_lines=int(item["logLines"]["N"]),
+        execution_ms=get_opt_float(item, "executionTime"),
     )
 
 
@@ -133,6 +135,10 @@ class DynamoExecutionStore:
             self._client, self._table, item, "executionId", "recording an execution",
             record.execution_id,
         )  # fmt: skip
+        # Its log lines and answer follow soon (at once, for a synchronous execution).
+        if len(self._created) >= 1024:
+            self._created.clear()
+        self._created[(record.project_id, record.execution_id)] = record.created_at
 
     def _meta(self, execution_id: str) -> Item | None:
         with store_errors("reading an execution"):
@@ -200,6 +206,11 @@ class DynamoExecutionStore:
                 )
                 values[":parts"] = integer(count)
                 sets.append("resultParts = :parts")
+                execution_ms = changes["result"].get("executionTime")
+                if isinstance(execution_ms, int | float):
+                    # Kept on the record too: lists show it without reading the parts.
+                    values[":executionTime"] = num(execution_ms)
+                    sets.append("executionTime = :executionTime")
         if changes.get("status") not in (None, "queued", "running"):
             removes.append("#open")  # finished: out of the sweeper's index
             names["#open"] = "open"
@@ -289,6 +300,51 @@ class DynamoExecutionStore:
                     if len(lines) >= limit:
                         return lines
         return lines
+
+    def list_recent(
+        self,
+        project_id: str,
+        *,
+        sandbox_id: str | None,
+        status: str | None,
+        limit: int,
+        before: Position | None,
+    ) -> tuple[list[ExecutionRecord], Position | None]:
+        # Only ``meta`` items carry createdAt, so only they are in the byProject index.
+        filters: list[str] = []
+        names: dict[str, str] = {}
+        values: dict[str, Value] = {":p": text(project_id)}
+        if sandbox_id is not None:
+            filters.append("sandboxId = :sandbox")
+            values[":sandbox"] = text(sandbox_id)
+        if status is not None:
+            filters.append("#status = :status")
+            names["#status"] = "status"
+            values[":status"] = text(status)
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "byProject",
+            "KeyConditionExpression": "projectId = :p",
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+        }
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        if names:
+            request["ExpressionAttributeNames"] = names
+        if before is not None:
+            request["ExclusiveStartKey"] = {
+                "projectId": text(project_id),
+                "createdAt": num(before.created_at),
+                "executionId": text(before.item_id),
+                "sk": text(META),
+            }
+        with store_errors("listing executions"):
+            items, last = query_page(self._client, request, limit)
+        following = (
+            Position(get_float(last, "createdAt"), last["executionId"]["S"]) if last else None
+        )
+        return [_record(item, None) for item in items], following
 
     def list_stale(self, now: float, limit: int) -> list[ExecutionRecord]:
         request: dict[str, Any] = {

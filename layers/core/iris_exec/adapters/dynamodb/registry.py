@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from iris_exec.adapters.awsapi import AwsError
 from iris_exec.adapters.dynamodb import (
@@ -18,11 +18,12 @@ from iris_exec.adapters.dynamodb import (
     num,
     put_new,
     query_all,
+    query_page,
     store_errors,
     text,
 )
 from iris_exec.adapters.dynamodb.tables import SANDBOX_RETENTION_S
-from iris_exec.domain.models import GoneReason, SandboxRecord, SandboxStatus
+from iris_exec.domain.models import GoneReason, Position, SandboxRecord, SandboxStatus
 
 if TYPE_CHECKING:
     from iris_exec.adapters.awsapi import DynamoDB
@@ -149,6 +150,37 @@ class DynamoSandboxRegistry:
                 )
             )
         return [_record(item) for item in items]
+
+    def list_recent(
+        self, project_id: str, status: str | None, limit: int, before: Position | None
+    ) -> tuple[list[SandboxRecord], Position | None]:
+        # Items past their TTL count as deleted (TTL removes them lazily).
+        condition = "#ttl > :now"
+        names = {"#ttl": "ttl"}
+        values: dict[str, Value] = {":p": text(project_id), ":now": num(self._clock())}
+        if status is not None:
+            condition += " AND #status = :status"
+            names["#status"] = "status"
+            values[":status"] = text(status)
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "byProjectCreated",
+            "KeyConditionExpression": "projectId = :p",
+            "FilterExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+        }
+        if before is not None:
+            request["ExclusiveStartKey"] = {
+                "projectId": text(project_id),
+                "createdAt": num(before.created_at),
+                "sandboxId": text(before.item_id),
+            }
+        with store_errors("listing sandboxes"):
+            items, last = query_page(self._client, request, limit)
+        following = Position(get_float(last, "createdAt"), last["sandboxId"]["S"]) if last else None
+        return [_record(item) for item in items], following
 
     def list_due(self, now: float, limit: int) -> list[SandboxRecord]:
         due: list[SandboxRecord] = []

@@ -26,6 +26,7 @@ TABLES: dict[str, dict[str, Any]] = {
             {"AttributeName": "lastUsedAt", "AttributeType": "N"},
             {"AttributeName": "status", "AttributeType": "S"},
             {"AttributeName": "expiresAt", "AttributeType": "N"},
+            {"AttributeName": "createdAt", "AttributeType": "N"},
         ],
         "KeySchema": [{"AttributeName": "sandboxId", "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [
@@ -35,6 +36,15 @@ TABLES: dict[str, dict[str, Any]] = {
                 "KeySchema": [
                     {"AttributeName": "projectId", "KeyType": "HASH"},
                     {"AttributeName": "lastUsedAt", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+            {
+                # list_recent: a project's sandboxes, newest first (the console's list).
+                "IndexName": "byProjectCreated",
+                "KeySchema": [
+                    {"AttributeName": "projectId", "KeyType": "HASH"},
+                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             },
@@ -95,6 +105,8 @@ TABLES: dict[str, dict[str, Any]] = {
             {"AttributeName": "sk", "AttributeType": "S"},
             {"AttributeName": "open", "AttributeType": "S"},
             {"AttributeName": "aliveUntil", "AttributeType": "N"},
+            {"AttributeName": "projectId", "AttributeType": "S"},
+            {"AttributeName": "createdAt", "AttributeType": "N"},
         ],
         # sk = "meta" | "log#<line>#<part>" | "result#<part>" (adapters/dynamodb/executions.py)
         "KeySchema": [
@@ -108,6 +120,16 @@ TABLES: dict[str, dict[str, Any]] = {
                 "KeySchema": [
                     {"AttributeName": "open", "KeyType": "HASH"},
                     {"AttributeName": "aliveUntil", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+            {
+                # list_recent: a project's executions, newest first (sparse: only the
+                # `meta` items have createdAt; log and result parts stay out).
+                "IndexName": "byProject",
+                "KeySchema": [
+                    {"AttributeName": "projectId", "KeyType": "HASH"},
+                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             },

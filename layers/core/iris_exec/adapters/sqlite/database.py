@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 );
 CREATE INDEX IF NOT EXISTS sandboxes_project_status ON sandboxes (project_id, status);
 CREATE INDEX IF NOT EXISTS sandboxes_status_expiry ON sandboxes (status, expires_at);
+CREATE INDEX IF NOT EXISTS sandboxes_project_created ON sandboxes (project_id, created_at);
 
 CREATE TABLE IF NOT EXISTS rate_windows (
     subject      TEXT NOT NULL,

@@ -7,7 +7,7 @@ import sqlite3
 from typing import Any
 
 from iris_exec.adapters.sqlite.database import Database
-from iris_exec.domain.models import ExecutionRecord
+from iris_exec.domain.models import ExecutionRecord, Position
 
 EXECUTIONS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS executions (
     log_lines       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS executions_open ON executions (status, alive_until);
+CREATE INDEX IF NOT EXISTS executions_project_created ON executions (project_id, created_at);
 
 CREATE TABLE IF NOT EXISTS execution_logs (
     execution_id TEXT NOT NULL REFERENCES executions (execution_id) ON DELETE CASCADE,
@@ -50,7 +51,9 @@ _COLUMNS: dict[str, Any] = {
 }
 
 
-def _record(row: sqlite3.Row) -> ExecutionRecord:
+def _record(row: sqlite3.Row, with_result: bool = True) -> ExecutionRecord:
+    result = json.loads(row["result"]) if row["result"] is not None else None
+    execution_ms = result.get("executionTime") if isinstance(result, dict) else None
     return ExecutionRecord(
         execution_id=row["execution_id"],
         project_id=row["project_id"],
@@ -64,9 +67,10 @@ def _record(row: sqlite3.Row) -> ExecutionRecord:
         actor=row["actor"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
-        result=json.loads(row["result"]) if row["result"] is not None else None,
+        result=result if with_result else None,
         reason=row["reason"],
         log_lines=row["log_lines"],
+        execution_ms=float(execution_ms) if isinstance(execution_ms, int | float) else None,
     )
 
 
@@ -144,6 +148,34 @@ class SqliteExecutionStore:
                 (execution_id, project_id, after, limit),
             ).fetchall()
         return [row["line"] for row in rows]
+
+    def list_recent(
+        self,
+        project_id: str,
+        *,
+        sandbox_id: str | None,
+        status: str | None,
+        limit: int,
+        before: Position | None,
+    ) -> tuple[list[ExecutionRecord], Position | None]:
+        sql = "SELECT * FROM executions WHERE project_id = ?"
+        params: list[Any] = [project_id]
+        if sandbox_id is not None:
+            sql += " AND sandbox_id = ?"
+            params.append(sandbox_id)
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        if before is not None:
+            sql += " AND (created_at < ? OR (created_at = ? AND execution_id < ?))"
+            params += [before.created_at, before.created_at, before.item_id]
+        sql += " ORDER BY created_at DESC, execution_id DESC LIMIT ?"
+        params.append(limit + 1)
+        with self._db.cursor() as cur:
+            rows = cur.execute(sql, params).fetchall()
+        records = [_record(r, with_result=False) for r in rows[:limit]]
+        last = records[-1] if records and len(rows) > limit else None
+        return records, Position(last.created_at, last.execution_id) if last else None
 
     def list_stale(self, now: float, limit: int) -> list[ExecutionRecord]:
         with self._db.cursor() as cur:

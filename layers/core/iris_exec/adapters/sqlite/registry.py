@@ -7,7 +7,7 @@ import sqlite3
 
 from iris_exec.adapters.sqlite.database import Database
 from iris_exec.domain.errors import AlreadyExists
-from iris_exec.domain.models import GoneReason, SandboxRecord, SandboxStatus
+from iris_exec.domain.models import GoneReason, Position, SandboxRecord, SandboxStatus
 
 _COLUMNS = (
     "sandbox_id, project_id, provider, provider_ref, status, created_at, last_used_at,"
@@ -86,6 +86,26 @@ class SqliteSandboxRegistry:
                 (project_id, now, now),
             ).fetchall()
         return [_record(r) for r in rows]
+
+    def list_recent(
+        self, project_id: str, status: str | None, limit: int, before: Position | None
+    ) -> tuple[list[SandboxRecord], Position | None]:
+        sql = "SELECT * FROM sandboxes WHERE project_id = ?"
+        params: list[object] = [project_id]
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        if before is not None:
+            sql += " AND (created_at < ? OR (created_at = ? AND sandbox_id < ?))"
+            params += [before.created_at, before.created_at, before.item_id]
+        sql += " ORDER BY created_at DESC, sandbox_id DESC LIMIT ?"
+        params.append(limit + 1)
+        with self._db.cursor() as cur:
+            rows = cur.execute(sql, params).fetchall()
+        records = [_record(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        last = records[-1] if records and more else None
+        return records, Position(last.created_at, last.sandbox_id) if last else None
 
     def list_due(self, now: float, limit: int) -> list[SandboxRecord]:
         with self._db.cursor() as cur:
