@@ -12,7 +12,8 @@ SAM_VERSION := 1.170.0
 VENV := .venv
 ASSETS := layers/core/iris_exec/assets
 ASSET_SOURCES := $(wildcard sandbox/src/*.ts) $(wildcard sandbox/python/*.py) sandbox/build.mjs \
-  $(wildcard console/src/*.ts) console/index.html console/app.css console/build.mjs
+  $(wildcard console/src/*.ts) console/index.html console/app.css console/build.mjs \
+  $(wildcard console/docs/*)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup dev test bench lint typecheck assets system-packages test-packages sam-tools clean \

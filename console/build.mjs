@@ -36,4 +36,16 @@ const preloads = app[1].imports
 const page = fs.readFileSync(path.join(root, "index.html"), "utf8").replace("<!-- preloads -->", preloads);
 fs.writeFileSync(path.join(outdir, "index.html"), page);
 fs.copyFileSync(path.join(root, "app.css"), path.join(outdir, "app.css"));
+
+// The API reference (/docs): Swagger UI's own files, served from here rather than a CDN.
+const docs = path.join(assets, "docs");
+fs.rmSync(docs, { recursive: true, force: true });
+fs.mkdirSync(docs, { recursive: true });
+const swagger = path.join(root, "..", "node_modules", "swagger-ui-dist");
+for (const file of ["swagger-ui-bundle.js", "swagger-ui.css"]) {
+  fs.copyFileSync(path.join(swagger, file), path.join(docs, file));
+}
+for (const file of ["index.html", "docs.js"]) {
+  fs.copyFileSync(path.join(root, "docs", file), path.join(docs, file));
+}
 console.log(`console built in ${outdir}`);

@@ -274,6 +274,34 @@ def _sandbox_id_param(request: Request) -> str | None:
     return None if value is None else validate_sandbox_id(value)
 
 
+def _declare_bearer_auth(app: FastAPI) -> None:
+    """The OpenAPI document says every route but /health takes `Authorization: Bearer
+    sk_live_...` (so /docs's "Authorize" works); authentication itself is `authenticated`."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            )  # fmt: skip
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A project API key: sk_live_ followed by 43 characters",
+                }
+            }
+            for path, operations in schema.get("paths", {}).items():
+                if path != "/health":
+                    for operation in operations.values():
+                        operation["security"] = [{"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     container: Container,
     *,
@@ -286,9 +314,13 @@ def create_app(
         version=__version__,
         description="Run TypeScript in isolated sandboxes with access to the IRIS tools.",
         lifespan=lifespan,
+        # /docs is served from this server's own files (add_docs_routes), not a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.container = container
     _install_error_handlers(app)
+    _declare_bearer_auth(app)
 
     if EXECUTE in enabled:
         # Imported only by the apps that serve the route (the Lambda functions' cold starts).
@@ -444,9 +476,10 @@ def create_app(
             return respond(request, container.audit.query(caller, since, until, int(limit_text)))
 
     if CONSOLE in enabled:
-        from iris_exec.http.console import add_console_routes
+        from iris_exec.http.console import add_console_routes, add_docs_routes
 
         add_console_routes(app)
+        add_docs_routes(app)
 
     @app.get("/health", summary="Liveness (no authentication)", include_in_schema=False)
     async def health() -> Response:

@@ -77,3 +77,43 @@ def add_console_routes(app: FastAPI, directory: Path = CONSOLE_DIR) -> None:
     @app.get("/console/{name}", include_in_schema=False)
     async def console_file(name: str) -> Response:
         return _file(name, directory)
+
+
+# -- the API reference ------------------------------------------------------------------
+
+DOCS_DIR = Path(__file__).resolve().parents[1] / "assets" / "docs"
+DOCS_FILES = {"swagger-ui-bundle.js", "swagger-ui.css", "docs.js"}
+#: Swagger UI sets styles inline; nothing else is loosened.
+DOCS_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
+def add_docs_routes(app: FastAPI, directory: Path = DOCS_DIR) -> None:
+    """`/docs`: Swagger UI served from this server (offline, and behind any firewall)."""
+
+    def serve(name: str) -> Response:
+        path = directory / name
+        if not path.is_file():
+            raise NotFound("The API reference is not built here; run `make assets`")
+        return Response(
+            path.read_bytes(),
+            media_type=TYPES[name.rpartition(".")[2]],
+            headers={
+                **SECURITY_HEADERS,
+                "Content-Security-Policy": DOCS_SECURITY_POLICY,
+                "Cache-Control": "no-store" if name == "index.html" else "public, max-age=300",
+            },
+        )
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs_page() -> Response:
+        return serve("index.html")
+
+    @app.get("/docs/{name}", include_in_schema=False)
+    async def docs_file(name: str) -> Response:
+        if name not in DOCS_FILES:
+            raise NotFound(f"No file {name} in the API reference")
+        return serve(name)
