@@ -60,6 +60,10 @@ def status_of(answer: dict[str, Any]) -> ExecutionStatus:
     return "timed_out" if error.get("name") == "TimeoutError" else "failed"
 
 
+def _without_logs(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in result.items() if key != "logs"}
+
+
 class TakenOver(Exception):
     """The execution was ended by someone else (declared dead) while this worker ran it."""
 
@@ -248,10 +252,12 @@ class BackgroundExecutions:
         log_writer.live.close()
         lines = answer["result"]["logs"] if answer is not None else log_writer.live.lines
         log_writer.write(lines)
+        # The result is kept without its log lines: they are stored once, in chunks, and put
+        # back when it is read (kept twice, a megabyte of newlines cost a dozen).
         ended = self._end(
             record,
             status,
-            result=answer["result"] if answer is not None else None,
+            result=_without_logs(answer["result"]) if answer is not None else None,
             reason=reason,
             log_lines=max(len(lines), log_writer.flushed),
         )
@@ -320,11 +326,22 @@ class BackgroundExecutions:
         if record.status in FINAL_STATUSES:
             body["success"] = record.status == "succeeded"
             if record.result is not None:
-                body["result"] = record.result
+                body["result"] = self._with_logs(record)
             if record.reason is not None:
                 body["reason"] = record.reason
         body["timestamp"] = iso(self._clock())
         return body
+
+    def _with_logs(self, record: ExecutionRecord) -> dict[str, Any]:
+        result = record.result or {}
+        if "logs" in result:
+            return result  # stored before logs were kept apart
+        logs = self.store.logs(record.project_id, record.execution_id, 0, record.log_lines)
+        rebuilt = {key: value for key, value in result.items() if key != "metadata"}
+        rebuilt["logs"] = logs
+        if "metadata" in result:
+            rebuilt["metadata"] = result["metadata"]
+        return rebuilt
 
     # -- the dead ----------------------------------------------------------------------------
 
