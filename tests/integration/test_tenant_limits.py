@@ -5,6 +5,7 @@ execution is checked during and after it."""
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,17 +13,27 @@ from typing import Any
 
 import pytest
 
-from tests.support.api import execute
+from iris_exec.adapters.sqlite.database import Database
+from iris_exec.adapters.sqlite.tools import TOOL_SCHEMA, SqliteToolStore
+from iris_exec.domain.tools import ToolCaller
+from tests.support.api import execute, run_value
 from tests.support.server import LocalServer
 
 FINAL = {"succeeded", "failed", "timed_out"}
 MIB = 1 << 20
+IMPORT = "import { iris } from './iris-prime';\n"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     data = tmp_path_factory.mktemp("tenants") / "data"
-    with LocalServer(data, execution_heartbeat_s=1, rate_limit_per_minute=1000) as running:
+    with LocalServer(
+        data,
+        execution_heartbeat_s=1,
+        rate_limit_per_minute=1000,
+        tool_storage_quota_bytes=4 * MIB,
+        tool_writes_per_minute=400,
+    ) as running:
         yield running
 
 
@@ -80,3 +91,115 @@ def test_a_megabyte_of_newlines_is_stored_in_about_a_megabyte(server: LocalServe
             f"/api/iris/executions/{execution_id}", params={"after": lines - 3}
         ).json()
         assert last["logs"] == ["[stdout] "] * 3 and last["cursor"] == lines
+
+
+def cpu_seconds(server: LocalServer) -> float:
+    """CPU time the server process has used (user + system)."""
+    assert server.proc is not None
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_lineage_reads_are_paged_and_writes_stop_at_the_projects_quota(
+    server: LocalServer,
+) -> None:
+    """A lineage of megabytes used to come back whole (76 MB stored became a 155 MB
+    answer); now a page holds at most 100 entries and about 1 MiB, with `next`. Writes
+    stop at the project's storage quota with a tool error; another project is untouched."""
+    attacker, bystander = server.create_key("hoard"), server.create_key("bystander-hoard")
+    written = run_value(
+        server,
+        attacker,
+        """import { iris } from './iris-prime';
+const big = "x".repeat(60 * 1024 - 100);
+let stored = 0, refusal = null;
+for (let i = 0; i < 100 && refusal === null; i++) {
+  try { await iris.trackLineage("sig", big, i); stored++; }
+  catch (e) { refusal = { name: e.name, message: e.message }; }
+}
+return { stored, refusal };
+""",
+    )
+    assert written["refusal"]["name"] == "IrisToolError"
+    assert "storage quota" in written["refusal"]["message"]
+    assert 55 <= written["stored"] <= 70  # about 4 MiB of 60 KiB entries
+    bystander_ok(server, bystander)  # during: its own quota, its own writes
+    assert run_value(
+        server, bystander, IMPORT + 'return (await iris.trackLineage("sig", 1, 2)).signature'
+    )
+    pages = run_value(
+        server,
+        attacker,
+        """import { iris } from './iris-prime';
+const pages = [];
+let after;
+do {
+  const page = await iris.getLineage("sig", { after });
+  pages.push({ n: page.entries.length, bytes: JSON.stringify(page).length, next: page.next });
+  after = page.next ?? undefined;
+} while (after !== undefined);
+const small = await iris.getLineage("sig", { limit: 3 });
+return { pages, small: small.entries.map((e) => e.output) };
+""",
+    )["pages"]
+    assert all(page["bytes"] <= 1.2 * MIB for page in pages), pages
+    assert sum(page["n"] for page in pages) == written["stored"]
+    assert len(pages) >= 4 and pages[-1]["next"] is None
+    bystander_ok(server, bystander)  # after
+
+
+def test_tool_writes_past_the_projects_rate_fail_as_its_tool_error(server: LocalServer) -> None:
+    attacker, bystander = server.create_key("chatty"), server.create_key("bystander-chatty")
+    value = run_value(
+        server,
+        attacker,
+        """import { iris } from './iris-prime';
+let ok = 0, refusal = null;
+for (let i = 0; i < 450 && refusal === null; i++) {
+  try { await iris.recordMetric("m", i); ok++; }
+  catch (e) { refusal = { name: e.name, message: e.message }; }
+}
+return { ok, refusal };
+""",
+    )
+    assert value["ok"] == 400, value
+    assert value["refusal"]["name"] == "IrisToolError"
+    assert "write rate of 400 per minute" in value["refusal"]["message"]
+    # Another project writes as usual, at the same moment.
+    assert (
+        run_value(server, bystander, IMPORT + 'return (await iris.recordMetric("m", 1)).value') == 1
+    )
+    bystander_ok(server, bystander)
+
+
+def test_pattern_mining_over_crafted_data_stops_at_its_budget(server: LocalServer) -> None:
+    """20 000 transactions over 6 000 items, each item in 3 or 4 of them and no two
+    together: at minSupport 0.00015 every item is frequent, and Eclat intersects 18 M
+    pairs of 20 000-bit sets (seconds of server CPU for one call before, while nothing is
+    found). The call now fails at once as the caller's tool error."""
+    project = "miner"
+    attacker, bystander = server.create_key(project), server.create_key("bystander-miner")
+    # The data is cheap to write; it goes straight into the server's store to keep this fast.
+    db = Database(server.data_dir / "iris.db", (TOOL_SCHEMA,))
+    try:
+        store = SqliteToolStore(db)
+        for n in range(20_000):
+            store.add_event(ToolCaller(project, f"s{n}"), f"evt_{n}", f"e{n % 6000}", {}, 1.0 + n)
+    finally:
+        db.close()
+    before = cpu_seconds(server)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        mined = pool.submit(
+            execute,
+            server,
+            attacker,
+            IMPORT + "try { await iris.discoverPatterns({ minSupport: 0.00015 }); return 'mined'; }"
+            " catch (e) { return { name: e.name, message: e.message }; }",
+        )
+        bystander_ok(server, bystander)  # during
+        answer = mined.result()
+    spent = cpu_seconds(server) - before
+    value = answer["result"]["output"]
+    assert "IrisToolError" in value and "raise minSupport" in value, value
+    assert spent < 1.5, f"the server spent {spent:.1f} s of CPU on one discoverPatterns call"
+    bystander_ok(server, bystander)  # after
