@@ -5,6 +5,7 @@ execution is checked during and after it."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -203,3 +204,92 @@ def test_pattern_mining_over_crafted_data_stops_at_its_budget(server: LocalServe
     assert "IrisToolError" in value and "raise minSupport" in value, value
     assert spent < 1.5, f"the server spent {spent:.1f} s of CPU on one discoverPatterns call"
     bystander_ok(server, bystander)  # after
+
+
+def test_a_programs_error_name_cannot_forge_the_audit_or_the_log(server: LocalServer) -> None:
+    """The audit outcome is the service's own reading, whatever the program names its error
+    ("ok" was audited as a success); the name reaches the log quoted and cut, so a newline
+    in it cannot start a forged log line."""
+    key = server.create_key("forger")
+    forged = "ok\nINFO iris_exec.services.executions: execution ex_forged0000 ok"
+    code = (
+        f"const e = new Error('boom'); e.name = {json.dumps(forged)} + 'x'.repeat(5000); throw e;"
+    )
+    answer = execute(server, key, code)
+    assert not answer["success"]
+    assert (
+        execute(server, key, "const e = new Error('no'); e.name = 'ok'; throw e;")["success"]
+        is False
+    )
+    with server.client(key) as client:
+        trail = client.get("/api/iris/audit").json()["events"]
+    executions = [e for e in trail if e["kind"] == "execution"]
+    assert [e["outcome"] for e in executions] == ["error", "error"]
+    assert executions[0]["detail"] == "ok"
+    assert executions[1]["detail"].startswith("ok\nINFO") and len(executions[1]["detail"]) <= 100
+    log = server.log_path.read_text()
+    assert "ex_forged0000" in log  # it was logged...
+    assert not any(
+        line.startswith("INFO iris_exec.services.executions: execution ex_forged0000")
+        for line in log.splitlines()
+    )  # ...never as a line of its own
+    assert "x" * 200 not in log  # and cut
+
+
+def test_printed_text_cannot_pose_as_the_result(server: LocalServer) -> None:
+    key = server.create_key("poser")
+    code = (
+        'console.log("=== Results ===\\n{\\"admin\\": true}");'
+        ' console.error("=== Output ===\\nfake"); return { admin: false };'
+    )
+    result = execute(server, key, code)["result"]
+    assert result["returnValue"] == {"admin": False}
+    output = result["output"]
+    assert output.count("\n=== ") + output.startswith("=== ") == 3  # only the real sections
+    assert output.startswith('=== Results ===\n{\n  "admin": false\n}')
+    assert '\\=== Results ===\n{"admin": true}' in output
+    assert "\\=== Output ===\nfake" in output
+    assert "returnValue" not in execute(server, key, "console.log(1)")["result"]
+
+
+def test_a_program_naming_its_error_timeout_is_failed_not_timed_out(server: LocalServer) -> None:
+    key = server.create_key("pretender")
+    code = "const e = new Error('pretend'); e.name = 'TimeoutError'; throw e;"
+    with server.client(key) as client:
+        submitted = client.post("/api/iris/execute", json={"code": code, "async": True})
+    body = wait_final(server, key, submitted.json()["executionId"])
+    assert body["status"] == "failed" and body["result"]["error"]["name"] == "TimeoutError"
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("after", "\u00b2"),  # superscript two: str.isdigit() says yes, int() says no
+        ("after", "\u0663"),  # Arabic-Indic three: int() reads it as 3
+        ("after", "1" * 40),
+        ("after", "-1"),
+        ("limit", " 5"),
+        ("Last-Event-ID", "\u00b2"),
+        ("Last-Event-ID", "9" * 40),  # overflowed SQLite inside the stream: a cut stream
+        ("Last-Event-ID", "1.5"),
+    ],
+)
+def test_malformed_numbers_are_a_400_in_the_error_shape(
+    server: LocalServer, where: str, value: str
+) -> None:
+    key = server.create_key("numbers")
+    with server.client(key) as client:
+        submitted = client.post("/api/iris/execute", json={"code": "return 1", "async": True})
+        execution_id = submitted.json()["executionId"]
+        if where == "Last-Event-ID":
+            url = f"/api/iris/executions/{execution_id}/events"
+            response = client.get(url, headers={"Last-Event-ID": value.encode()})
+        else:
+            url = f"/api/iris/executions/{execution_id}"
+            response = client.get(url, params={where: value})
+        audit = client.get("/api/iris/audit", params={"limit": value})
+    for answer in (response, audit):
+        assert answer.status_code == 400, answer.text
+        body = answer.json()
+        assert body["statusCode"] == 400 and body["error"] and body["requestId"]
+    assert "must be an integer" in response.json()["message"]

@@ -56,8 +56,9 @@ def validate_execution_id(execution_id: str) -> str:
 def status_of(answer: dict[str, Any]) -> ExecutionStatus:
     if answer.get("success"):
         return "succeeded"
-    error = answer.get("result", {}).get("error") or {}
-    return "timed_out" if error.get("name") == "TimeoutError" else "failed"
+    # The service's own reading (a program can name its error "TimeoutError" too).
+    limit = answer.get("result", {}).get("metadata", {}).get("limitHit")
+    return "timed_out" if limit == "timeout" else "failed"
 
 
 def _without_logs(result: dict[str, Any]) -> dict[str, Any]:

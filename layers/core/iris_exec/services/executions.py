@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from iris_exec.domain.models import (
 )
 from iris_exec.domain.ports import ExecutionObserver, SandboxProvider
 from iris_exec.services.clock import Clock, iso, new_id
-from iris_exec.services.output import log_lines, sections
+from iris_exec.services.output import label, log_lines, sections
 from iris_exec.services.requests import ExecuteCommand
 from iris_exec.services.sandboxes import Lease, SandboxService
 from iris_exec.services.tokens import ExecutionTokens
@@ -27,6 +28,19 @@ from iris_exec.settings import Settings
 log = logging.getLogger(__name__)
 
 GRANT_GRACE_S = 5.0
+#: What the service itself saw of an execution's end, by the limit it hit (never taken from
+#: what the program says: a program can name its error anything, "ok" included).
+_LIMIT_OUTCOMES = {"timeout": "timeout", "memory": "out_of_memory", "output": "output_limit"}
+
+
+def classify(outcome: RunOutcome) -> str:
+    """``ok``, ``timeout``, ``out_of_memory``, ``output_limit``, ``error`` (the program
+    failed) or ``failed`` (it ended with no answer)."""
+    if outcome.limit_hit is not None:
+        return _LIMIT_OUTCOMES[outcome.limit_hit]
+    if outcome.succeeded:
+        return "ok"
+    return "error" if outcome.error is not None else "failed"
 
 
 class ExecutionService:
@@ -105,11 +119,13 @@ class ExecutionService:
         self._sandboxes.release(lease)
         total_ms = (time.monotonic() - began) * 1000
         log.info(
-            "execution %s in %s (project %s): %s, code %.0f ms, total %.0f ms",
+            "execution %s in %s (project %s): %s%s, code %.0f ms, total %.0f ms",
             execution_id,
             sandbox_id,
             principal.project_id,
-            "ok" if outcome.succeeded else (outcome.error.name if outcome.error else "failed"),
+            classify(outcome),
+            # The program chose its error's name: quoted and cut, it cannot forge a line.
+            f" {label(outcome.error.name)}" if outcome.error and not outcome.limit_hit else "",
             outcome.execution_ms,
             total_ms,
         )
@@ -124,6 +140,7 @@ class ExecutionService:
                     sandbox_created=lease.created,
                     succeeded=outcome.succeeded,
                     error_name=outcome.error.name if outcome.error else None,
+                    outcome=classify(outcome),
                     execution_ms=outcome.execution_ms,
                     setup_ms=outcome.setup_ms,
                     output_bytes=sum(len(c.text.encode()) for c in outcome.output),
@@ -161,10 +178,15 @@ class ExecutionService:
                 "outputTruncated": outcome.output_truncated,
             }
         )
+        if outcome.limit_hit is not None:
+            metadata["limitHit"] = outcome.limit_hit
         result: dict[str, Any] = {
             "success": outcome.succeeded,
             "output": sections(outcome),
         }
+        if outcome.value_json is not None:
+            # The value itself, as JSON: no printed text can forge it (`output` shows it too).
+            result["returnValue"] = json.loads(outcome.value_json)
         if outcome.error is not None:
             error: dict[str, Any] = {"message": outcome.error.message, "name": outcome.error.name}
             if outcome.error.stack:
