@@ -60,6 +60,7 @@ def wait_final(server: LocalServer, key: str, execution_id: str, timeout_s: floa
     raise AssertionError(f"{execution_id} did not finish")
 
 
+@pytest.mark.slow
 def test_a_megabyte_of_newlines_is_stored_in_about_a_megabyte(server: LocalServer) -> None:
     """1 MiB of bare newlines is a million log lines: kept one row per line (and again in
     the stored answer) it cost ~120 MB of SQLite per execution; now a few MB, and a reader
@@ -173,6 +174,7 @@ return { ok, refusal };
     bystander_ok(server, bystander)
 
 
+@pytest.mark.slow
 def test_pattern_mining_over_crafted_data_stops_at_its_budget(server: LocalServer) -> None:
     """20 000 transactions over 6 000 items, each item in 3 or 4 of them and no two
     together: at minSupport 0.00015 every item is frequent, and Eclat intersects 18 M
@@ -283,7 +285,7 @@ def test_malformed_numbers_are_a_400_in_the_error_shape(
         execution_id = submitted.json()["executionId"]
         if where == "Last-Event-ID":
             url = f"/api/iris/executions/{execution_id}/events"
-            response = client.get(url, headers={"Last-Event-ID": value.encode()})
+            response = client.get(url, headers={b"Last-Event-ID": value.encode()})
         else:
             url = f"/api/iris/executions/{execution_id}"
             response = client.get(url, params={where: value})
