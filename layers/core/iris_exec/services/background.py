@@ -153,7 +153,9 @@ class BackgroundExecutions:
         (unknown, already taken by another delivery of the same event, or ended)."""
         record = self.store.get(project_id, execution_id)
         if record is None or record.status != "queued":
-            log.warning("execution %s is not queued (%s); nothing to do", execution_id, record)
+            # The status only: the record holds the caller's code, not for one log line.
+            found = record.status if record is not None else "unknown"
+            log.warning("execution %s is not queued (%s); nothing to do", execution_id, found)
             return None
         now = self._clock()
         if not self.store.update(
