@@ -252,6 +252,8 @@ def test_printed_text_cannot_pose_as_the_result(server: LocalServer) -> None:
     assert '\\=== Results ===\n{"admin": true}' in output
     assert "\\=== Output ===\nfake" in output
     assert "returnValue" not in execute(server, key, "console.log(1)")["result"]
+    # A JavaScript string may hold a lone surrogate: the value stays valid UTF-8 JSON.
+    assert execute(server, key, "return '\\ud800';")["result"]["returnValue"] == "\ufffd"
 
 
 def test_a_program_naming_its_error_timeout_is_failed_not_timed_out(server: LocalServer) -> None:

@@ -33,6 +33,18 @@ GRANT_GRACE_S = 5.0
 _LIMIT_OUTCOMES = {"timeout": "timeout", "memory": "out_of_memory", "output": "output_limit"}
 
 
+def _json_value(text: str) -> Any:
+    """JSON text as a value; a lone surrogate escaped in it (JavaScript strings may hold
+    one) becomes U+FFFD, as in the rest of the answer, so that the answer stays UTF-8."""
+    value = json.loads(text)
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        dumped = json.dumps(value, ensure_ascii=False)
+        value = json.loads(dumped.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+    return value
+
+
 def classify(outcome: RunOutcome) -> str:
     """``ok``, ``timeout``, ``out_of_memory``, ``output_limit``, ``error`` (the program
     failed) or ``failed`` (it ended with no answer)."""
@@ -186,7 +198,7 @@ class ExecutionService:
         }
         if outcome.value_json is not None:
             # The value itself, as JSON: no printed text can forge it (`output` shows it too).
-            result["returnValue"] = json.loads(outcome.value_json)
+            result["returnValue"] = _json_value(outcome.value_json)
         if outcome.error is not None:
             error: dict[str, Any] = {"message": outcome.error.message, "name": outcome.error.name}
             if outcome.error.stack:
