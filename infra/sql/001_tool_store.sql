@@ -83,6 +83,12 @@ CREATE TABLE IF NOT EXISTS iris.tool_metrics (
 );
 CREATE INDEX IF NOT EXISTS tool_metrics_name ON iris.tool_metrics (project_id, metric, created_at);
 
+-- Bytes the project's tool calls have stored (its storage quota, IRIS_TOOL_STORAGE_QUOTA_BYTES).
+CREATE TABLE IF NOT EXISTS iris.tool_usage (
+    project_id text PRIMARY KEY,
+    bytes      bigint NOT NULL
+);
+
 ALTER TABLE iris.tool_events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE iris.tool_evaluations ENABLE ROW LEVEL SECURITY;
 ALTER TABLE iris.tool_votes ENABLE ROW LEVEL SECURITY;
@@ -90,3 +96,4 @@ ALTER TABLE iris.tool_prompt_heads ENABLE ROW LEVEL SECURITY;
 ALTER TABLE iris.tool_prompts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE iris.tool_lineage ENABLE ROW LEVEL SECURITY;
 ALTER TABLE iris.tool_metrics ENABLE ROW LEVEL SECURITY;
+ALTER TABLE iris.tool_usage ENABLE ROW LEVEL SECURITY;

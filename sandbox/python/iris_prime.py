@@ -179,6 +179,7 @@ class LineageEntry(TypedDict):
 class Lineage(TypedDict):
     signature: str
     entries: list[LineageEntry]
+    next: str | None
 
 
 class MetricRecord(TypedDict):
@@ -197,6 +198,7 @@ class MetricStats(TypedDict):
     mean: float | None
     p50: float | None
     p95: float | None
+    sampled: int
 
 
 class IrisToolError(Exception):
@@ -562,9 +564,19 @@ class Iris:
         return prompt
 
     def list_prompts(self) -> list[PromptSummary]:
-        """Every prompt name of the project with its latest version."""
-        prompts: list[PromptSummary] = self._call("listPrompts")["prompts"]
-        return prompts
+        """Every prompt name of the project with its latest version (read a page of up
+        to 1000 at a time)."""
+        prompts: list[PromptSummary] = []
+        after: str | None = None
+        while True:
+            args: dict[str, Any] = {"limit": 1000}
+            if after is not None:
+                args["after"] = after
+            page = self._call("listPrompts", **args)
+            prompts += page["prompts"]
+            after = page["next"]
+            if after is None:
+                return prompts
 
     def track_lineage(
         self, signature: str, input: Any, output: Any, parent_id: str | None = None
@@ -577,9 +589,18 @@ class Iris:
         result: LineageRecord = self._call("trackLineage", **args)
         return result
 
-    def get_lineage(self, signature: str) -> Lineage:
-        """Every step recorded for ``signature``, oldest first."""
-        result: Lineage = self._call("getLineage", signature=signature)
+    def get_lineage(
+        self, signature: str, after: str | None = None, limit: int | None = None
+    ) -> Lineage:
+        """A page of the steps recorded for ``signature``, oldest first (at most ``limit``,
+        default 100, and about 1 MiB); ``next`` is the ``after`` of the following page, None
+        at the end."""
+        args: dict[str, Any] = {"signature": signature}
+        if after is not None:
+            args["after"] = after
+        if limit is not None:
+            args["limit"] = limit
+        result: Lineage = self._call("getLineage", **args)
         return result
 
     def record_metric(

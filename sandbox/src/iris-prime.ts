@@ -117,6 +117,8 @@ export interface LineageRecord {
 export interface Lineage {
   signature: string;
   entries: { id: string; parentId: string | null; input: Json; output: Json; createdAt: string }[];
+  /** Pass as `after` for the next page; null at the end. */
+  next: string | null;
 }
 
 export interface MetricRecord {
@@ -135,6 +137,8 @@ export interface MetricStats {
   mean: number | null;
   p50: number | null;
   p95: number | null;
+  /** How many of the most recent values p50 and p95 are of (at most 100000). */
+  sampled: number;
 }
 
 /** A tool call failed; `message` says what was wrong with the arguments. */
@@ -267,10 +271,19 @@ export const iris = {
     return found.prompt;
   },
 
-  /** Every prompt name with its latest version. */
+  /** Every prompt name with its latest version (read a page of up to 1000 at a time). */
   async listPrompts(): Promise<PromptSummary[]> {
-    const found = await call<{ prompts: PromptSummary[] }>("listPrompts", {});
-    return found.prompts;
+    const all: PromptSummary[] = [];
+    let after: string | null = null;
+    do {
+      const page: { prompts: PromptSummary[]; next: string | null } = await call("listPrompts", {
+        after: after ?? undefined,
+        limit: 1000,
+      });
+      all.push(...page.prompts);
+      after = page.next;
+    } while (after !== null);
+    return all;
   },
 
   /** Append a step to the lineage of `signature`. */
@@ -278,9 +291,10 @@ export const iris = {
     return call("trackLineage", { signature, input, output, parentId });
   },
 
-  /** Every step of a lineage, oldest first. */
-  getLineage(signature: string): Promise<Lineage> {
-    return call("getLineage", { signature });
+  /** A page of a lineage's steps, oldest first (at most `limit`, default 100, and about
+   * 1 MiB); `next` is the `after` of the following page, null at the end. */
+  getLineage(signature: string, options: { after?: string; limit?: number } = {}): Promise<Lineage> {
+    return call("getLineage", { signature, after: options.after, limit: options.limit });
   },
 
   /** Record one value of a metric. */

@@ -171,3 +171,22 @@ def test_purge_drops_only_finished_executions(execution_store: ExecutionStore) -
     if purged:  # SQLite purges; DynamoDB leaves it to its TTL (and says 0)
         assert execution_store.get("p1", record(2).execution_id) is None
     assert execution_store.get("p1", record(1).execution_id) is not None
+
+
+def test_many_short_lines_read_by_cursor_across_chunks(execution_store: ExecutionStore) -> None:
+    """Lines are kept in chunks: a cursor anywhere, a page of any size, reads the same lines
+    as one row per line did, whatever the tags (or a line that has none)."""
+    ex = record()
+    execution_store.create(ex)
+    lines = [
+        ("[stdout] " if i % 3 else "[stderr] ") + ("" if i % 2 else str(i)) for i in range(9000)
+    ]
+    lines[4500] = "no tag at all: = o e"
+    execution_store.append_logs("p1", ex.execution_id, 0, lines[:6000])
+    execution_store.append_logs("p1", ex.execution_id, 6000, lines[6000:])
+    read = execution_store.logs
+    assert read("p1", ex.execution_id, 0, 10_000) == lines
+    for after, limit in [(1, 5), (4095, 3), (4096, 1), (4499, 2), (5998, 4), (8990, 100)]:
+        assert read("p1", ex.execution_id, after, limit) == lines[after : after + limit]
+    assert read("p1", ex.execution_id, 9000, 10) == []
+    assert read("p2", ex.execution_id, 4000, 10) == []

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from iris_exec.domain.ports import ToolStore
-from iris_exec.domain.tools import ToolCaller
+from iris_exec.domain.tools import LineageEntry, MetricSummary, ToolCaller
 from tests.contract.conftest import ToolStores
 
 
@@ -38,9 +38,14 @@ def test_a_second_vote_by_the_same_agent_replaces_the_first(
     caller = ToolCaller(project)
     tool_store.put_vote(caller, "c1", "a1", "approve", 1.0)
     tool_store.put_vote(caller, "c1", "a2", "approve", 2.0)
-    votes = tool_store.put_vote(caller, "c1", "a1", "reject", 3.0)
+    tally = tool_store.put_vote(caller, "c1", "a1", "reject", 3.0)
+    assert (tally.approve, tally.reject, tally.abstain) == (1, 1, 0)
+    votes, _ = tool_store.get_votes(project, "c1", 10)
     assert [(v.agent_id, v.vote) for v in votes] == [("a1", "reject"), ("a2", "approve")]
-    assert tool_store.get_votes(project + "-other", "c1") == []
+    listed, counted = tool_store.get_votes(project, "c1", 1)  # the list is capped, not the tally
+    assert [v.agent_id for v in listed] == ["a1"] and counted == tally
+    other, none = tool_store.get_votes(project + "-other", "c1", 10)
+    assert other == [] and (none.approve, none.reject, none.abstain) == (0, 0, 0)
 
 
 def test_prompt_versions_count_per_name(tool_store: ToolStore, project: str) -> None:
@@ -54,8 +59,10 @@ def test_prompt_versions_count_per_name(tool_store: ToolStore, project: str) -> 
     assert tool_store.get_prompt(project, "greet", 1).template == "Hi {name}"  # type: ignore[union-attr]
     assert tool_store.get_prompt(project, "greet", 3) is None
     assert tool_store.get_prompt(project + "-other", "greet", None) is None
-    listed = tool_store.list_prompts(project)
+    listed = tool_store.list_prompts(project, None, 10)
     assert [(p.name, p.latest_version) for p in listed] == [("greet", 2), ("other", 1)]
+    assert [p.name for p in tool_store.list_prompts(project, None, 1)] == ["greet"]
+    assert [p.name for p in tool_store.list_prompts(project, "greet", 10)] == ["other"]
 
 
 def test_concurrent_saves_get_distinct_versions(tool_stores: ToolStores, project: str) -> None:
@@ -86,21 +93,58 @@ def test_lineage_parents_must_exist_in_the_project(tool_store: ToolStore, projec
     assert not tool_store.add_lineage(
         project + "-other", f"{project}-l4", "sig", f"{project}-l1", 1, 2, 4.0
     )
-    entries = tool_store.get_lineage(project, "sig")
-    assert [(e.id, e.parent_id, e.input, e.output) for e in entries] == [
-        (f"{project}-l1", None, {"a": 1}, [1, 2]),
-        (f"{project}-l2", f"{project}-l1", "x", None),
-    ]
-    assert tool_store.get_lineage(project + "-other", "sig") == []
+    assert tool_store.get_lineage(project, "sig", None, 10, 1 << 20) == (
+        [
+            LineageEntry(f"{project}-l1", "sig", None, {"a": 1}, [1, 2], 1.0),
+            LineageEntry(f"{project}-l2", "sig", f"{project}-l1", "x", None, 2.0),
+        ],
+        False,
+    )
+    assert tool_store.get_lineage(project + "-other", "sig", None, 10, 1 << 20) == ([], False)
 
 
-def test_metric_values_since(tool_store: ToolStore, project: str) -> None:
+def test_lineage_pages_by_rows_and_by_bytes(tool_store: ToolStore, project: str) -> None:
+    """A page stops at its row limit, or once its entries add up to the byte limit (the
+    first entry always comes), and says whether more follow."""
+    big = "x" * 5000
+    for i in range(5):
+        tool_store.add_lineage(project, f"{project}-{i}", "sig", None, big, i, 1.0)  # same time
+    read = tool_store.get_lineage
+    page, more = read(project, "sig", None, 2, 1 << 20)  # type: ignore[misc]
+    assert [e.output for e in page] == [0, 1] and more
+    page, more = read(project, "sig", f"{project}-1", 10, 1 << 20)  # type: ignore[misc]
+    assert [e.output for e in page] == [2, 3, 4] and not more
+    page, more = read(project, "sig", None, 10, 12_000)  # type: ignore[misc]
+    assert [e.output for e in page] == [0, 1, 2] and more  # the third one crosses 12 000
+    page, more = read(project, "sig", None, 10, 10)  # type: ignore[misc]
+    assert [e.output for e in page] == [0] and more
+    assert read(project, "sig", "missing", 10, 1 << 20) is None
+    assert read(project + "-other", "sig", f"{project}-1", 10, 1 << 20) is None
+
+
+def test_storage_is_charged_up_to_the_quota(tool_store: ToolStore, project: str) -> None:
+    assert tool_store.charge(project, 600, 1000) == 600
+    assert tool_store.charge(project, 500, 1000) is None  # would pass it: nothing added
+    assert tool_store.charge(project, 400, 1000) == 1000
+    assert tool_store.charge(project, 1, 1000) is None
+    assert tool_store.charge(project + "-other", 1000, 1000) == 1000  # its own quota
+    assert tool_store.charge(project + "-big", 1001, 1000) is None
+
+
+def test_metric_summary_since(tool_store: ToolStore, project: str) -> None:
     caller = ToolCaller(project)
     for i, value in enumerate([3.0, 1.0, 2.0]):
         tool_store.add_metric(caller, f"{project}-m{i}", "latency", value, {"k": "v"}, 10.0 + i)
-    assert sorted(tool_store.metric_values(project, "latency", None)) == [1.0, 2.0, 3.0]
-    assert sorted(tool_store.metric_values(project, "latency", 11.0)) == [1.0, 2.0]
-    assert tool_store.metric_values(project, "other", None) == []
+    everything = tool_store.metric_summary(project, "latency", None, 10)
+    assert everything == MetricSummary(3, 1.0, 3.0, 6.0, [2.0, 1.0, 3.0])  # newest first
+    assert tool_store.metric_summary(project, "latency", 11.0, 10) == MetricSummary(
+        2, 1.0, 2.0, 3.0, [2.0, 1.0]
+    )
+    # The aggregates are exact; only the sample of recent values is capped.
+    assert tool_store.metric_summary(project, "latency", None, 1) == MetricSummary(
+        3, 1.0, 3.0, 6.0, [2.0]
+    )
+    assert tool_store.metric_summary(project, "other", None, 10).count == 0
 
 
 def test_mining_records_group_by_session_then_execution(
@@ -114,7 +158,7 @@ def test_mining_records_group_by_session_then_execution(
     tool_store.put_vote(no_session, "c1", "a1", "approve", 3.0)
     tool_store.add_metric(no_session, f"{project}-ev3", "latency", 1.0, {}, 4.0)
     tool_store.add_event(outside, f"{project}-ev4", "ping", {}, 5.0)
-    records = tool_store.mining_records(project, 100)
+    records = tool_store.mining_records(project, 100, 1 << 20)
     seen = {(r.transaction, r.kind, r.name) for r in records}
     assert seen == {
         ("s1", "event", "login"),
@@ -125,5 +169,9 @@ def test_mining_records_group_by_session_then_execution(
     }
     login = next(r for r in records if r.name == "login")
     assert login.metadata == {"plan": "pro"}
-    assert [r.name for r in tool_store.mining_records(project, 2)] == ["ping", "latency"]
-    assert tool_store.mining_records(project + "-other", 100) == []
+    assert [r.name for r in tool_store.mining_records(project, 2, 1 << 20)] == ["ping", "latency"]
+    assert tool_store.mining_records(project + "-other", 100, 1 << 20) == []
+    # Metadata counts against a byte budget: the newest records that fit it.
+    assert [r.name for r in tool_store.mining_records(project, 100, 2)] == [
+        "ping", "latency", "approve", "correct"
+    ]  # fmt: skip

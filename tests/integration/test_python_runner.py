@@ -868,7 +868,7 @@ def test_every_tool_from_python(tools: ToolServer, tmp_path: Path) -> None:
     )
     assert out["stats"] == {
         "metric": "latency", "count": 6, "min": 0.5, "max": 50, "mean": 150.5 / 6,
-        "p50": 25, "p95": 47.5,
+        "p50": 25, "p95": 47.5, "sampled": 6,
     }  # fmt: skip
     assert out["since"] == [0, 6, 6]
     assert len(out["patterns"]) == 3

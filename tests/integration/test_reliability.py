@@ -123,7 +123,7 @@ def test_the_audit_trail_tells_who_did_what(server: LocalServer) -> None:
     assert actor.startswith("key_") and {e["actor"] for e in trail} == {actor}
     assert {e["sandboxId"] for e in trail} == {sandbox}
     assert success["outcome"] == "ok" and success["outputBytes"] == 3
-    assert failure["outcome"] == "TypeError"
+    assert (failure["outcome"], failure["detail"]) == ("error", "TypeError")
     assert success["durationMs"] >= 0 and success["executionId"].startswith("ex_")
     assert closed["detail"] == "closed by request"
     assert [e["id"] for e in limited] == [closed["id"], failure["id"]]

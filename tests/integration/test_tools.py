@@ -290,6 +290,7 @@ def test_metrics_statistics(server: LocalServer) -> None:
     )
     assert value["stats"] == {
         "metric": "latency", "count": 5, "min": 10, "max": 50, "mean": 30, "p50": 30, "p95": 48,
+        "sampled": 5,
     }  # fmt: skip
     assert value["later"]["count"] == 0
     assert value["bad"] == ["IrisToolError"] * 3

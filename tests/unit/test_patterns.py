@@ -6,7 +6,8 @@ from fractions import Fraction
 
 import pytest
 
-from iris_exec.domain.tools import MiningRecord, ToolInputError
+from iris_exec.domain.tools import MiningRecord, ToolInputError, ToolLimitError
+from iris_exec.services import patterns
 from iris_exec.services.patterns import items_of, rules, transactions
 
 PRO = "event:checkout.plan=pro"
@@ -81,3 +82,20 @@ def test_support_too_low_for_the_data_is_a_clear_error() -> None:
     baskets = [frozenset(f"i{j}" for j in range(40))] * 3  # 102,090 item sets of up to 4
     with pytest.raises(ToolInputError, match="minSupport is too low"):
         rules(baskets, 0.1, 0.1, 10)
+
+
+def test_mining_stops_at_its_time_budget_as_the_callers_tool_error() -> None:
+    baskets = [frozenset({"a", "b", "c"})] * 10
+    with pytest.raises(ToolLimitError, match="budget"):
+        patterns.rules(baskets, 0.5, 0.5, 10, patterns.Budget(0.0))
+
+
+def test_mining_refuses_up_front_what_would_pass_its_work_budget() -> None:
+    """3000 items that each meet minSupport and never meet each other: 4.5 M pairs to
+    intersect, refused before the first one."""
+    baskets = [frozenset({f"i{n % 3000}"}) for n in range(6000)]
+    with pytest.raises(ToolLimitError, match="3000 distinct items"):
+        patterns.rules(baskets, 2 / 6000, 0.5, 10, patterns.Budget(60.0))
+    fewer = [frozenset({f"i{n % 1500}"}) for n in range(20_000)]
+    with pytest.raises(ToolLimitError, match="words of work"):
+        patterns.rules(fewer, 13 / 20_000, 0.5, 10, patterns.Budget(60.0))

@@ -93,7 +93,7 @@ class Container:
         def build() -> ToolService:
             from iris_exec.services.tools import ToolService
 
-            return ToolService(self.tool_store, self.clock)
+            return ToolService(self.tool_store, self.clock, self.settings, self.rate_limits)
 
         return self._once("tools", build)
 

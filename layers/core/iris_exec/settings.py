@@ -160,6 +160,17 @@ class Settings(BaseModel):
     #: directory when unset; on AWS it comes from Secrets Manager.
     token_signing_key: SecretStr | None = None
 
+    # Tenant limits of the IRIS tools (issue 18; docs/limits.md): what one project's tool
+    # calls may make the shared tool store hold and do. Reads are paged by constants of
+    # services/tools.py.
+    #: Bytes of tool records (arguments as JSON) a project may store in all.
+    tool_storage_quota_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    #: Tool writes (evaluateOutput, submitVote, logEvent, savePrompt, trackLineage,
+    #: recordMetric) a project may make in any 60 seconds.
+    tool_writes_per_minute: int = Field(1200, ge=1)
+    #: Server time one discoverPatterns call may spend mining before it fails.
+    mining_budget_s: float = Field(1.0, gt=0)
+
     # AWS deployment (IRIS_BACKEND=aws). Secrets are read from Secrets Manager by name, at
     # cold start, with a cache; their values are never in the template or in samconfig.
     sandbox_table: str = "iris-sandboxes"

@@ -203,6 +203,8 @@ class ExecutionReport:
     sandbox_created: bool
     succeeded: bool
     error_name: str | None
+    #: The service's own classification (services/executions.py, classify).
+    outcome: str
     execution_ms: float
     setup_ms: float
     output_bytes: int

@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from iris_exec.domain.tools import (
         EvaluationStats,
         LineageEntry,
+        MetricSummary,
         MiningRecord,
         PromptSummary,
         PromptVersion,
         ToolCaller,
         Vote,
+        VoteTally,
     )
 
 
@@ -107,7 +109,14 @@ class KeyStore(Protocol):
 class RateLimitStore(Protocol):
     def hit(self, subject: str, window_start: int, window_s: int) -> int:
         """Count one request of ``subject`` in the window starting at ``window_start`` and
-        return the count including it. Atomic across concurrent callers."""
+        return the count including it. Atomic across concurrent callers. The count is kept
+        at least ``2 * window_s`` seconds after ``window_start``."""
+
+    def recent(self, subject: str, since: int) -> dict[int, int]:
+        """The counts of ``subject``'s windows starting at ``since`` or later, by start."""
+
+    def unhit(self, subject: str, window_start: int) -> None:
+        """Take back one request counted by ``hit`` (it was refused)."""
 
 
 class SandboxProvider(Protocol):
@@ -159,10 +168,13 @@ class ToolStore(Protocol):
 
     def put_vote(
         self, caller: ToolCaller, consensus_id: str, agent_id: str, vote: str, at: float
-    ) -> list[Vote]:
-        """Insert or replace the agent's vote; return every vote of the consensus."""
+    ) -> VoteTally:
+        """Insert or replace the agent's vote; return the consensus's tally."""
 
-    def get_votes(self, project_id: str, consensus_id: str) -> list[Vote]: ...
+    def get_votes(
+        self, project_id: str, consensus_id: str, limit: int
+    ) -> tuple[list[Vote], VoteTally]:
+        """At most ``limit`` votes (by agent id) and the tally of all of them."""
 
     def save_prompt(
         self, project_id: str, name: str, template: str, variables: list[str], at: float
@@ -173,7 +185,8 @@ class ToolStore(Protocol):
         self, project_id: str, name: str, version: int | None
     ) -> PromptVersion | None: ...
 
-    def list_prompts(self, project_id: str) -> list[PromptSummary]: ...
+    def list_prompts(self, project_id: str, after: str | None, limit: int) -> list[PromptSummary]:
+        """At most ``limit`` prompt heads whose name sorts after ``after``, by name."""
 
     def add_lineage(
         self,
@@ -187,7 +200,12 @@ class ToolStore(Protocol):
     ) -> bool:
         """Append to a lineage. False (and nothing stored) if the parent is not this project's."""
 
-    def get_lineage(self, project_id: str, signature: str) -> list[LineageEntry]: ...
+    def get_lineage(
+        self, project_id: str, signature: str, after: str | None, limit: int, max_bytes: int
+    ) -> tuple[list[LineageEntry], bool] | None:
+        """Oldest first, the entries after the one whose id is ``after``: at most ``limit``,
+        and no more once their input and output add up to ``max_bytes`` (the first always
+        comes); and whether more follow. None if ``after`` is not an entry of this lineage."""
 
     def add_metric(
         self,
@@ -199,10 +217,17 @@ class ToolStore(Protocol):
         at: float,
     ) -> None: ...
 
-    def metric_values(self, project_id: str, metric: str, since: float | None) -> list[float]: ...
+    def metric_summary(
+        self, project_id: str, metric: str, since: float | None, sample: int
+    ) -> MetricSummary: ...
 
-    def mining_records(self, project_id: str, limit: int) -> list[MiningRecord]:
-        """The project's most recent records (events, evaluations, votes, metrics)."""
+    def mining_records(self, project_id: str, limit: int, max_bytes: int) -> list[MiningRecord]:
+        """The project's most recent records (events, evaluations, votes, metrics): at most
+        ``limit``, and no more once their metadata adds up to ``max_bytes``."""
+
+    def charge(self, project_id: str, size: int, quota: int) -> int | None:
+        """Add ``size`` bytes to the project's stored total unless that would pass ``quota``:
+        the new total, or None (and nothing added). Atomic across concurrent callers."""
 
 
 class ExecutionObserver(Protocol):

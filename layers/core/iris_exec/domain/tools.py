@@ -16,6 +16,11 @@ class ToolInputError(BadRequest):
     """The arguments of a tool call are wrong; the message says what to fix."""
 
 
+class ToolLimitError(ToolInputError):
+    """A limit of the caller's project was reached (storage quota, write rate, mining
+    budget): the caller's own tool error, the message says which limit and what to do."""
+
+
 @dataclass(frozen=True, slots=True)
 class ToolCaller:
     """Who calls a tool: the project comes from the credential, never from an argument.
@@ -46,6 +51,25 @@ class Vote:
     agent_id: str
     vote: str
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class VoteTally:
+    approve: int
+    reject: int
+    abstain: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSummary:
+    """Exact aggregates of a metric's values, and the most recent values (at most the
+    sample asked for) that its percentiles are taken from."""
+
+    count: int
+    min: float | None
+    max: float | None
+    total: float
+    recent: list[float]
 
 
 @dataclass(frozen=True, slots=True)

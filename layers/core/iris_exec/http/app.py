@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
@@ -219,13 +220,21 @@ def _prefers_async(request: Request) -> bool:
     return any(p.split(";")[0].strip().lower() == "respond-async" for p in prefer.split(","))
 
 
+#: A number as this API takes it: ASCII digits only (``str.isdigit`` also takes "²" and
+#: "٣", which ``int`` then refuses or reads), and not so many that it means nothing.
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def strict_int(value: str, what: str, low: int, high: int) -> int:
+    """``value`` as an integer from ``low`` to ``high``, else a 400 saying so."""
+    if not _DIGITS.fullmatch(value) or not low <= int(value) <= high:
+        raise BadRequest(f"{what} must be an integer from {low} to {high}")
+    return int(value)
+
+
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
     value = request.query_params.get(name)
-    if value is None:
-        return default
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise BadRequest(f"{name} must be an integer from {low} to {high}")
-    return int(value)
+    return default if value is None else strict_int(value, name, low, high)
 
 
 def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
@@ -416,9 +425,10 @@ def create_app(
         )
         async def execution_events(request: Request, caller: Caller, execution_id: str) -> Response:
             after = _int_param(request, "after", 0, 0, 10**9)
-            last_event = request.headers.get("last-event-id", "")
-            if last_event.isdigit():
-                after = int(last_event)  # a reconnecting EventSource resumes where it was
+            last_event = request.headers.get("last-event-id", "").strip()
+            if last_event:
+                # A reconnecting EventSource resumes where it was.
+                after = strict_int(last_event, "Last-Event-ID", 0, 10**9)
             container.background.record(caller, execution_id)  # 400/404 before streaming
             stream = execution_stream(container, caller, execution_id, after, request)
             return StreamingResponse(
@@ -468,12 +478,10 @@ def create_app(
         @app.get("/api/iris/audit", summary="Your project's audit trail, newest first")
         async def audit(request: Request, caller: Caller) -> Response:
             params = request.query_params
-            limit_text = params.get("limit", "100")
-            if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_AUDIT_LIMIT:
-                raise BadRequest(f"limit must be an integer from 1 to {MAX_AUDIT_LIMIT}")
+            limit = strict_int(params.get("limit", "100"), "limit", 1, MAX_AUDIT_LIMIT)
             since = parse_instant(params.get("since"), "since")
             until = parse_instant(params.get("until"), "until")
-            return respond(request, container.audit.query(caller, since, until, int(limit_text)))
+            return respond(request, container.audit.query(caller, since, until, limit))
 
     if CONSOLE in enabled:
         from iris_exec.http.console import add_console_routes, add_docs_routes

@@ -48,7 +48,7 @@ FOLLOW_POLL_MAX_S = 2.0
 
 IRIS_API = """\
 Code runs as an ES module (TypeScript types stripped) or Python 3; top-level await and return \
-work; the returned value is the output's `=== Results ===` section (JSON). Files in \
+work; the returned value is result.returnValue (JSON). Files in \
 /home/user persist per sandbox: pass sandboxId to reuse one. The IRIS tools, scoped to your \
 project:
 TS: import { iris, projectId, sessionId, context } from './iris-prime' (every call is async)
@@ -71,12 +71,13 @@ variables, createdAt}; versions 1, 2, ... per name
 - getPrompt(name, version?) -> that shape, or null; listPrompts() -> {name, latestVersion, \
 updatedAt}[]
 - trackLineage(signature, input: JSON, output: JSON, parentId?) -> {id, signature, parentId, \
-createdAt}; getLineage(signature) -> {signature, entries: {id, parentId, input, output, \
-createdAt}[]}
+createdAt}; getLineage(signature, {after?, limit?}) -> {signature, entries: {id, parentId, \
+input, output, createdAt}[], next} (a page, oldest first; pass next as after)
 - recordMetric(metric, value: number, tags?: {[k]: string}) -> {id, metric, value, tags, \
 timestamp}; getMetrics(metric, {since?: ISO time | epoch ms}) -> {metric, count, min, max, \
-mean, p50, p95}
-A failed call throws (Python: raises) IrisToolError; its message says what to fix."""
+mean, p50, p95, sampled}
+A failed call throws (Python: raises) IrisToolError; its message says what to fix (a \
+project's storage quota, write rate and mining budget are limits too)."""
 
 EXECUTE_SUMMARY = (
     "Run TypeScript (default), JavaScript or Python in an isolated sandbox of your project and"

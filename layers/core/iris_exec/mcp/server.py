@@ -131,6 +131,7 @@ class PromptSummary(BaseModel):
 
 class PromptList(BaseModel):
     prompts: list[PromptSummary]
+    next: str | None = Field(description="Pass as `after` for the next page; null at the end")
 
 
 class LineageRecord(BaseModel):
@@ -151,6 +152,7 @@ class LineageEntry(BaseModel):
 class Lineage(BaseModel):
     signature: str
     entries: list[LineageEntry]
+    next: str | None = Field(description="Pass as `after` for the next page; null at the end")
 
 
 class MetricRecord(BaseModel):
@@ -169,6 +171,7 @@ class MetricStats(BaseModel):
     mean: Number | None
     p50: Number | None
     p95: Number | None
+    sampled: int = Field(description="How many of the most recent values p50 and p95 are of")
 
 
 # -- the server ---------------------------------------------------------------------------
@@ -235,6 +238,10 @@ class IrisMcpServer(MCPServer[Any]):
 
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+After = Annotated[
+    str | None, Field(description="The `next` of the previous page; omit for the first")
+]
+Limit = Annotated[int | None, Field(description="Page size, 1 to 1000 (default 100)")]
 
 
 def caller_of(ctx: Context) -> ToolCaller:
@@ -370,10 +377,10 @@ def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
         return PromptLookup(prompt=_call(lambda: tools.get_prompt(caller, name, version)))
 
     @server.tool(name="listPrompts", structured_output=True)
-    def list_prompts(ctx: Context) -> PromptList:
-        """Every prompt name of the project with its latest version."""
+    def list_prompts(ctx: Context, after: After = None, limit: Limit = None) -> PromptList:
+        """A page of the project's prompt names (by name) with their latest versions."""
         caller = caller_of(ctx)
-        return PromptList.model_validate({"prompts": _call(lambda: tools.list_prompts(caller))})
+        return PromptList.model_validate(_call(lambda: tools.list_prompts(caller, after, limit)))
 
     @server.tool(name="trackLineage", structured_output=True)
     def track_lineage(
@@ -393,11 +400,16 @@ def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
 
     @server.tool(name="getLineage", structured_output=True)
     def get_lineage(
-        ctx: Context, signature: Annotated[Name, Field(description="What was traced")]
+        ctx: Context,
+        signature: Annotated[Name, Field(description="What was traced")],
+        after: After = None,
+        limit: Limit = None,
     ) -> Lineage:
-        """Every step recorded for a signature, oldest first."""
+        """A page of the steps recorded for a signature, oldest first."""
         caller = caller_of(ctx)
-        return Lineage.model_validate(_call(lambda: tools.get_lineage(caller, signature)))
+        return Lineage.model_validate(
+            _call(lambda: tools.get_lineage(caller, signature, after, limit))
+        )
 
     @server.tool(name="recordMetric", structured_output=True)
     def record_metric(

@@ -8,6 +8,7 @@ from typing import Any
 from iris_exec.domain.models import AuditEvent, AuditKind, ExecutionReport, Principal
 from iris_exec.domain.ports import AuditLog, ExecutionObserver
 from iris_exec.services.clock import Clock, iso, new_id
+from iris_exec.services.output import LABEL_CHARS
 
 MAX_LIMIT = 500
 SYSTEM = "system"
@@ -32,8 +33,10 @@ class AuditTrail:
                 sandbox_id=report.sandbox_id,
                 execution_id=report.execution_id,
                 duration_ms=round(report.execution_ms + report.setup_ms, 1),
-                outcome="ok" if report.succeeded else (report.error_name or "failed"),
+                outcome=report.outcome,
                 output_bytes=report.output_bytes,
+                # The program's error name, bounded: what it says, never the outcome.
+                detail=report.error_name[:LABEL_CHARS] if report.error_name else None,
             )
         )
 

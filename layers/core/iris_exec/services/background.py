@@ -32,7 +32,7 @@ from iris_exec.domain.models import (
 )
 from iris_exec.domain.ports import ExecutionStore, WorkDispatcher
 from iris_exec.services.clock import Clock, iso, new_id
-from iris_exec.services.executions import ExecutionService, status_of
+from iris_exec.services.executions import ExecutionService, status_of, without_logs
 from iris_exec.services.output import LiveLines
 from iris_exec.services.requests import ExecuteCommand, command_from_dict, command_to_dict
 from iris_exec.services.sandboxes import Lease, SandboxService
@@ -141,7 +141,9 @@ class BackgroundExecutions:
         (unknown, already taken by another delivery of the same event, or ended)."""
         record = self.store.get(project_id, execution_id)
         if record is None or record.status != "queued":
-            log.warning("execution %s is not queued (%s); nothing to do", execution_id, record)
+            # The status only: the record holds the caller's code, not for one log line.
+            found = record.status if record is not None else "unknown"
+            log.warning("execution %s is not queued (%s); nothing to do", execution_id, found)
             return None
         now = self._clock()
         if not self.store.update(
@@ -241,10 +243,12 @@ class BackgroundExecutions:
         log_writer.live.close()
         lines = answer["result"]["logs"] if answer is not None else log_writer.live.lines
         log_writer.write(lines)
+        # The result is kept without its log lines: they are stored once, in chunks, and put
+        # back when it is read (kept twice, a megabyte of newlines cost a dozen).
         ended = self._end(
             record,
             status,
-            result=answer["result"] if answer is not None else None,
+            result=without_logs(answer["result"]) if answer is not None else None,
             reason=reason,
             log_lines=max(len(lines), log_writer.flushed),
         )
@@ -317,11 +321,22 @@ class BackgroundExecutions:
         if record.status in FINAL_STATUSES:
             body["success"] = record.status == "succeeded"
             if record.result is not None:
-                body["result"] = record.result
+                body["result"] = self._with_logs(record)
             if record.reason is not None:
                 body["reason"] = record.reason
         body["timestamp"] = iso(self._clock())
         return body
+
+    def _with_logs(self, record: ExecutionRecord) -> dict[str, Any]:
+        result = record.result or {}
+        if "logs" in result:
+            return result  # stored before logs were kept apart
+        logs = self.store.logs(record.project_id, record.execution_id, 0, record.log_lines)
+        rebuilt = {key: value for key, value in result.items() if key != "metadata"}
+        rebuilt["logs"] = logs
+        if "metadata" in result:
+            rebuilt["metadata"] = result["metadata"]
+        return rebuilt
 
     # -- the dead ----------------------------------------------------------------------------
 

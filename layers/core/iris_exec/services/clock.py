@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -39,6 +40,8 @@ def parse_instant(value: str | float | None, what: str) -> float | None:
     if isinstance(value, bool):
         raise BadRequest(f"{what} must be an ISO 8601 time or epoch milliseconds")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise BadRequest(f"{what} must be a finite number of epoch milliseconds")
         return float(value) / 1000
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))

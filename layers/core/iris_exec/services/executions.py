@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from iris_exec.domain.models import (
 )
 from iris_exec.domain.ports import ExecutionObserver, ExecutionStore, SandboxProvider
 from iris_exec.services.clock import Clock, iso, new_id
-from iris_exec.services.output import log_lines, sections
+from iris_exec.services.output import label, log_lines, sections
 from iris_exec.services.requests import ExecuteCommand, command_to_dict
 from iris_exec.services.sandboxes import Lease, SandboxService
 from iris_exec.services.tokens import ExecutionTokens
@@ -38,11 +39,44 @@ GRANT_GRACE_S = 5.0
 SYNC_ALIVE_GRACE_S = 60.0
 
 
+def without_logs(result: dict[str, Any]) -> dict[str, Any]:
+    """A result as stored: its log lines are kept apart, in chunks, and put back on reading."""
+    return {key: value for key, value in result.items() if key != "logs"}
+
+
 def status_of(answer: dict[str, Any]) -> ExecutionStatus:
     if answer.get("success"):
         return "succeeded"
-    error = answer.get("result", {}).get("error") or {}
-    return "timed_out" if error.get("name") == "TimeoutError" else "failed"
+    # The service's own reading (a program can name its error "TimeoutError" too).
+    limit = answer.get("result", {}).get("metadata", {}).get("limitHit")
+    return "timed_out" if limit == "timeout" else "failed"
+
+
+#: What the service itself saw of an execution's end, by the limit it hit (never taken from
+#: what the program says: a program can name its error anything, "ok" included).
+_LIMIT_OUTCOMES = {"timeout": "timeout", "memory": "out_of_memory", "output": "output_limit"}
+
+
+def _json_value(text: str) -> Any:
+    """JSON text as a value; a lone surrogate escaped in it (JavaScript strings may hold
+    one) becomes U+FFFD, as in the rest of the answer, so that the answer stays UTF-8."""
+    value = json.loads(text)
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        dumped = json.dumps(value, ensure_ascii=False)
+        value = json.loads(dumped.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+    return value
+
+
+def classify(outcome: RunOutcome) -> str:
+    """``ok``, ``timeout``, ``out_of_memory``, ``output_limit``, ``error`` (the program
+    failed) or ``failed`` (it ended with no answer)."""
+    if outcome.limit_hit is not None:
+        return _LIMIT_OUTCOMES[outcome.limit_hit]
+    if outcome.succeeded:
+        return "ok"
+    return "error" if outcome.error is not None else "failed"
 
 
 class ExecutionService:
@@ -147,7 +181,7 @@ class ExecutionService:
                 changes={
                     "status": status,
                     "finished_at": self._clock(),
-                    "result": answer["result"] if answer is not None else None,
+                    "result": without_logs(answer["result"]) if answer is not None else None,
                     "reason": reason,
                     "log_lines": len(lines),
                 },
@@ -206,11 +240,13 @@ class ExecutionService:
         self._sandboxes.release(lease)
         total_ms = (time.monotonic() - began) * 1000
         log.info(
-            "execution %s in %s (project %s): %s, code %.0f ms, total %.0f ms",
+            "execution %s in %s (project %s): %s%s, code %.0f ms, total %.0f ms",
             execution_id,
             sandbox_id,
             principal.project_id,
-            "ok" if outcome.succeeded else (outcome.error.name if outcome.error else "failed"),
+            classify(outcome),
+            # The program chose its error's name: quoted and cut, it cannot forge a line.
+            f" {label(outcome.error.name)}" if outcome.error and not outcome.limit_hit else "",
             outcome.execution_ms,
             total_ms,
         )
@@ -225,6 +261,7 @@ class ExecutionService:
                     sandbox_created=lease.created,
                     succeeded=outcome.succeeded,
                     error_name=outcome.error.name if outcome.error else None,
+                    outcome=classify(outcome),
                     execution_ms=outcome.execution_ms,
                     setup_ms=outcome.setup_ms,
                     output_bytes=sum(len(c.text.encode()) for c in outcome.output),
@@ -262,10 +299,15 @@ class ExecutionService:
                 "outputTruncated": outcome.output_truncated,
             }
         )
+        if outcome.limit_hit is not None:
+            metadata["limitHit"] = outcome.limit_hit
         result: dict[str, Any] = {
             "success": outcome.succeeded,
             "output": sections(outcome),
         }
+        if outcome.value_json is not None:
+            # The value itself, as JSON: no printed text can forge it (`output` shows it too).
+            result["returnValue"] = _json_value(outcome.value_json)
         if outcome.error is not None:
             error: dict[str, Any] = {"message": outcome.error.message, "name": outcome.error.name}
             if outcome.error.stack:

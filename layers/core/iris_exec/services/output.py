@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 from iris_exec.domain.models import CodeError, OutputChunk, RunOutcome
 
 NO_OUTPUT = "(no output)"
+#: A printed line that starts like a section header (after any backslashes) gets one more
+#: backslash, so that printed text can never pose as `=== Results ===` or another section.
+_HEADER_LIKE = re.compile(r"^(\\*=== )", re.MULTILINE)
+#: What of an untrusted label (an error's name) a log line or the audit trail keeps.
+LABEL_CHARS = 100
+
+
+def quote_headers(text: str) -> str:
+    return _HEADER_LIKE.sub(r"\\\1", text)
+
+
+def label(text: str) -> str:
+    """An untrusted string made safe for one log line: at most LABEL_CHARS characters, as
+    a JSON string (quotes, backslashes, newlines and control characters escaped)."""
+    cut = text[:LABEL_CHARS] + ("..." if len(text) > LABEL_CHARS else "")
+    return json.dumps(cut)
 
 
 def sections(outcome: RunOutcome) -> str:
@@ -15,12 +34,12 @@ def sections(outcome: RunOutcome) -> str:
     if outcome.value_json is not None:
         parts.append("=== Results ===\n" + outcome.value_json)
     if stdout:
-        parts.append("=== Output ===\n" + stdout)
+        parts.append("=== Output ===\n" + quote_headers(stdout))
     errors = [stderr] if stderr else []
     if outcome.error is not None:
         errors.append(describe(outcome.error))
     if errors:
-        parts.append("=== Errors ===\n" + "\n".join(errors))
+        parts.append("=== Errors ===\n" + quote_headers("\n".join(errors)))
     return "\n\n".join(parts) or NO_OUTPUT
 
 

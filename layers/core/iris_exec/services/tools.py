@@ -11,18 +11,37 @@ import math
 import re
 from typing import Any
 
-from iris_exec.domain.errors import BadRequest
-from iris_exec.domain.ports import ToolStore
-from iris_exec.domain.tools import VERDICT_SCORES, ToolCaller, ToolInputError, Vote
+from iris_exec.domain.errors import BadRequest, TooManyRequests
+from iris_exec.domain.ports import RateLimitStore, ToolStore
+from iris_exec.domain.tools import (
+    VERDICT_SCORES,
+    ToolCaller,
+    ToolInputError,
+    ToolLimitError,
+    VoteTally,
+)
 from iris_exec.services import patterns
 from iris_exec.services.clock import Clock, iso, new_id, parse_instant
+from iris_exec.services.ratelimit import RateLimiter
+from iris_exec.settings import Settings
 
 MAX_NAME = 200
 MAX_TEXT_BYTES = 64 * 1024
 MAX_TAGS = 50
 MAX_PATTERNS = 1000
-#: Pattern discovery reads at most this many of the project's most recent records.
+#: Pattern discovery reads at most this many of the project's most recent records, and no
+#: more once their metadata adds up to MINING_MAX_BYTES.
 MINING_WINDOW = 20_000
+MINING_MAX_BYTES = 16 * 1024 * 1024
+#: Reads answer in pages: at most this many rows (and a caller may ask for fewer)...
+PAGE_DEFAULT = 100
+PAGE_MAX = 1000
+#: ...and, for getLineage, no more entries once their input and output add up to this.
+PAGE_MAX_BYTES = 1024 * 1024
+#: getConsensus lists at most this many votes (its tally counts them all).
+MAX_VOTES_LISTED = 1000
+#: getMetrics: count, min, max and mean are exact; p50 and p95 are of the most recent this many.
+METRIC_SAMPLE = 100_000
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 VOTES = ("approve", "reject", "abstain")
@@ -57,9 +76,17 @@ def _threshold(value: float, what: str) -> float:
     return float(value)
 
 
-def _tally(votes: list[Vote]) -> tuple[dict[str, int], str]:
-    tally = {v: sum(1 for x in votes if x.vote == v) for v in VOTES}
-    tally["total"] = len(votes)
+def _page_size(limit: int | None) -> int:
+    if limit is None:
+        return PAGE_DEFAULT
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= PAGE_MAX:
+        raise ToolInputError(f"limit must be an integer from 1 to {PAGE_MAX}")
+    return limit
+
+
+def _tally(counts: VoteTally) -> tuple[dict[str, int], str]:
+    tally = {"approve": counts.approve, "reject": counts.reject, "abstain": counts.abstain}
+    tally["total"] = counts.approve + counts.reject + counts.abstain
     if tally["approve"] == 0 and tally["reject"] == 0:
         status = "pending"
     elif tally["approve"] > tally["reject"]:
@@ -79,9 +106,40 @@ def _percentile(ordered: list[float], q: float) -> float:
 
 
 class ToolService:
-    def __init__(self, store: ToolStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: ToolStore,
+        clock: Clock,
+        settings: Settings | None = None,
+        rates: RateLimitStore | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._settings = settings or Settings()
+        self._writes = RateLimiter(rates, 0, clock) if rates is not None else None
+
+    def _charge(self, caller: ToolCaller, *values: Any) -> None:
+        """Count one write of the caller's project against its write rate, and the bytes of
+        ``values`` (as JSON) against its storage quota; past either, the caller's tool error."""
+        settings = self._settings
+        if self._writes is not None:
+            try:
+                self._writes.take(
+                    f"tools:{caller.project_id}", settings.tool_writes_per_minute, "tool writes"
+                )
+            except TooManyRequests as exc:
+                raise ToolLimitError(
+                    f"This project's tool write rate of {settings.tool_writes_per_minute} per"
+                    f" minute is reached; retry in {exc.headers.get('Retry-After', '1')} s"
+                    " (IRIS_TOOL_WRITES_PER_MINUTE)"
+                ) from exc
+        size = sum(len(json.dumps(v, separators=(",", ":")).encode()) for v in values)
+        quota = settings.tool_storage_quota_bytes
+        if self._store.charge(caller.project_id, size, quota) is None:
+            raise ToolLimitError(
+                f"This project's tool storage quota of {quota} bytes is reached (this write"
+                f" needs {size}); nothing was stored (IRIS_TOOL_STORAGE_QUOTA_BYTES)"
+            )
 
     def discover_patterns(
         self, caller: ToolCaller, min_support: float, min_confidence: float, max_patterns: int
@@ -93,8 +151,9 @@ class ToolService:
             raise ToolInputError("maxPatterns must be an integer")
         if not 1 <= max_patterns <= MAX_PATTERNS:
             raise ToolInputError(f"maxPatterns must be between 1 and {MAX_PATTERNS}")
-        records = self._store.mining_records(caller.project_id, MINING_WINDOW)
+        records = self._store.mining_records(caller.project_id, MINING_WINDOW, MINING_MAX_BYTES)
         baskets = patterns.transactions(records)
+        budget = patterns.Budget(self._settings.mining_budget_s)
         found = [
             {
                 "antecedent": list(rule.antecedent),
@@ -104,7 +163,7 @@ class ToolService:
                 "lift": rule.lift,
                 "count": rule.count,
             }
-            for rule in patterns.rules(baskets, support, confidence, max_patterns)
+            for rule in patterns.rules(baskets, support, confidence, max_patterns, budget)
         ]
         return {"patterns": found, "transactions": len(baskets)}
 
@@ -116,6 +175,7 @@ class ToolService:
         if verdict not in VERDICT_SCORES:
             raise ToolInputError("verdict must be 'correct', 'incorrect' or 'partial'")
         score = VERDICT_SCORES[verdict]
+        self._charge(caller, input_text, output_text)
         record_id, now = new_id("evl_"), self._clock()
         stats = self._store.add_evaluation(
             caller, record_id, input_text, output_text, verdict, score, now
@@ -143,8 +203,9 @@ class ToolService:
         _name(agent_id, "agentId")
         if vote not in VOTES:
             raise ToolInputError("vote must be 'approve', 'reject' or 'abstain'")
-        votes = self._store.put_vote(caller, consensus_id, agent_id, vote, self._clock())
-        tally, status = _tally(votes)
+        self._charge(caller, consensus_id, agent_id, vote)
+        counts = self._store.put_vote(caller, consensus_id, agent_id, vote, self._clock())
+        tally, status = _tally(counts)
         return {
             "consensusId": consensus_id,
             "agentId": agent_id,
@@ -155,8 +216,8 @@ class ToolService:
 
     def get_consensus(self, caller: ToolCaller, consensus_id: str) -> dict[str, Any]:
         _name(consensus_id, "consensusId")
-        votes = self._store.get_votes(caller.project_id, consensus_id)
-        tally, status = _tally(votes)
+        votes, counts = self._store.get_votes(caller.project_id, consensus_id, MAX_VOTES_LISTED)
+        tally, status = _tally(counts)
         return {
             "consensusId": consensus_id,
             "votes": [
@@ -175,6 +236,7 @@ class ToolService:
         if not isinstance(metadata, dict):
             raise ToolInputError("metadata must be a JSON object")
         _json_size(metadata, "metadata")
+        self._charge(caller, event, metadata)
         record_id, now = new_id("evt_"), self._clock()
         self._store.add_event(caller, record_id, event, metadata, now)
         return {"id": record_id, "event": event, "timestamp": iso(now)}
@@ -210,6 +272,7 @@ class ToolService:
                     " not declare them"
                 )
             declared = list(variables)
+        self._charge(caller, name, template, declared)
         saved = self._store.save_prompt(caller.project_id, name, template, declared, self._clock())
         return self._prompt(
             saved.name, saved.version, saved.template, saved.variables, saved.created_at
@@ -242,11 +305,21 @@ class ToolService:
             "createdAt": iso(created_at),
         }
 
-    def list_prompts(self, caller: ToolCaller) -> list[dict[str, Any]]:
-        return [
-            {"name": p.name, "latestVersion": p.latest_version, "updatedAt": iso(p.updated_at)}
-            for p in self._store.list_prompts(caller.project_id)
-        ]
+    def list_prompts(
+        self, caller: ToolCaller, after: str | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """A page of prompt names (by name); ``next`` is the ``after`` of the next page."""
+        size = _page_size(limit)
+        if after is not None:
+            _name(after, "after")
+        found = self._store.list_prompts(caller.project_id, after, size)
+        return {
+            "prompts": [
+                {"name": p.name, "latestVersion": p.latest_version, "updatedAt": iso(p.updated_at)}
+                for p in found
+            ],
+            "next": found[-1].name if len(found) == size else None,
+        }
 
     def track_lineage(
         self,
@@ -261,6 +334,7 @@ class ToolService:
         _json_size(output_value, "output")
         if parent_id is not None:
             _name(parent_id, "parentId")
+        self._charge(caller, signature, input_value, output_value, parent_id)
         record_id, now = new_id("lin_"), self._clock()
         stored = self._store.add_lineage(
             caller.project_id, record_id, signature, parent_id, input_value, output_value, now
@@ -277,8 +351,26 @@ class ToolService:
             "createdAt": iso(now),
         }
 
-    def get_lineage(self, caller: ToolCaller, signature: str) -> dict[str, Any]:
+    def get_lineage(
+        self,
+        caller: ToolCaller,
+        signature: str,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """A page of the lineage, oldest first: at most ``limit`` entries and about
+        PAGE_MAX_BYTES; ``next`` is the ``after`` of the next page (null at the end)."""
         _name(signature, "signature")
+        size = _page_size(limit)
+        if after is not None:
+            _name(after, "after")
+        found = self._store.get_lineage(caller.project_id, signature, after, size, PAGE_MAX_BYTES)
+        if found is None:
+            raise ToolInputError(
+                f"after {after!r} is not an entry of the lineage {signature!r}; pass the"
+                " `next` of the previous page"
+            )
+        page, more = found
         return {
             "signature": signature,
             "entries": [
@@ -289,8 +381,9 @@ class ToolService:
                     "output": e.output,
                     "createdAt": iso(e.created_at),
                 }
-                for e in self._store.get_lineage(caller.project_id, signature)
+                for e in page
             ],
+            "next": page[-1].id if more and page else None,
         }
 
     def record_metric(
@@ -311,6 +404,7 @@ class ToolService:
         if len(tags) > MAX_TAGS:
             raise ToolInputError(f"at most {MAX_TAGS} tags")
         _json_size(tags, "tags", 8 * 1024)
+        self._charge(caller, metric, value, tags)
         record_id, now = new_id("met_"), self._clock()
         self._store.add_metric(caller, record_id, metric, float(value), tags, now)
         return {
@@ -329,16 +423,18 @@ class ToolService:
             start = parse_instant(since, "since")
         except BadRequest as exc:
             raise ToolInputError(exc.message) from exc
-        values = sorted(self._store.metric_values(caller.project_id, metric, start))
-        if not values:
+        summary = self._store.metric_summary(caller.project_id, metric, start, METRIC_SAMPLE)
+        if not summary.count:
             return {"metric": metric, "count": 0, "min": None, "max": None, "mean": None,
-                    "p50": None, "p95": None}  # fmt: skip
+                    "p50": None, "p95": None, "sampled": 0}  # fmt: skip
+        values = sorted(summary.recent)
         return {
             "metric": metric,
-            "count": len(values),
-            "min": values[0],
-            "max": values[-1],
-            "mean": sum(values) / len(values),
+            "count": summary.count,
+            "min": summary.min,
+            "max": summary.max,
+            "mean": summary.total / summary.count,
             "p50": _percentile(values, 0.5),
             "p95": _percentile(values, 0.95),
+            "sampled": len(values),
         }

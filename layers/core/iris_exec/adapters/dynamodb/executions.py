@@ -4,10 +4,12 @@ One partition per execution (``executionId``), sorted by ``sk``:
 
 - ``meta``: the record. While the execution is unfinished it carries ``open = "1"``, which
   puts it in the sparse ``byOpen`` index ordered by ``aliveUntil`` (the sweeper's query).
-- ``log#<first line, 9 digits>#<part, 3 digits>``: one flush of log lines as a JSON array,
+- ``log#<first line, 9 digits>#<part, 3 digits>``: one chunk of log lines (packed as in
+  ``adapters/logchunks.py``, in about the bytes printed; older items: a JSON array),
   split into parts of at most ``PART_BYTES`` (an item holds 400 KB; one line alone may be
   the whole 1 MiB of output). Each part says how many there are (``parts``): a reader
-  that comes between two part writes leaves the batch for its next read.
+  that comes between two part writes leaves the chunk for its next read. A reader starts
+  at the chunk holding its cursor's next line, not at the first.
 - ``result#<part, 4 digits>``: the final answer as JSON, in parts the same way; ``meta``
   says how many (``resultParts``) once the execution has ended.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from iris_exec.adapters import logchunks
 from iris_exec.adapters.awsapi import AwsError
 from iris_exec.adapters.dynamodb import (
     blob,
@@ -47,6 +50,14 @@ OPEN = "1"
 
 def _parts(data: bytes) -> list[bytes]:
     return [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)] or [b""]
+
+
+def _unpack(data: bytes) -> list[str]:
+    """A log item's lines: a packed chunk, or a JSON array (items written before chunks)."""
+    if data.startswith(b"["):
+        lines: list[str] = json.loads(data)
+        return lines
+    return logchunks.unpack(data.decode())
 
 
 def _record(item: Item, result: dict[str, Any] | None) -> ExecutionRecord:
@@ -245,10 +256,15 @@ class DynamoExecutionStore:
     def _put_parts(self, execution_id: str, project_id: str, sk: str, value: Any) -> int:
         """``value`` as JSON, in items of at most PART_BYTES keyed ``sk.format(part=i)``.
         Writing the same value again writes the same items (retries are harmless)."""
+        return self._put_bytes(
+            execution_id, project_id, sk, json.dumps(value, separators=(",", ":")).encode()
+        )
+
+    def _put_bytes(self, execution_id: str, project_id: str, sk: str, data: bytes) -> int:
         created_at = self._created_at(project_id, execution_id)
         if created_at is None:
             return 0
-        parts = _parts(json.dumps(value, separators=(",", ":")).encode())
+        parts = _parts(data)
         with store_errors("storing an execution's output"):
             for i, part in enumerate(parts):
                 self._client.put_item(
@@ -265,40 +281,66 @@ class DynamoExecutionStore:
         return len(parts)
 
     def append_logs(self, project_id: str, execution_id: str, first: int, lines: list[str]) -> None:
-        self._put_parts(execution_id, project_id, f"log#{first + 1:09d}#{{part:03d}}", lines)
+        # One chunk per item (parts only for a line longer than an item holds), in about the
+        # bytes printed: see adapters/logchunks.py.
+        for number, chunk in logchunks.chunks(first + 1, lines):
+            self._put_bytes(
+                execution_id,
+                project_id,
+                f"log#{number:09d}#{{part:03d}}",
+                logchunks.pack(chunk).encode(),
+            )
 
     def logs(self, project_id: str, execution_id: str, after: int, limit: int) -> list[str]:
+        values = {":e": text(execution_id)}
+        # The chunk holding line after + 1 is the last one starting at or before it.
+        holder: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "executionId = :e AND sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {
+                **values,
+                ":lo": text("log#"),
+                ":hi": text(f"log#{after + 1:09d}#999"),
+            },
+            "ScanIndexForward": False,
+            "Limit": 1,
+            "ConsistentRead": True,
+        }
+        with store_errors("reading an execution's log lines"):
+            found = self._client.query(**holder)["Items"]
+        start = found[0]["sk"]["S"].split("#")[1] if found else "000000000"
         request: dict[str, Any] = {
             "TableName": self._table,
-            "KeyConditionExpression": "executionId = :e AND begins_with(sk, :p)",
+            "KeyConditionExpression": "executionId = :e AND sk BETWEEN :lo AND :hi",
             "FilterExpression": "projectId = :project",
             "ExpressionAttributeValues": {
-                ":e": text(execution_id),
-                ":p": text("log#"),
+                **values,
                 ":project": text(project_id),
+                ":lo": text(f"log#{start}#"),
+                ":hi": text("log#~"),
             },
             "ConsistentRead": True,
         }
-        batches: dict[int, list[bytes]] = {}
-        expected: dict[int, int] = {}
+        lines: list[str] = []
+        batch: list[bytes] = []
         with store_errors("reading an execution's log lines"):
             for item in query_all(self._client, request):
-                first = int(item["sk"]["S"].split("#")[1])
-                batches.setdefault(first, []).append(get_blob(item, "data"))
-                if "parts" in item:
-                    expected[first] = int(item["parts"]["N"])
-        lines: list[str] = []
-        for first in sorted(batches):
-            if len(batches[first]) < expected.get(first, 0):
-                # Its writer is between two parts: this batch and those after it are read
-                # next time, whole, so that the cursor never skips a line.
-                return lines
-            batch: list[str] = json.loads(b"".join(batches[first]))
-            for number, line in enumerate(batch, start=first):
-                if number > after and number == after + len(lines) + 1:
-                    lines.append(line)
-                    if len(lines) >= limit:
-                        return lines
+                _, first_text, part = item["sk"]["S"].split("#")
+                first = int(first_text)
+                if int(part) == 0:
+                    batch = []
+                batch.append(get_blob(item, "data"))
+                if len(batch) < int(item["parts"]["N"]):
+                    continue
+                if first > after + len(lines) + 1:
+                    # A gap (a writer between two items): read on from here next time, so
+                    # that the cursor never skips a line.
+                    return lines
+                skip = after + len(lines) + 1 - first
+                lines += _unpack(b"".join(batch))[skip : skip + limit - len(lines)]
+                batch = []
+                if len(lines) >= limit:
+                    return lines
         return lines
 
     def list_recent(

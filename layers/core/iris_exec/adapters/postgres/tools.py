@@ -19,15 +19,18 @@ from iris_exec.domain.errors import StoreUnavailable
 from iris_exec.domain.tools import (
     EvaluationStats,
     LineageEntry,
+    MetricSummary,
     MiningRecord,
     PromptSummary,
     PromptVersion,
     ToolCaller,
     Vote,
+    VoteTally,
 )
 
 _MINING = """
-SELECT txn, kind, name, metadata FROM (
+SELECT txn, kind, name, metadata FROM (SELECT *, SUM(OCTET_LENGTH(metadata::text))
+    OVER (ORDER BY created_at DESC ROWS UNBOUNDED PRECEDING) AS running FROM (
     SELECT COALESCE(session_id, execution_id, id) AS txn, 'event' AS kind, event AS name,
            metadata, created_at FROM iris.tool_events WHERE project_id = %(p)s
     UNION ALL
@@ -39,7 +42,8 @@ SELECT txn, kind, name, metadata FROM (
     UNION ALL
     SELECT COALESCE(session_id, execution_id, id), 'metric', metric, NULL, created_at
            FROM iris.tool_metrics WHERE project_id = %(p)s
-) AS records ORDER BY created_at DESC LIMIT %(limit)s
+) AS records ORDER BY created_at DESC LIMIT %(limit)s) AS sized
+WHERE COALESCE(running, 0) <= %(max_bytes)s ORDER BY created_at DESC
 """
 
 
@@ -126,7 +130,7 @@ class PostgresToolStore:
 
     def put_vote(
         self, caller: ToolCaller, consensus_id: str, agent_id: str, vote: str, at: float
-    ) -> list[Vote]:
+    ) -> VoteTally:
         with self._tx() as cur:
             cur.execute(
                 "INSERT INTO iris.tool_votes VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -136,22 +140,36 @@ class PostgresToolStore:
                 (caller.project_id, consensus_id, agent_id, vote, caller.session_id,
                  caller.execution_id, at),
             )  # fmt: skip
-            return self._votes(cur, caller.project_id, consensus_id)
+            return self._tally(cur, caller.project_id, consensus_id)
 
-    def get_votes(self, project_id: str, consensus_id: str) -> list[Vote]:
+    def get_votes(
+        self, project_id: str, consensus_id: str, limit: int
+    ) -> tuple[list[Vote], VoteTally]:
         with self._tx() as cur:
-            return self._votes(cur, project_id, consensus_id)
+            cur.execute(
+                "SELECT consensus_id, agent_id, vote, updated_at FROM iris.tool_votes"
+                " WHERE project_id = %s AND consensus_id = %s ORDER BY agent_id LIMIT %s",
+                (project_id, consensus_id, limit),
+            )
+            votes = [
+                Vote(r["consensus_id"], r["agent_id"], r["vote"], r["updated_at"]) for r in cur
+            ]
+            return votes, self._tally(cur, project_id, consensus_id)
 
     @staticmethod
-    def _votes(
+    def _tally(
         cur: psycopg.Cursor[dict[str, Any]], project_id: str, consensus_id: str
-    ) -> list[Vote]:
+    ) -> VoteTally:
         cur.execute(
-            "SELECT consensus_id, agent_id, vote, updated_at FROM iris.tool_votes"
-            " WHERE project_id = %s AND consensus_id = %s ORDER BY agent_id",
+            "SELECT COUNT(*) FILTER (WHERE vote = 'approve') AS approve,"
+            " COUNT(*) FILTER (WHERE vote = 'reject') AS reject,"
+            " COUNT(*) FILTER (WHERE vote = 'abstain') AS abstain"
+            " FROM iris.tool_votes WHERE project_id = %s AND consensus_id = %s",
             (project_id, consensus_id),
         )
-        return [Vote(r["consensus_id"], r["agent_id"], r["vote"], r["updated_at"]) for r in cur]
+        row = cur.fetchone()
+        assert row is not None
+        return VoteTally(int(row["approve"]), int(row["reject"]), int(row["abstain"]))
 
     def save_prompt(
         self, project_id: str, name: str, template: str, variables: list[str], at: float
@@ -194,12 +212,12 @@ class PostgresToolStore:
             row["name"], row["version"], row["template"], list(row["variables"]), row["created_at"]
         )
 
-    def list_prompts(self, project_id: str) -> list[PromptSummary]:
+    def list_prompts(self, project_id: str, after: str | None, limit: int) -> list[PromptSummary]:
         with self._tx() as cur:
             cur.execute(
                 "SELECT name, latest, updated_at FROM iris.tool_prompt_heads WHERE project_id = %s"
-                " ORDER BY name",
-                (project_id,),
+                " AND (%s::text IS NULL OR name > %s) ORDER BY name LIMIT %s",
+                (project_id, after, after, limit),
             )
             return [PromptSummary(r["name"], r["latest"], r["updated_at"]) for r in cur]
 
@@ -225,14 +243,40 @@ class PostgresToolStore:
             )  # fmt: skip
             return cur.rowcount == 1
 
-    def get_lineage(self, project_id: str, signature: str) -> list[LineageEntry]:
+    def get_lineage(
+        self, project_id: str, signature: str, after: str | None, limit: int, max_bytes: int
+    ) -> tuple[list[LineageEntry], bool] | None:
         with self._tx() as cur:
+            start: tuple[float, int] = (float("-inf"), -1)
+            if after is not None:
+                cur.execute(
+                    "SELECT created_at, seq FROM iris.tool_lineage"
+                    " WHERE project_id = %s AND signature = %s AND id = %s",
+                    (project_id, signature, after),
+                )
+                found = cur.fetchone()
+                if found is None:
+                    return None
+                start = (found["created_at"], found["seq"])
+            # Sizes add up in the database, so that a page of huge entries is never read whole:
+            # first which entries fit, then only those.
             cur.execute(
-                "SELECT * FROM iris.tool_lineage WHERE project_id = %s AND signature = %s"
+                "SELECT id, running - size < %s AS fits FROM (SELECT id, created_at, seq,"
+                " OCTET_LENGTH(input::text) + OCTET_LENGTH(output::text) AS size,"
+                " SUM(OCTET_LENGTH(input::text) + OCTET_LENGTH(output::text))"
+                " OVER (ORDER BY created_at, seq ROWS UNBOUNDED PRECEDING) AS running"
+                " FROM iris.tool_lineage WHERE project_id = %s AND signature = %s"
+                " AND (created_at, seq) > (%s, %s) ORDER BY created_at, seq LIMIT %s) AS page"
                 " ORDER BY created_at, seq",
-                (project_id, signature),
+                (max_bytes, project_id, signature, *start, limit + 1),
             )
-            return [
+            sized = cur.fetchall()
+            ids = [r["id"] for r in sized[:limit] if r["fits"]]
+            cur.execute(
+                "SELECT * FROM iris.tool_lineage WHERE id = ANY(%s) ORDER BY created_at, seq",
+                (ids,),
+            )
+            entries = [
                 LineageEntry(
                     r["id"],
                     r["signature"],
@@ -243,6 +287,7 @@ class PostgresToolStore:
                 )
                 for r in cur
             ]
+        return entries, len(sized) > len(entries)
 
     def add_metric(
         self,
@@ -260,16 +305,40 @@ class PostgresToolStore:
                  value, Jsonb(tags), at),
             )  # fmt: skip
 
-    def metric_values(self, project_id: str, metric: str, since: float | None) -> list[float]:
+    def metric_summary(
+        self, project_id: str, metric: str, since: float | None, sample: int
+    ) -> MetricSummary:
+        where = "WHERE project_id = %s AND metric = %s AND created_at >= %s"
+        params = (project_id, metric, float("-inf") if since is None else since)
         with self._tx() as cur:
             cur.execute(
-                "SELECT value FROM iris.tool_metrics WHERE project_id = %s AND metric = %s"
-                " AND (%s::double precision IS NULL OR created_at >= %s)",
-                (project_id, metric, since, since),
+                f"SELECT COUNT(*) AS n, MIN(value) AS lo, MAX(value) AS hi,"
+                f" COALESCE(SUM(value), 0) AS total FROM iris.tool_metrics {where}",
+                params,
             )
-            return [float(r["value"]) for r in cur]
+            row = cur.fetchone()
+            assert row is not None
+            cur.execute(
+                f"SELECT value FROM iris.tool_metrics {where} ORDER BY created_at DESC LIMIT %s",
+                (*params, sample),
+            )
+            recent = [float(r["value"]) for r in cur]
+        return MetricSummary(int(row["n"]), row["lo"], row["hi"], float(row["total"]), recent)
 
-    def mining_records(self, project_id: str, limit: int) -> list[MiningRecord]:
+    def mining_records(self, project_id: str, limit: int, max_bytes: int) -> list[MiningRecord]:
         with self._tx() as cur:
-            cur.execute(_MINING, {"p": project_id, "limit": limit})
+            cur.execute(_MINING, {"p": project_id, "limit": limit, "max_bytes": max_bytes})
             return [MiningRecord(r["txn"], r["kind"], r["name"], r["metadata"]) for r in cur]
+
+    def charge(self, project_id: str, size: int, quota: int) -> int | None:
+        if size > quota:
+            return None
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO iris.tool_usage AS u VALUES (%s, %s) ON CONFLICT (project_id)"
+                " DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes"
+                " WHERE u.bytes + EXCLUDED.bytes <= %s RETURNING bytes",
+                (project_id, size, quota),
+            )
+            row = cur.fetchone()
+        return None if row is None else int(row["bytes"])

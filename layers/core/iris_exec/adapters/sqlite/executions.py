@@ -6,6 +6,7 @@ import json
 import sqlite3
 from typing import Any
 
+from iris_exec.adapters import logchunks
 from iris_exec.adapters.sqlite.database import Database
 from iris_exec.domain.models import ExecutionRecord, Position
 
@@ -30,11 +31,15 @@ CREATE TABLE IF NOT EXISTS executions (
 CREATE INDEX IF NOT EXISTS executions_open ON executions (status, alive_until);
 CREATE INDEX IF NOT EXISTS executions_project_created ON executions (project_id, created_at);
 
-CREATE TABLE IF NOT EXISTS execution_logs (
+-- Log lines in chunks (see adapters/logchunks.py); one row per line made a megabyte of
+-- newlines a hundred megabytes of file. Logs of the row-per-line table are not carried over.
+DROP TABLE IF EXISTS execution_logs;
+CREATE TABLE IF NOT EXISTS execution_log_chunks (
     execution_id TEXT NOT NULL REFERENCES executions (execution_id) ON DELETE CASCADE,
-    line_no      INTEGER NOT NULL,
-    line         TEXT NOT NULL,
-    PRIMARY KEY (execution_id, line_no)
+    first_line   INTEGER NOT NULL,
+    line_count   INTEGER NOT NULL,
+    data         TEXT NOT NULL,
+    PRIMARY KEY (execution_id, first_line)
 );
 """
 
@@ -133,21 +138,33 @@ class SqliteExecutionStore:
             ).fetchone()
             if owned is None:
                 return
-            # INSERT OR IGNORE: a retried flush of the same lines changes nothing.
+            # REPLACE: a retried flush starts its chunks at the same lines, with as many or more.
             cur.executemany(
-                "INSERT OR IGNORE INTO execution_logs VALUES (?, ?, ?)",
-                [(execution_id, first + i + 1, line) for i, line in enumerate(lines)],
+                "INSERT OR REPLACE INTO execution_log_chunks VALUES (?, ?, ?, ?)",
+                [
+                    (execution_id, number, len(chunk), logchunks.pack(chunk))
+                    for number, chunk in logchunks.chunks(first + 1, lines)
+                ],
             )
 
     def logs(self, project_id: str, execution_id: str, after: int, limit: int) -> list[str]:
+        lines: list[str] = []
         with self._db.cursor() as cur:
             rows = cur.execute(
-                "SELECT l.line FROM execution_logs l JOIN executions e USING (execution_id)"
-                " WHERE l.execution_id = ? AND e.project_id = ? AND l.line_no > ?"
-                " ORDER BY l.line_no LIMIT ?",
-                (execution_id, project_id, after, limit),
-            ).fetchall()
-        return [row["line"] for row in rows]
+                "SELECT c.first_line, c.data FROM execution_log_chunks c"
+                " JOIN executions e USING (execution_id)"
+                " WHERE c.execution_id = ? AND e.project_id = ? AND c.first_line > ?"
+                " AND c.first_line + c.line_count > ? ORDER BY c.first_line",
+                (execution_id, project_id, after - logchunks.CHUNK_LINES, after + 1),
+            )
+            for row in rows:
+                if row["first_line"] > after + len(lines) + 1:
+                    break  # a gap: never skip a line the cursor has not passed
+                skip = after + len(lines) + 1 - row["first_line"]
+                lines += logchunks.unpack(row["data"])[skip : skip + limit - len(lines)]
+                if len(lines) >= limit:
+                    break
+        return lines
 
     def list_recent(
         self,

@@ -1,4 +1,4 @@
-"""Fixed-window request counters in SQLite."""
+"""Request counters per (subject, window) in SQLite (services/ratelimit.py adds them up)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,20 @@ class SqliteRateLimitStore:
             if row["count"] == 1:
                 cur.execute("DELETE FROM rate_windows WHERE expires_at < ?", (window_start,))
         return int(row["count"])
+
+    def recent(self, subject: str, since: int) -> dict[int, int]:
+        with self._db.cursor() as cur:
+            rows = cur.execute(
+                "SELECT window_start, count FROM rate_windows"
+                " WHERE subject = ? AND window_start >= ?",
+                (subject, since),
+            ).fetchall()
+        return {int(r["window_start"]): int(r["count"]) for r in rows}
+
+    def unhit(self, subject: str, window_start: int) -> None:
+        with self._db.cursor() as cur:
+            cur.execute(
+                "UPDATE rate_windows SET count = count - 1"
+                " WHERE subject = ? AND window_start = ? AND count > 0",
+                (subject, window_start),
+            )

@@ -12,11 +12,13 @@ from iris_exec.adapters.sqlite.database import Database
 from iris_exec.domain.tools import (
     EvaluationStats,
     LineageEntry,
+    MetricSummary,
     MiningRecord,
     PromptSummary,
     PromptVersion,
     ToolCaller,
     Vote,
+    VoteTally,
 )
 
 TOOL_SCHEMA = """
@@ -96,10 +98,17 @@ CREATE TABLE IF NOT EXISTS tool_metrics (
     created_at   REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tool_metrics_name ON tool_metrics (project_id, metric, created_at);
+
+-- Bytes the project's tool calls have stored (its storage quota, IRIS_TOOL_STORAGE_QUOTA_BYTES).
+CREATE TABLE IF NOT EXISTS tool_usage (
+    project_id TEXT PRIMARY KEY,
+    bytes      INTEGER NOT NULL
+);
 """
 
 _MINING = """
-SELECT txn, kind, name, metadata FROM (
+SELECT txn, kind, name, metadata FROM (SELECT *, SUM(LENGTH(metadata))
+    OVER (ORDER BY created_at DESC ROWS UNBOUNDED PRECEDING) AS running FROM (
     SELECT COALESCE(session_id, execution_id, id) AS txn, 'event' AS kind, event AS name,
            metadata, created_at FROM tool_events WHERE project_id = :p
     UNION ALL
@@ -111,7 +120,8 @@ SELECT txn, kind, name, metadata FROM (
     UNION ALL
     SELECT COALESCE(session_id, execution_id, id), 'metric', metric, NULL, created_at
            FROM tool_metrics WHERE project_id = :p
-) ORDER BY created_at DESC LIMIT :limit
+) ORDER BY created_at DESC LIMIT :limit) WHERE COALESCE(running, 0) <= :max_bytes
+ORDER BY created_at DESC
 """
 
 
@@ -162,7 +172,7 @@ class SqliteToolStore:
 
     def put_vote(
         self, caller: ToolCaller, consensus_id: str, agent_id: str, vote: str, at: float
-    ) -> list[Vote]:
+    ) -> VoteTally:
         with self._db.transaction() as cur:
             cur.execute(
                 "INSERT INTO tool_votes VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -172,20 +182,32 @@ class SqliteToolStore:
                 (caller.project_id, consensus_id, agent_id, vote, caller.session_id,
                  caller.execution_id, at),
             )  # fmt: skip
-            return self._votes(cur, caller.project_id, consensus_id)
+            return self._tally(cur, caller.project_id, consensus_id)
 
-    def get_votes(self, project_id: str, consensus_id: str) -> list[Vote]:
-        with self._db.cursor() as cur:
-            return self._votes(cur, project_id, consensus_id)
+    def get_votes(
+        self, project_id: str, consensus_id: str, limit: int
+    ) -> tuple[list[Vote], VoteTally]:
+        with self._db.transaction() as cur:
+            rows = cur.execute(
+                "SELECT consensus_id, agent_id, vote, updated_at FROM tool_votes"
+                " WHERE project_id = ? AND consensus_id = ? ORDER BY agent_id LIMIT ?",
+                (project_id, consensus_id, limit),
+            ).fetchall()
+            votes = [
+                Vote(r["consensus_id"], r["agent_id"], r["vote"], r["updated_at"]) for r in rows
+            ]
+            return votes, self._tally(cur, project_id, consensus_id)
 
     @staticmethod
-    def _votes(cur: sqlite3.Cursor, project_id: str, consensus_id: str) -> list[Vote]:
-        rows = cur.execute(
-            "SELECT consensus_id, agent_id, vote, updated_at FROM tool_votes"
-            " WHERE project_id = ? AND consensus_id = ? ORDER BY agent_id",
+    def _tally(cur: sqlite3.Cursor, project_id: str, consensus_id: str) -> VoteTally:
+        row = cur.execute(
+            "SELECT COALESCE(SUM(vote = 'approve'), 0) AS approve,"
+            " COALESCE(SUM(vote = 'reject'), 0) AS reject,"
+            " COALESCE(SUM(vote = 'abstain'), 0) AS abstain"
+            " FROM tool_votes WHERE project_id = ? AND consensus_id = ?",
             (project_id, consensus_id),
-        ).fetchall()
-        return [Vote(r["consensus_id"], r["agent_id"], r["vote"], r["updated_at"]) for r in rows]
+        ).fetchone()
+        return VoteTally(int(row["approve"]), int(row["reject"]), int(row["abstain"]))
 
     def save_prompt(
         self, project_id: str, name: str, template: str, variables: list[str], at: float
@@ -223,12 +245,12 @@ class SqliteToolStore:
             row["created_at"],
         )  # fmt: skip
 
-    def list_prompts(self, project_id: str) -> list[PromptSummary]:
+    def list_prompts(self, project_id: str, after: str | None, limit: int) -> list[PromptSummary]:
         with self._db.cursor() as cur:
             rows = cur.execute(
                 "SELECT name, latest, updated_at FROM tool_prompt_heads WHERE project_id = ?"
-                " ORDER BY name",
-                (project_id,),
+                " AND (? IS NULL OR name > ?) ORDER BY name LIMIT ?",
+                (project_id, after, after, limit),
             ).fetchall()
         return [PromptSummary(r["name"], r["latest"], r["updated_at"]) for r in rows]
 
@@ -252,14 +274,39 @@ class SqliteToolStore:
             )  # fmt: skip
             return cur.rowcount == 1
 
-    def get_lineage(self, project_id: str, signature: str) -> list[LineageEntry]:
-        with self._db.cursor() as cur:
-            rows = cur.execute(
-                "SELECT * FROM tool_lineage WHERE project_id = ? AND signature = ?"
-                " ORDER BY created_at, rowid",
-                (project_id, signature),
+    def get_lineage(
+        self, project_id: str, signature: str, after: str | None, limit: int, max_bytes: int
+    ) -> tuple[list[LineageEntry], bool] | None:
+        with self._db.transaction() as cur:
+            start = (float("-inf"), -1)
+            if after is not None:
+                row = cur.execute(
+                    "SELECT created_at, rowid FROM tool_lineage"
+                    " WHERE project_id = ? AND signature = ? AND id = ?",
+                    (project_id, signature, after),
+                ).fetchone()
+                if row is None:
+                    return None
+                start = (row["created_at"], row["rowid"])
+            # Sizes add up in the database, so that a page of huge entries is never read whole:
+            # first which entries fit, then only those.
+            sized = cur.execute(
+                "SELECT id, running - size < ? AS fits FROM (SELECT id, created_at,"
+                " rowid AS seq, LENGTH(input) + LENGTH(output) AS size,"
+                " SUM(LENGTH(input) + LENGTH(output))"
+                " OVER (ORDER BY created_at, rowid ROWS UNBOUNDED PRECEDING) AS running"
+                " FROM tool_lineage WHERE project_id = ? AND signature = ?"
+                " AND (created_at, rowid) > (?, ?) ORDER BY created_at, rowid LIMIT ?)"
+                " ORDER BY created_at, seq",
+                (max_bytes, project_id, signature, *start, limit + 1),
             ).fetchall()
-        return [
+            ids = [r["id"] for r in sized[:limit] if r["fits"]]
+            rows = cur.execute(
+                f"SELECT * FROM tool_lineage WHERE id IN ({', '.join('?' for _ in ids)})"
+                " ORDER BY created_at, rowid",
+                ids,
+            ).fetchall()
+        entries = [
             LineageEntry(
                 r["id"],
                 r["signature"],
@@ -270,6 +317,7 @@ class SqliteToolStore:
             )
             for r in rows
         ]
+        return entries, len(sized) > len(entries)
 
     def add_metric(
         self,
@@ -287,21 +335,46 @@ class SqliteToolStore:
                  value, _dumps(tags), at),
             )  # fmt: skip
 
-    def metric_values(self, project_id: str, metric: str, since: float | None) -> list[float]:
-        query = "SELECT value FROM tool_metrics WHERE project_id = ? AND metric = ?"
-        params: tuple[object, ...] = (project_id, metric)
-        if since is not None:
-            query, params = query + " AND created_at >= ?", (*params, since)
-        with self._db.cursor() as cur:
-            rows = cur.execute(query, params).fetchall()
-        return [float(r["value"]) for r in rows]
+    def metric_summary(
+        self, project_id: str, metric: str, since: float | None, sample: int
+    ) -> MetricSummary:
+        where = "WHERE project_id = ? AND metric = ? AND created_at >= ?"
+        params = (project_id, metric, float("-inf") if since is None else since)
+        with self._db.transaction() as cur:
+            row = cur.execute(
+                f"SELECT COUNT(*) AS n, MIN(value) AS lo, MAX(value) AS hi,"
+                f" COALESCE(SUM(value), 0) AS total FROM tool_metrics {where}",
+                params,
+            ).fetchone()
+            recent = cur.execute(
+                f"SELECT value FROM tool_metrics {where} ORDER BY created_at DESC LIMIT ?",
+                (*params, sample),
+            ).fetchall()
+        return MetricSummary(
+            int(row["n"]), row["lo"], row["hi"], float(row["total"]),
+            [float(r["value"]) for r in recent],
+        )  # fmt: skip
 
-    def mining_records(self, project_id: str, limit: int) -> list[MiningRecord]:
+    def mining_records(self, project_id: str, limit: int, max_bytes: int) -> list[MiningRecord]:
         with self._db.cursor() as cur:
-            rows = cur.execute(_MINING, {"p": project_id, "limit": limit}).fetchall()
+            rows = cur.execute(
+                _MINING, {"p": project_id, "limit": limit, "max_bytes": max_bytes}
+            ).fetchall()
         return [
             MiningRecord(
                 r["txn"], r["kind"], r["name"], json.loads(r["metadata"]) if r["metadata"] else None
             )
             for r in rows
         ]
+
+    def charge(self, project_id: str, size: int, quota: int) -> int | None:
+        if size > quota:
+            return None
+        with self._db.cursor() as cur:
+            row = cur.execute(
+                "INSERT INTO tool_usage VALUES (?, ?) ON CONFLICT (project_id) DO UPDATE"
+                " SET bytes = bytes + excluded.bytes WHERE bytes + excluded.bytes <= ?"
+                " RETURNING bytes",
+                (project_id, size, quota),
+            ).fetchone()
+        return None if row is None else int(row["bytes"])
