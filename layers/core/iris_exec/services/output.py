@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 from iris_exec.domain.models import CodeError, OutputChunk, RunOutcome
 
 NO_OUTPUT = "(no output)"
@@ -66,3 +70,73 @@ class LiveLines:
 
     def _emit(self, line: str) -> None:
         self.lines.append(f"[{self._stream}] {line.removesuffix(chr(13))}")
+
+
+# -- answers that fit a response limit ------------------------------------------------------
+
+_PLAIN = re.compile(r'^[\x20\x21\x23-\x5b\x5d-\x7e]*$')  # ASCII that JSON never escapes
+
+
+def wire_size(body: object) -> int:
+    """Bytes of ``body`` as Lambda carries it: the JSON text (as the API serializes it) is
+    itself a string inside the JSON of the proxy response, so it is escaped twice."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return len(json.dumps(text))
+
+
+def _line_size(line: str) -> int:
+    """What one entry of a list of strings adds to ``wire_size`` (with its comma)."""
+    if _PLAIN.match(line):
+        return len(line) + 5  # \"...\",
+    return len(json.dumps(json.dumps(line, ensure_ascii=False))) - 1
+
+
+def _drop_lines(lines: list[str], excess: int) -> int:
+    """How many lines to keep so that at least ``excess`` bytes go."""
+    kept, freed = len(lines), 0
+    while kept and freed < excess:
+        kept -= 1
+        freed += _line_size(lines[kept])
+    return kept
+
+
+def fit_answer(body: dict[str, Any], limit: int) -> dict[str, Any]:
+    """``body`` made to fit ``limit`` bytes (``wire_size``). Log lines go first (they repeat
+    the output): the answer's own (``result.metadata.logsTruncated``), then a page of them
+    (whose ``cursor`` then points at the first line left out, so polling reads it next);
+    then the end of the output (``outputTruncated``)."""
+    size = wire_size(body)
+    if size <= limit:
+        return body
+    body = dict(body)
+    result = dict(body["result"]) if isinstance(body.get("result"), dict) else None
+    if result is not None:
+        body["result"] = result
+        metadata = dict(result.get("metadata") or {})
+        logs = result.get("logs")
+        if isinstance(logs, list) and logs:
+            result["logs"] = logs[: _drop_lines(logs, size - limit)]
+            metadata["logsTruncated"] = True
+            result["metadata"] = metadata
+            size = wire_size(body)
+    page = body.get("logs")
+    if size > limit and isinstance(page, list) and page and isinstance(body.get("cursor"), int):
+        kept = _drop_lines(page, size - limit)
+        body["logs"] = page[:kept]
+        body["cursor"] = body["cursor"] - (len(page) - kept)
+        size = wire_size(body)
+    output = result.get("output") if result is not None else None
+    if size > limit and result is not None and isinstance(output, str):
+        low, high = 0, len(output)  # the longest prefix that fits
+        while low < high:
+            middle = (low + high + 1) // 2
+            result["output"] = output[:middle]
+            if wire_size(body) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        result["output"] = output[:low]
+        metadata = dict(result.get("metadata") or {})
+        metadata["outputTruncated"] = True
+        result["metadata"] = metadata
+    return body
