@@ -74,7 +74,7 @@ class LiveLines:
 
 # -- answers that fit a response limit ------------------------------------------------------
 
-_PLAIN = re.compile(r'^[\x20\x21\x23-\x5b\x5d-\x7e]*$')  # ASCII that JSON never escapes
+_PLAIN = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]*$")  # ASCII that JSON never escapes
 
 
 def wire_size(body: object) -> int:
@@ -101,10 +101,11 @@ def _drop_lines(lines: list[str], excess: int) -> int:
 
 
 def fit_answer(body: dict[str, Any], limit: int) -> dict[str, Any]:
-    """``body`` made to fit ``limit`` bytes (``wire_size``). Log lines go first (they repeat
-    the output): the answer's own (``result.metadata.logsTruncated``), then a page of them
-    (whose ``cursor`` then points at the first line left out, so polling reads it next);
-    then the end of the output (``outputTruncated``)."""
+    """``body`` made to fit ``limit`` bytes (``wire_size``). Log lines go first, as they
+    repeat the output: the answer's own (``result.metadata.logsTruncated``), then the end
+    of a page of them (its ``cursor`` then points at the first line left out, so the next
+    poll reads it; one line at least stays, so polling always moves on); then the end of
+    the output (``outputTruncated``)."""
     size = wire_size(body)
     if size <= limit:
         return body
@@ -112,22 +113,18 @@ def fit_answer(body: dict[str, Any], limit: int) -> dict[str, Any]:
     result = dict(body["result"]) if isinstance(body.get("result"), dict) else None
     if result is not None:
         body["result"] = result
-        metadata = dict(result.get("metadata") or {})
         logs = result.get("logs")
         if isinstance(logs, list) and logs:
-            result["logs"] = logs[: _drop_lines(logs, size - limit)]
-            metadata["logsTruncated"] = True
-            result["metadata"] = metadata
+            # (and room for the flag that says so)
+            result["logs"] = logs[: _drop_lines(logs, size - limit + FLAG_BYTES)]
+            result["metadata"] = {**(result.get("metadata") or {}), "logsTruncated": True}
             size = wire_size(body)
-    page = body.get("logs")
-    if size > limit and isinstance(page, list) and page and isinstance(body.get("cursor"), int):
-        kept = _drop_lines(page, size - limit)
-        body["logs"] = page[:kept]
-        body["cursor"] = body["cursor"] - (len(page) - kept)
-        size = wire_size(body)
+    if size > limit:
+        size = _fit_page(body, size, limit, keep=1)
     output = result.get("output") if result is not None else None
     if size > limit and result is not None and isinstance(output, str):
-        low, high = 0, len(output)  # the longest prefix that fits
+        result["metadata"] = {**(result.get("metadata") or {}), "outputTruncated": True}
+        low, high = 0, len(output)  # the longest beginning that fits
         while low < high:
             middle = (low + high + 1) // 2
             result["output"] = output[:middle]
@@ -136,7 +133,20 @@ def fit_answer(body: dict[str, Any], limit: int) -> dict[str, Any]:
             else:
                 high = middle - 1
         result["output"] = output[:low]
-        metadata = dict(result.get("metadata") or {})
-        metadata["outputTruncated"] = True
-        result["metadata"] = metadata
+        size = wire_size(body)
+    if size > limit:  # one line longer than the limit (never at the defaults)
+        _fit_page(body, size, limit, keep=0)
     return body
+
+
+FLAG_BYTES = 64
+
+
+def _fit_page(body: dict[str, Any], size: int, limit: int, keep: int) -> int:
+    page, cursor = body.get("logs"), body.get("cursor")
+    if not isinstance(page, list) or not page or not isinstance(cursor, int):
+        return size
+    kept = max(keep, _drop_lines(page, size - limit))
+    body["logs"] = page[:kept]
+    body["cursor"] = cursor - (len(page) - kept)
+    return wire_size(body)

@@ -177,17 +177,13 @@ def parse_execute(raw: bytes, principal: Principal, settings: Settings) -> Execu
     )
 
 
-#: Of the gateway's synchronous wait, what is kept for creating a sandbox and answering.
-SYNC_MARGIN_MS = 4000
-
-
 def within_sync_limit(command: ExecuteCommand, settings: Settings) -> ExecuteCommand:
     """A synchronous run must end while its caller still waits (settings.sync_timeout_limit_ms,
     the gateway's integration timeout): a longer timeoutMs is a 400 that points at async
     mode, and without one the run's limit is lowered to fit."""
     if command.background or settings.sync_timeout_limit_ms is None:
         return command
-    budget_ms = max(1000, settings.sync_timeout_limit_ms - SYNC_MARGIN_MS)
+    budget_ms = max(1000, settings.sync_timeout_limit_ms - settings.sync_timeout_margin_ms)
     if command.timeout_s * 1000 <= budget_ms:
         return command
     if command.timeout_given:
