@@ -133,6 +133,8 @@ class Settings(BaseModel):
     public_url: str | None = None
     #: API Gateway key that meters requests without a valid API key (see aws/authorizer.py).
     anonymous_usage_key: str = "iris-exec-anonymous-usage-key"
+    #: API Gateway key that meters tool calls of execution tokens naming no caller's key.
+    tools_usage_key: str = "iris-exec-tools-usage-key"
     #: DynamoDB endpoint override (DynamoDB Local in tests).
     dynamodb_endpoint: str | None = None
     aws_region: str = "us-east-1"

@@ -16,7 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iris_exec.aws.composition import REQUEST_BASE_URL
 from iris_exec.aws.runtime import container, event_loop, logger, metrics
-from iris_exec.http.envelope import RequestContext
+from iris_exec.http.envelope import RequestContext, send_error
+from iris_exec.services.clock import iso
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
@@ -65,15 +66,34 @@ def route_handler(route: str) -> Handler:
     return _wrap(create_app(container(), routes={route}))
 
 
+class PostOnly:
+    """MCP Streamable HTTP without sessions: GET (a server-to-client stream) and DELETE (a
+    session's end) answer 405, as the transport's specification asks of such a server."""
+
+    def __init__(self, app: ASGIApp, clock: Callable[[], float]) -> None:
+        self.app = app
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("POST", "OPTIONS"):
+            await send_error(
+                scope, send, 405, "Method Not Allowed",
+                "This MCP server is stateless: send JSON-RPC messages with POST",
+                timestamp=iso(self.clock()), headers={"Allow": "POST"},
+            )  # fmt: skip
+            return
+        await self.app(scope, receive, send)
+
+
 def mcp_handler() -> Handler:
-    """The handler of POST /mcp: the IRIS tools for sandboxes and MCP clients."""
+    """The handler of /mcp: the IRIS tools for sandboxes and MCP clients (POST)."""
     from iris_exec.mcp.app import McpEndpoint  # the MCP SDK: only this function pays for it
 
     built = container()
     endpoint = McpEndpoint(
         built.tools, built.auth, built.tokens, built.rate_limiter, built.clock, per_request=True
     )
-    return _wrap(RequestContext(endpoint))
+    return _wrap(RequestContext(PostOnly(endpoint, built.clock)))
 
 
 def reaper_handler() -> Callable[[dict[str, Any], LambdaContext], dict[str, int]]:
