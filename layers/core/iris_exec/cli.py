@@ -86,14 +86,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # -- keys -------------------------------------------------------------------------------
 
 
+def aws_region() -> str:
+    """The Region the AWS CLI would use: AWS_REGION, else AWS_DEFAULT_REGION, else the
+    profile's (``aws configure``: ~/.aws/config, AWS_CONFIG_FILE, AWS_PROFILE)."""
+    import os
+
+    import botocore.session
+
+    region = os.environ.get("AWS_REGION") or botocore.session.get_session().get_config_variable(
+        "region"
+    )
+    if not region:
+        raise ConfigurationError(
+            "no AWS Region: run `aws configure` or export AWS_REGION=<the stack's Region>"
+        )
+    return str(region)
+
+
 def _key_store(args: argparse.Namespace) -> KeyStore:
     """The keys of the local data directory, or of the AWS deployment's DynamoDB table."""
     settings = _settings()
     if args.backend == "dynamodb":
+        settings = _settings(aws_region=aws_region())
+        table = args.keys_table or settings.keys_table
+        _err(f"keys table {table} in {settings.aws_region}")
         from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
         from iris_exec.aws.composition import dynamodb_client
 
-        return DynamoKeyStore(dynamodb_client(settings), args.keys_table or settings.keys_table)
+        return DynamoKeyStore(dynamodb_client(settings), table)
     from iris_exec.adapters.sqlite.database import Database
     from iris_exec.adapters.sqlite.keys import SqliteKeyStore
 
@@ -113,7 +133,7 @@ def _usage_plan(args: argparse.Namespace) -> UsagePlanKeys | None:
 
     from iris_exec.adapters.apigateway import UsagePlanKeys
 
-    client = boto3.client("apigateway", region_name=_settings().aws_region)
+    client = boto3.client("apigateway", region_name=aws_region())
     return UsagePlanKeys(client, args.usage_plan_id)
 
 
@@ -381,6 +401,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except IrisError as exc:
         _err(f"iris-exec: {exc.message}")
+        return 1
+    except Exception as exc:
+        # AWS's refusals (botocore's ClientError): its message, not a traceback.
+        if type(exc).__name__ != "ClientError":
+            raise
+        _err(f"iris-exec: AWS refused: {exc}")
         return 1
     return code
 
