@@ -35,7 +35,7 @@ for name, resource in template["Resources"].items():
         if isinstance(props.get(field), str):
             props[field] = "s3://iris-artifacts/" + name + ".zip"
 out = transform(template, {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012",
-                           "AWS::StackName": "iris-exec-dev", "AWS::Partition": "aws"},
+                           "AWS::Partition": "aws"},
                 Policies())
 json.dump(out, sys.stdout)
 """
