@@ -322,6 +322,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _print_result(answer, args.json)
 
 
+# -- smoke ------------------------------------------------------------------------------
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from iris_exec.smoke import smoke
+
+    ok, table = smoke(args.url, args.key, args.origin, args.timeout)
+    _out(table)
+    return 0 if ok else 1
+
+
 # -- entry point --------------------------------------------------------------------------
 
 
@@ -378,6 +389,19 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout-ms", type=int, default=None)
     run.add_argument("--json", action="store_true", help="print the API's JSON answer")
     run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser(
+        "smoke", help="check a deployment: every route once; exit 0 only if all pass"
+    )
+    check.add_argument("--url", required=True, help="the API's base URL (stack output ApiUrl)")
+    check.add_argument("--key", required=True, help="an API key of a project to test with")
+    check.add_argument(
+        "--origin",
+        default="https://console.example.com",
+        help="the dashboard's origin, for the CORS preflight (stack parameter CorsAllowOrigin)",
+    )
+    check.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    check.set_defaults(func=cmd_smoke)
     return p
 
 
