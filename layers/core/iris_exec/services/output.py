@@ -105,7 +105,8 @@ def fit_answer(body: dict[str, Any], limit: int) -> dict[str, Any]:
     repeat the output: the answer's own (``result.metadata.logsTruncated``), then the end
     of a page of them (its ``cursor`` then points at the first line left out, so the next
     poll reads it; one line at least stays, so polling always moves on); then the end of
-    the output (``outputTruncated``)."""
+    the output (``outputTruncated``); a single line longer than everything keeps only its
+    beginning."""
     size = wire_size(body)
     if size <= limit:
         return body
@@ -134,8 +135,20 @@ def fit_answer(body: dict[str, Any], limit: int) -> dict[str, Any]:
                 high = middle - 1
         result["output"] = output[:low]
         size = wire_size(body)
-    if size > limit:  # one line longer than the limit (never at the defaults)
-        _fit_page(body, size, limit, keep=0)
+    page = body.get("logs")
+    if size > limit and isinstance(page, list) and len(page) == 1:
+        # One line longer than the limit (1 MiB of control characters): its beginning,
+        # so that the cursor still moves past it.
+        line: str = page[0]
+        low, high = 0, len(line)
+        while low < high:
+            middle = (low + high + 1) // 2
+            body["logs"] = [line[:middle]]
+            if wire_size(body) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        body["logs"] = [line[:low]]
     return body
 
 
