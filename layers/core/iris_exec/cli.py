@@ -211,9 +211,14 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
     record = _auth(args).revoke(args.key)
-    plan = _usage_plan(args)
-    if plan is not None and record.usage_key:
-        plan.retire(record.key_id)
+    if record.usage_key and args.backend == "dynamodb":
+        # Its API Gateway key is found by name: no usage-plan id needed to delete it.
+        import boto3
+
+        from iris_exec.adapters.apigateway import UsagePlanKeys
+
+        client = boto3.client("apigateway", region_name=aws_region())
+        UsagePlanKeys(client, args.usage_plan_id or "").retire(record.key_id)
     _err(f"revoked {record.key_id} ({record.prefix}...) of project '{record.project_id}'")
     return 0
 
