@@ -3,6 +3,9 @@ through Powertools' idempotency persistence layer)."""
 
 from __future__ import annotations
 
+import json
+import random
+import string
 import threading
 import time
 
@@ -65,6 +68,26 @@ def test_a_completed_key_replays_its_answer(idempotency_store: IdempotencyStore)
     assert hit is not None and hit.state == "completed" and hit.response == answer
     mismatch = idempotency_store.begin("p1:done", "other", now + 1, 60)
     assert mismatch is not None and mismatch.state == "mismatch"
+
+
+def test_the_largest_answer_is_stored_and_replayed_whole(
+    idempotency_store: IdempotencyStore,
+) -> None:
+    """An answer at the output cap is several MB of JSON (output and logs), far above
+    DynamoDB's 400 KB item limit; random text does not compress below it either."""
+    now = time.time()
+    rng = random.Random(7)
+    lines = ["".join(rng.choices(string.printable, k=60)) for _ in range(17_000)]
+    answer = {
+        "success": True,
+        "result": {"output": "\n".join(lines), "logs": [f"[stdout] {x}" for x in lines]},
+        "sandboxId": "sb_big",
+    }
+    assert len(json.dumps(answer)) > 2_000_000
+    assert idempotency_store.begin("p1:big", "fp", now, 60) is None
+    idempotency_store.complete("p1:big", "fp", answer, now)
+    hit = idempotency_store.begin("p1:big", "fp", now + 1, 60)
+    assert hit is not None and hit.state == "completed" and hit.response == answer
 
 
 def test_a_released_key_can_run_again(idempotency_store: IdempotencyStore) -> None:

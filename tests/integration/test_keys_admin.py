@@ -77,9 +77,9 @@ def test_keys_create_in_dynamodb_metered_on_a_usage_plan_key(
     assert mine["value"] == record.usage_key
     in_plan = apigateway.get_usage_plan_keys(usagePlanId=usage_plan)["items"]
     assert [k["id"] for k in in_plan] == [mine["id"]]
-    # Revoking the key retires its usage-plan key too.
+    # Revoking the key retires its usage-plan key too (found by name: no plan id needed).
     revoke = ["keys", "revoke", record.key_id, "--backend", "dynamodb"]
-    assert cli.main([*revoke, "--keys-table", keys_table, "--usage-plan-id", usage_plan]) == 0
+    assert cli.main([*revoke, "--keys-table", keys_table]) == 0
     with pytest.raises(Unauthorized):
         AuthService(store, system_clock).authenticate(f"Bearer {key}")
     assert apigateway.get_api_keys()["items"] == []
@@ -139,3 +139,39 @@ def test_keys_import_takes_over_an_iris_api_keys_table(
     assert auth.authenticate(f"Bearer {keys['active-b']}").project_id == "legacy-b"
     with pytest.raises(Unauthorized, match="Invalid or inactive"):
         auth.authenticate(f"Bearer {keys['disabled']}")
+
+
+def test_the_cli_uses_the_region_aws_configure_set(
+    dynamodb_local: DynamoDBLocal,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No AWS_REGION: the Region comes from the AWS CLI's config file, as the AWS CLI's own
+    would (the stack, its keys table and its usage plan are there, not in us-east-1)."""
+    from iris_exec.adapters.awsapi import DynamoDB
+
+    region = "eu-west-1"
+    config_file = tmp_path / "config"
+    config_file.write_text(f"[default]\nregion = {region}\n")
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in {
+        "AWS_CONFIG_FILE": str(config_file),
+        "IRIS_DYNAMODB_ENDPOINT": dynamodb_local.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "x",
+    }.items():
+        monkeypatch.setenv(var, value)
+    table = f"keys-{uuid.uuid4().hex[:8]}"
+    create_tables(DynamoDB.connect(region, dynamodb_local.endpoint_url), {"keys": table})
+    config: DefaultConfig = {
+        "core": {"mock_credentials": False, "passthrough": {"services": ["dynamodb"]}}
+    }
+    with mock_aws(config=config):
+        apigateway = boto3.client("apigateway", region_name=region)
+        plan = apigateway.create_usage_plan(name="customers", apiStages=[])["id"]
+        args = ["keys", "create", "--project", "eu", "--backend", "dynamodb"]
+        assert cli.main([*args, "--keys-table", table, "--usage-plan-id", plan]) == 0
+        assert f"{table} in {region}" in capsys.readouterr().err
+        assert len(apigateway.get_usage_plan_keys(usagePlanId=plan)["items"]) == 1

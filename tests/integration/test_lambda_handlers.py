@@ -230,6 +230,57 @@ def test_the_authorizer_names_the_project_and_the_usage_key(stack: Stack) -> Non
     assert stranger["context"] == {"authenticated": "false"}
 
 
+def test_execution_tokens_are_metered_on_their_callers_key_not_the_anonymous_plan(
+    stack: Stack,
+) -> None:
+    """A sandbox's tool calls (Bearer iet_...) count against the usage-plan key of the
+    caller who started the execution; a token naming none (asynchronous executions) against
+    the tools plan; a forged or expired one is junk, on the anonymous plan."""
+    import time
+
+    from iris_exec.aws.runtime import container
+
+    tokens = container().tokens
+    deadline = time.time() + 60
+    grant = tokens.mint("tooled", "sb_1", "ex_1", None, deadline, usage_key="iris-usage-k1")
+    metered = stack.invoke("authorizer", authorizer_event(f"Bearer {grant.token}"))
+    assert metered["principalId"] == "tooled"
+    assert metered["usageIdentifierKey"] == "iris-usage-k1"
+    unnamed = tokens.mint("tooled", "sb_1", "ex_2", None, deadline).token
+    tools = stack.invoke("authorizer", authorizer_event(f"Bearer {unnamed}"))
+    assert tools["usageIdentifierKey"] == "iris-exec-tools-usage-key"
+    forged = grant.token[:-4] + ("AAAA" if not grant.token.endswith("AAAA") else "BBBB")
+    expired = tokens.mint("tooled", "sb_1", "ex_3", None, time.time() - 1, usage_key="u").token
+    for junk in (forged, expired):
+        answer = stack.invoke("authorizer", authorizer_event(f"Bearer {junk}"))
+        assert answer["usageIdentifierKey"] == "iris-exec-anonymous-usage-key"
+        assert answer["context"] == {"authenticated": "false"}
+
+
+def test_the_tokens_of_a_metered_keys_execution_name_its_usage_key(stack: Stack) -> None:
+    """What the execute function mints: the caller's usage key goes into the token."""
+    from iris_exec.aws.runtime import container
+
+    key, record = stack.keys.create_key("minted", usage_key=lambda key_id: f"iris-usage-{key_id}")
+    principal = container().auth.authenticate(f"Bearer {key}")
+    assert principal.usage_key == record.usage_key
+
+
+def test_get_and_delete_on_mcp_answer_405_with_allow_post(stack: Stack) -> None:
+    """MCP Streamable HTTP: a server without a GET stream MUST answer 405 (not 403/404)."""
+    key = stack.key("mcp-get")
+    for method in ("GET", "DELETE"):
+        response = stack.invoke(
+            "mcp", api_event(method, "/mcp", key=key, headers={"Accept": "text/event-stream"})
+        )
+        assert response["statusCode"] == 405, response
+        headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+        multi = {k.lower(): v for k, v in (response.get("multiValueHeaders") or {}).items()}
+        assert headers.get("allow") == "POST" or multi.get("allow") == ["POST"]
+        body = json.loads(response["body"])
+        assert body["statusCode"] == 405 and body["error"] == "Method Not Allowed"
+
+
 def test_the_reaper_runs_twice_in_a_row(stack: Stack) -> None:
     for _ in range(2):
         result = stack.invoke("reaper", {})

@@ -18,6 +18,8 @@ REGION = "us-east-1"
 class SecretsStandIn(HttpStandIn):
     def __init__(self, secrets: dict[str, str]) -> None:
         self.secrets = dict(secrets)
+        #: AWSPREVIOUS: the value before the last ``rotate``.
+        self.previous: dict[str, str] = {}
         self.reads: list[str] = []
         standin = self
 
@@ -44,9 +46,16 @@ class SecretsStandIn(HttpStandIn):
                     self._answer(400, {"message": f"not supported: {target}"}, "InvalidAction")
                     return
                 name = str(request.get("SecretId", ""))
+                stage = str(request.get("VersionStage") or "AWSCURRENT")
                 standin.reads.append(name)
-                if name not in standin.secrets:
-                    message = "Secrets Manager can't find the specified secret."
+                values = standin.previous if stage == "AWSPREVIOUS" else standin.secrets
+                if stage not in ("AWSCURRENT", "AWSPREVIOUS") or name not in values:
+                    message = (
+                        "Secrets Manager can't find the specified secret."
+                        if name not in standin.secrets
+                        else "Secrets Manager can't find the specified secret value for"
+                        f" staging label: {stage}"
+                    )
                     self._answer(400, {"message": message}, "ResourceNotFoundException")
                     return
                 self._answer(
@@ -54,14 +63,19 @@ class SecretsStandIn(HttpStandIn):
                     {
                         "ARN": f"arn:aws:secretsmanager:{REGION}:123456789012:secret:{name}",
                         "Name": name,
-                        "SecretString": standin.secrets[name],
+                        "SecretString": values[name],
                         "VersionId": str(uuid.uuid4()),
-                        "VersionStages": ["AWSCURRENT"],
+                        "VersionStages": [stage],
                         "CreatedDate": time.time(),
                     },
                 )
 
         self._serve(Handler)
+
+    def rotate(self, name: str, value: str) -> None:
+        """``put-secret-value``: the new value is AWSCURRENT, the old one AWSPREVIOUS."""
+        self.previous[name] = self.secrets[name]
+        self.secrets[name] = value
 
     @property
     def env(self) -> dict[str, str]:

@@ -100,14 +100,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # -- keys -------------------------------------------------------------------------------
 
 
+def aws_region() -> str:
+    """The Region the AWS CLI would use: AWS_REGION, else AWS_DEFAULT_REGION, else the
+    profile's (``aws configure``: ~/.aws/config, AWS_CONFIG_FILE, AWS_PROFILE)."""
+    import os
+
+    import botocore.session
+
+    region = os.environ.get("AWS_REGION") or botocore.session.get_session().get_config_variable(
+        "region"
+    )
+    if not region:
+        raise ConfigurationError(
+            "no AWS Region: run `aws configure` or export AWS_REGION=<the stack's Region>"
+        )
+    return str(region)
+
+
 def _key_store(args: argparse.Namespace) -> KeyStore:
     """The keys of the local data directory, or of the AWS deployment's DynamoDB table."""
     settings = _settings()
     if args.backend == "dynamodb":
+        settings = _settings(aws_region=aws_region())
+        table = args.keys_table or settings.keys_table
+        _err(f"keys table {table} in {settings.aws_region}")
         from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
         from iris_exec.aws.composition import dynamodb_client
 
-        return DynamoKeyStore(dynamodb_client(settings), args.keys_table or settings.keys_table)
+        return DynamoKeyStore(dynamodb_client(settings), table)
     from iris_exec.adapters.sqlite.database import Database
     from iris_exec.adapters.sqlite.keys import SqliteKeyStore
 
@@ -128,7 +148,7 @@ def _usage_plan(args: argparse.Namespace) -> UsagePlanKeys | None:
 
     from iris_exec.adapters.apigateway import UsagePlanKeys
 
-    client = boto3.client("apigateway", region_name=_settings().aws_region)
+    client = boto3.client("apigateway", region_name=aws_region())
     return UsagePlanKeys(client, args.usage_plan_id)
 
 
@@ -206,9 +226,14 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
     record = _auth(args).revoke(args.key)
-    plan = _usage_plan(args)
-    if plan is not None and record.usage_key:
-        plan.retire(record.key_id)
+    if record.usage_key and args.backend == "dynamodb":
+        # Its API Gateway key is found by name: no usage-plan id needed to delete it.
+        import boto3
+
+        from iris_exec.adapters.apigateway import UsagePlanKeys
+
+        client = boto3.client("apigateway", region_name=aws_region())
+        UsagePlanKeys(client, args.usage_plan_id or "").retire(record.key_id)
     _err(f"revoked {record.key_id} ({record.prefix}...) of project '{record.project_id}'")
     return 0
 
@@ -470,6 +495,17 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- smoke ------------------------------------------------------------------------------
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from iris_exec.smoke import smoke
+
+    ok, table = smoke(args.url, args.key, args.origin, args.timeout)
+    _out(table)
+    return 0 if ok else 1
+
+
 # -- entry point --------------------------------------------------------------------------
 
 
@@ -598,6 +634,19 @@ def parser() -> argparse.ArgumentParser:
         help="all: IRIS tools and code execution; code: code execution only (IRIS_MCP_TOOLS)",
     )
     bridge.set_defaults(func=cmd_mcp)
+
+    check = sub.add_parser(
+        "smoke", help="check a deployment: every route once; exit 0 only if all pass"
+    )
+    check.add_argument("--url", required=True, help="the API's base URL (stack output ApiUrl)")
+    check.add_argument("--key", required=True, help="an API key of a project to test with")
+    check.add_argument(
+        "--origin",
+        default="https://console.example.com",
+        help="the dashboard's origin, for the CORS preflight (stack parameter CorsAllowOrigin)",
+    )
+    check.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    check.set_defaults(func=cmd_smoke)
     return p
 
 
@@ -621,6 +670,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except IrisError as exc:
         _err(f"iris-exec: {exc.message}")
+        return 1
+    except Exception as exc:
+        # AWS's refusals (botocore's ClientError): its message, not a traceback.
+        if type(exc).__name__ != "ClientError":
+            raise
+        _err(f"iris-exec: AWS refused: {exc}")
         return 1
     return code
 

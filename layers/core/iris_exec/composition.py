@@ -66,6 +66,8 @@ class Container:
     execution_store: ExecutionStore = field(repr=False)
     dispatcher: WorkDispatcher | None = field(default=None, repr=False)
     observer: ExecutionObserver | None = field(default=None, repr=False)
+    #: The signing key before the last rotation (AWS: the secret's AWSPREVIOUS version).
+    previous_signing_key: Callable[[], bytes | None] | None = field(default=None, repr=False)
     _built: dict[str, object] = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -84,7 +86,7 @@ class Container:
         def build() -> ExecutionTokens:
             from iris_exec.services.tokens import ExecutionTokens
 
-            return ExecutionTokens(self.signing_key, self.clock)
+            return ExecutionTokens(self.signing_key, self.clock, self.previous_signing_key)
 
         return self._once("tokens", build)
 
@@ -166,6 +168,7 @@ def assemble(
     dispatcher: WorkDispatcher | None = None,
     clock: Clock = system_clock,
     observer: ExecutionObserver | None = None,
+    previous_signing_key: Callable[[], bytes | None] | None = None,
 ) -> Container:
     """Wire the services over the given adapters."""
     audit = AuditTrail(audit_log, clock, settings.audit_retention_days * 86400)
@@ -186,6 +189,7 @@ def assemble(
         execution_store=execution_store,
         dispatcher=dispatcher,
         observer=observer,
+        previous_signing_key=previous_signing_key,
     )
 
 

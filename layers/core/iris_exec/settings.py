@@ -196,9 +196,24 @@ class Settings(BaseModel):
     public_url: str | None = None
     #: API Gateway key that meters requests without a valid API key (see aws/authorizer.py).
     anonymous_usage_key: str = "iris-exec-anonymous-usage-key"
+    #: API Gateway key that meters tool calls of execution tokens naming no caller's key.
+    tools_usage_key: str = "iris-exec-tools-usage-key"
     #: DynamoDB endpoint override (DynamoDB Local in tests).
     dynamodb_endpoint: str | None = None
     aws_region: str = "us-east-1"
+    #: The deployment (the CloudFormation stack's name): what it shares with other
+    #: deployments (an E2B team) is told apart by it.
+    stack_name: str = "local"
+    #: How long API Gateway waits for a synchronous answer (its integration timeout): a
+    #: synchronous run that could outlast it is refused (400, use async mode). Unset: none.
+    sync_timeout_limit_ms: int | None = Field(None, ge=1000)
+    #: Of that wait, what a synchronous run leaves for the rest: creating a sandbox, E2B's
+    #: stop of a run that outlives its limit (the provider waits 10 s for the runner's own
+    #: report), and the answer. A synchronous timeoutMs may be at most the difference.
+    sync_timeout_margin_ms: int = Field(15000, ge=0)
+    #: The largest answer, in bytes as Lambda carries it (6 MB for a synchronous
+    #: invocation): longer answers drop log lines, then output. Unset: no limit.
+    response_limit_bytes: int | None = Field(None, ge=64 * 1024)
 
     @property
     def database_path(self) -> Path:

@@ -1,9 +1,13 @@
 """The API Gateway Lambda authorizer (TOKEN type, identity source: the Authorization header).
 
-It never denies: a valid key is metered on its own usage-plan key (per customer), anything
-else on the shared anonymous one, with tight throttling. The functions authenticate again
-and answer the contract's exact 401 (and 503 when the key store is down), so a revoked key
-stops working at once even while API Gateway caches this authorizer's answer."""
+It never denies: a valid key is metered on its own usage-plan key (per customer); a valid
+execution token (a sandbox's tool calls) on the key of the caller who started the
+execution, or on the tools usage plan when it names none; anything else on the shared
+anonymous one, with tight throttling (and what cannot even be a key or a token is refused
+by API Gateway before this function runs: the authorizer's ValidationExpression). The
+functions authenticate again and answer the contract's exact 401 (and 503 when the key
+store is down), so a revoked key stops working at once even while API Gateway caches this
+authorizer's answer."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from iris_exec.aws.runtime import container, logger
 from iris_exec.domain.errors import StoreUnavailable, Unauthorized
-from iris_exec.services.auth import hash_key
+from iris_exec.services.tokens import TOKEN_PREFIX
 
 
 def _resource(method_arn: str) -> str:
@@ -29,12 +33,22 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     anonymous = built.settings.anonymous_usage_key
     principal_id, usage_key = "anonymous", anonymous
     claims: dict[str, str] = {"authenticated": "false"}
+    scheme, _, credential = token.strip().partition(" ")
+    if scheme.lower() == "bearer" and credential.strip().startswith(TOKEN_PREFIX):
+        try:
+            grant = built.tokens.verify(credential.strip())
+            principal_id = grant.project_id
+            usage_key = (
+                built.tokens.metering_key(credential.strip()) or built.settings.tools_usage_key
+            )
+            claims = {"authenticated": "token", "projectId": grant.project_id}
+        except Unauthorized:
+            pass
+        return _answer(event, principal_id, usage_key, claims)
     try:
-        principal = built.auth.authenticate(token)
-        scheme_token = token.strip().partition(" ")[2].strip()
-        record = built.keys.find_by_hash(hash_key(scheme_token))
+        principal = built.auth.authenticate(token)  # one read of the key's record
         principal_id = principal.project_id
-        usage_key = (record.usage_key if record else None) or anonymous
+        usage_key = principal.usage_key or anonymous
         claims = {
             "authenticated": "true",
             "projectId": principal.project_id,
@@ -44,6 +58,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         pass
     except StoreUnavailable:
         logger.error("key store unavailable in the authorizer; the function will answer 503")
+    return _answer(event, principal_id, usage_key, claims)
+
+
+def _answer(
+    event: dict[str, Any], principal_id: str, usage_key: str, claims: dict[str, str]
+) -> dict[str, Any]:
     return {
         "principalId": principal_id,
         "policyDocument": {

@@ -4,14 +4,14 @@ from Secrets Manager on first use and cached."""
 
 from __future__ import annotations
 
-import functools
 import logging
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
 from iris_exec.composition import Container, assemble
-from iris_exec.domain.errors import ConfigurationError
+from iris_exec.domain.errors import ConfigurationError, StoreUnavailable
 from iris_exec.domain.ports import ExecutionObserver, IdempotencyStore, ToolStore
 from iris_exec.settings import Settings
 
@@ -28,25 +28,63 @@ SECRET_MAX_AGE_S = 300
 REQUEST_BASE_URL: ContextVar[str | None] = ContextVar("iris_request_base_url", default=None)
 
 
-def secret(direct: str | None, secret_name: str | None, setting: str) -> Callable[[], str]:
-    """A lazy, cached secret: the direct value (tests), else Secrets Manager by name."""
+def secret(
+    direct: str | None,
+    secret_name: str | None,
+    setting: str,
+    *,
+    stage: str = "AWSCURRENT",
+    max_age_s: float = SECRET_MAX_AGE_S,
+) -> Callable[[], str]:
+    """A lazy secret: the direct value (tests), else Secrets Manager's ``stage`` version of
+    it by name, read again when ``max_age_s`` old, so that a rotation takes effect. A
+    secret that cannot be read is a 503 (its name in the log), not a 500."""
+    provider: Any = None
 
-    @functools.cache
     def value() -> str:
+        nonlocal provider
         if direct:
             return direct
         if not secret_name:
             raise ConfigurationError(
                 f"set IRIS_{setting}_SECRET to the name of a Secrets Manager secret"
             )
-        from aws_lambda_powertools.utilities.parameters import get_secret
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-        fetched = get_secret(secret_name, max_age=SECRET_MAX_AGE_S)
+        # One provider per stage: Powertools' cache is keyed by name only.
+        provider = provider or SecretsProvider()
+        try:
+            fetched = provider.get(secret_name, max_age=int(max_age_s), VersionStage=stage)
+        except GetParameterError as exc:
+            log.error("secret %s (%s) could not be read: %s", secret_name, stage, exc)
+            raise StoreUnavailable(f"the secret {secret_name} could not be read") from exc
         if not isinstance(fetched, str) or not fetched:
             raise ConfigurationError(f"the secret {secret_name} is empty")
         return fetched
 
     return value
+
+
+def previous_secret(
+    value: Callable[[], str], max_age_s: float = SECRET_MAX_AGE_S
+) -> Callable[[], str | None]:
+    """The AWSPREVIOUS version through ``value`` (made by ``secret(..., stage=...)``), or
+    None when the secret was never rotated (that answer, too, is kept ``max_age_s``: a
+    forged token must not cost a Secrets Manager call)."""
+    known: list[tuple[float, str | None]] = []
+
+    def previous() -> str | None:
+        if known and time.monotonic() - known[0][0] < max_age_s:
+            return known[0][1]
+        try:
+            found: str | None = value()
+        except StoreUnavailable:
+            found = None
+        known[:] = [(time.monotonic(), found)]
+        return found
+
+    return previous
 
 
 def dynamodb_client(settings: Settings) -> DynamoDB:
@@ -132,6 +170,9 @@ def build_aws(settings: Settings, *, observer: ExecutionObserver | None = None) 
     e2b_key = settings.e2b_api_key.get_secret_value() if settings.e2b_api_key else None
     signing = settings.token_signing_key.get_secret_value() if settings.token_signing_key else None
     signing_key = secret(signing, settings.token_signing_key_secret, "TOKEN_SIGNING_KEY")
+    previous_key = previous_secret(
+        secret(None, settings.token_signing_key_secret, "TOKEN_SIGNING_KEY", stage="AWSPREVIOUS")
+    )
     return assemble(
         settings,
         registry=DynamoSandboxRegistry(client, settings.sandbox_table),
@@ -144,6 +185,11 @@ def build_aws(settings: Settings, *, observer: ExecutionObserver | None = None) 
             tools_url=lambda: settings.public_url or REQUEST_BASE_URL.get(),
         ),
         signing_key=lambda: signing_key().encode(),
+        previous_signing_key=(
+            (lambda: key.encode() if (key := previous_key()) else None)
+            if settings.token_signing_key_secret and not signing
+            else None
+        ),
         audit_log=DynamoAuditLog(
             client, settings.audit_table, settings.audit_retention_days * 86400
         ),

@@ -66,10 +66,11 @@ def route_handler(*routes: str) -> Handler:
 
 
 def mcp_handler() -> Handler:
-    """The handler of POST /mcp: the IRIS tools for sandboxes, and code execution too for
-    MCP clients with a project API key."""
+    """The handler of /mcp: the IRIS tools for sandboxes, and code execution too for MCP
+    clients with a project API key (POST)."""
     from iris_exec.mcp.app import McpEndpoint  # the MCP SDK: only this function pays for it
 
+    # GET and DELETE answer 405 (McpEndpoint: stateless, no server-to-client stream).
     return _wrap(RequestContext(McpEndpoint(container(), per_request=True)))
 
 

@@ -90,6 +90,9 @@ class Principal:
 
     project_id: str
     key_id: str
+    #: The API Gateway key its requests are metered on (AWS), passed on to the tool tokens
+    #: of its executions.
+    usage_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

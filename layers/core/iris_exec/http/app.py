@@ -33,6 +33,7 @@ from iris_exec.domain.models import FINAL_STATUSES, Principal
 from iris_exec.http.envelope import RequestContext, error_body
 from iris_exec.services.audit import MAX_LIMIT as MAX_AUDIT_LIMIT
 from iris_exec.services.clock import iso, new_id, parse_instant
+from iris_exec.services.output import fit_answer
 from iris_exec.services.sandboxes import validate_sandbox_id
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,9 @@ def _ratelimit_headers(request: Request) -> dict[str, str]:
 
 
 def respond(request: Request, body: dict[str, Any], status: int = 200) -> JSONResponse:
+    limit = container_of(request).settings.response_limit_bytes
+    if limit is not None:  # Lambda's response limit (services/output.py)
+        body = fit_answer(body, limit)
     return JSONResponse(body, status_code=status, headers=_ratelimit_headers(request))
 
 
@@ -333,7 +337,12 @@ def create_app(
 
     if EXECUTE in enabled:
         # Imported only by the apps that serve the route (the Lambda functions' cold starts).
-        from iris_exec.services.requests import ExecuteBody, max_body_bytes, parse_execute
+        from iris_exec.services.requests import (
+            ExecuteBody,
+            max_body_bytes,
+            parse_execute,
+            within_sync_limit,
+        )
 
         @app.post(
             "/api/iris/execute",
@@ -353,6 +362,7 @@ def create_app(
                 command = replace(command, wait=False)
             if _prefers_async(request):
                 command = replace(command, background=True)
+            command = within_sync_limit(command, settings)
             key = request.headers.get("idempotency-key")
             if command.background:
                 body, replayed = await container.idempotent.execute(

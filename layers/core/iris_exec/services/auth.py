@@ -61,7 +61,7 @@ class AuthService:
         record = self._keys.find_by_hash(hash_key(key)) if KEY_PATTERN.match(key) else None
         if record is None or not record.active:
             raise Unauthorized("Invalid or inactive API key")
-        return Principal(project_id=record.project_id, key_id=record.key_id)
+        return Principal(record.project_id, record.key_id, record.usage_key)
 
     def create_key(
         self,

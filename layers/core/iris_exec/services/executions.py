@@ -210,6 +210,7 @@ class ExecutionService:
             execution_id,
             command.session_id,
             expires_at=self._clock() + command.timeout_s + GRANT_GRACE_S,
+            usage_key=principal.usage_key,
         )
         job = ExecutionJob(
             execution_id=execution_id,

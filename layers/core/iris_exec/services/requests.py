@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -52,6 +52,8 @@ class ExecuteCommand:
     wait: bool = True
     #: Answer 202 at once and run in the background.
     background: bool = False
+    #: Whether the caller chose timeout_s (timeoutMs) or got the default.
+    timeout_given: bool = False
 
 
 #: How deeply `context` (and the body) may nest; JSON this deep is never a real context.
@@ -171,7 +173,28 @@ def parse_execute(raw: bytes, principal: Principal, settings: Settings) -> Execu
         context=context,
         sandbox_id=body.sandboxId,
         background=body.async_,
+        timeout_given=body.timeoutMs is not None,
     )
+
+
+def within_sync_limit(command: ExecuteCommand, settings: Settings) -> ExecuteCommand:
+    """A synchronous run must end while its caller still waits (settings.sync_timeout_limit_ms,
+    the gateway's integration timeout): a longer timeoutMs is a 400 that points at async
+    mode, and without one the run's limit is lowered to fit."""
+    if command.background or settings.sync_timeout_limit_ms is None:
+        return command
+    budget_ms = max(1000, settings.sync_timeout_limit_ms - settings.sync_timeout_margin_ms)
+    if command.timeout_s * 1000 <= budget_ms:
+        return command
+    if command.timeout_given:
+        raise BadRequest(
+            f"'timeoutMs' {round(command.timeout_s * 1000)} is longer than a synchronous"
+            f" execution may take here ({budget_ms} ms: the API gateway stops waiting after"
+            f" {settings.sync_timeout_limit_ms} ms). Run it asynchronously: send"
+            ' "async": true (or the header Prefer: respond-async) and read the result with'
+            " GET /api/iris/executions/{executionId}"
+        )
+    return replace(command, timeout_s=budget_ms / 1000)
 
 
 def command_to_dict(command: ExecuteCommand) -> dict[str, Any]:

@@ -7,6 +7,9 @@ payload) when it is taken, save_success and delete_record after."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -39,8 +42,17 @@ def store_errors(what: str) -> Iterator[None]:
             raise AwsUnreachable(str(exc)) from exc
 
 
+#: A DynamoDB item holds at most 400 KB: an answer longer than this (as JSON) is stored
+#: compressed, in parts of this size next to its record, which keeps only where they are.
+PART_BYTES = 300 * 1024
+PARTS_FIELD = "$irisParts"
+
+
 class PowertoolsIdempotencyStore:
     def __init__(self, client: DynamoDBClient, table_name: str, retention_s: float) -> None:
+        self._client = client
+        self._table = table_name
+        self._retention_s = retention_s
         # Powertools imports boto3: only requests that carry an Idempotency-Key pay for it.
         from aws_lambda_powertools.utilities.idempotency import (
             DynamoDBPersistenceLayer,
@@ -80,11 +92,50 @@ class PowertoolsIdempotencyStore:
         if record is None or record.status != "COMPLETED":
             return IdempotencyHit("in_progress")
         response: dict[str, Any] = record.response_json_as_dict() or {}
+        if PARTS_FIELD in response:
+            response = self._read_parts(key, fingerprint, response[PARTS_FIELD])
         return IdempotencyHit("completed", response)
 
     def complete(self, key: str, fingerprint: str, response: dict[str, Any], now: float) -> None:
+        text = json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode()
         with store_errors("saving an idempotent answer"):
+            if len(text) > PART_BYTES:
+                response = {PARTS_FIELD: self._write_parts(key, fingerprint, text, now)}
             self._layer.save_success({"key": key, "fingerprint": fingerprint}, response)
+
+    def _part_id(self, key: str, fingerprint: str, index: int) -> str:
+        digest = hashlib.sha256(f"{key}\n{fingerprint}".encode()).hexdigest()
+        return f"iris-exec.execute.part#{digest}#{index}"
+
+    def _write_parts(self, key: str, fingerprint: str, text: bytes, now: float) -> int:
+        packed = zlib.compress(text, 6)
+        parts = [packed[i : i + PART_BYTES] for i in range(0, len(packed), PART_BYTES)]
+        expiration = str(int(now + self._retention_s))
+        for index, part in enumerate(parts):
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "id": {"S": self._part_id(key, fingerprint, index)},
+                    "expiration": {"N": expiration},
+                    "data": {"B": part},
+                },
+            )
+        return len(parts)
+
+    def _read_parts(self, key: str, fingerprint: str, count: int) -> dict[str, Any]:
+        packed = b""
+        with store_errors("reading an idempotent answer"):
+            for index in range(count):
+                item = self._client.get_item(
+                    TableName=self._table,
+                    Key={"id": {"S": self._part_id(key, fingerprint, index)}},
+                    ConsistentRead=True,
+                ).get("Item")
+                if item is None:  # expired between the record and its parts
+                    raise AwsError("GetItem", 500, "MissingPart", "an answer part is gone", {})
+                packed += bytes(item["data"]["B"])
+        answer: dict[str, Any] = json.loads(zlib.decompress(packed))
+        return answer
 
     def release(self, key: str, fingerprint: str) -> None:
         with store_errors("releasing an idempotency key"):
