@@ -96,6 +96,15 @@ def test_sandboxes_are_read_reused_and_closed(server: LocalServer) -> None:
         assert gone.value.reason == "closed" and gone.value.gone_at
         iris.execute("return 1")
         iris.execute("return 2")
+        listed = iris.list_sandboxes()
+        assert [s.status for s in listed.sandboxes] == ["running", "running", "closed"]
+        assert listed.sandboxes[-1].sandbox_id == first.sandbox_id  # newest first
+        page = iris.list_sandboxes(limit=2)
+        assert len(page.sandboxes) == 2 and page.next_cursor is not None
+        rest = iris.list_sandboxes(limit=2, cursor=page.next_cursor)
+        assert [s.sandbox_id for s in rest.sandboxes] == [first.sandbox_id]
+        history = iris.list_executions(sandbox_id=first.sandbox_id)
+        assert [e.status for e in history.executions] == ["succeeded", "succeeded"]
         assert iris.close_all_sandboxes().closed == 2
 
 

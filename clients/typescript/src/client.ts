@@ -7,7 +7,10 @@ import {
   type ExecuteOptions,
   type ExecuteResponse,
   type Execution,
+  type ExecutionPage,
+  type ListOptions,
   type Sandbox,
+  type SandboxPage,
   type SubmittedExecution,
 } from './types.js';
 
@@ -113,6 +116,20 @@ export class IrisClient {
 
   async getSandbox(sandboxId: string): Promise<Sandbox> {
     return (await this.request('GET', '/api/iris/sandbox', { params: { sandboxId } })) as Sandbox;
+  }
+
+  /** The project's sandboxes, newest first (a page: pass `nextCursor` back as `cursor`). */
+  async listSandboxes(options: ListOptions = {}): Promise<SandboxPage> {
+    const params = pick({ status: options.status, limit: options.limit, cursor: options.cursor });
+    return (await this.request('GET', '/api/iris/sandboxes', { params })) as SandboxPage;
+  }
+
+  /** Every execution of the project, newest first, kept after its sandbox is gone. */
+  async listExecutions(options: ListOptions = {}): Promise<ExecutionPage> {
+    const params = pick({
+      sandboxId: options.sandboxId, status: options.status, limit: options.limit, cursor: options.cursor,
+    });
+    return (await this.request('GET', '/api/iris/executions', { params })) as ExecutionPage;
   }
 
   /** Close one sandbox (closing a closed one is fine). */
@@ -308,4 +325,11 @@ function anySignal(signals: AbortSignal[]): AbortSignal {
     else signal.addEventListener('abort', () => controller.abort(signal.reason), { once: true });
   }
   return controller.signal;
+}
+
+/** The given query parameters, as text. */
+function pick(values: Record<string, string | number | undefined>): Record<string, string> {
+  const given: Record<string, string> = {};
+  for (const [key, value] of Object.entries(values)) if (value !== undefined) given[key] = String(value);
+  return given;
 }

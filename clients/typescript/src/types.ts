@@ -122,3 +122,47 @@ export interface ExecuteOptions {
   idempotencyKey?: string;
   signal?: AbortSignal;
 }
+
+/** A row of `GET /api/iris/sandboxes` (`active` read from the registry only). */
+export interface SandboxSummary {
+  sandboxId: string;
+  status: 'running' | 'closed' | 'expired' | 'failed';
+  active: boolean;
+  createdAt: string;
+  lastUsedAt?: string | null;
+  expiresAt?: string | null;
+  executions?: number;
+}
+
+/** A page of sandboxes, newest first; `nextCursor` is null on the last page. */
+export interface SandboxPage {
+  sandboxes: SandboxSummary[];
+  nextCursor: string | null;
+}
+
+/** A row of `GET /api/iris/executions`: synchronous and asynchronous runs alike. */
+export interface ExecutionSummary {
+  executionId: string;
+  sandboxId: string;
+  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'timed_out';
+  language?: string;
+  createdAt: string;
+  finishedAt?: string | null;
+  executionTime?: number | null;
+  success?: boolean | null;
+}
+
+/** A page of executions, newest first; `nextCursor` is null on the last page. */
+export interface ExecutionPage {
+  executions: ExecutionSummary[];
+  nextCursor: string | null;
+}
+
+/** Filters and paging of the list routes. */
+export interface ListOptions {
+  status?: string;
+  limit?: number;
+  cursor?: string;
+  /** `listExecutions` only. */
+  sandboxId?: string;
+}

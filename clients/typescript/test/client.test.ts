@@ -81,6 +81,15 @@ test('sandboxes are read, reused and closed', async () => {
   });
   await iris.execute('return 1');
   await iris.execute('return 2');
+  const listed = await iris.listSandboxes();
+  assert.deepEqual(listed.sandboxes.map((s) => s.status), ['running', 'running', 'closed']);
+  assert.equal(listed.sandboxes.at(-1)!.sandboxId, sandboxId); // newest first
+  const page = await iris.listSandboxes({ limit: 2 });
+  assert.equal(page.sandboxes.length, 2);
+  const rest = await iris.listSandboxes({ limit: 2, cursor: page.nextCursor! });
+  assert.deepEqual(rest.sandboxes.map((s) => s.sandboxId), [sandboxId]);
+  const history = await iris.listExecutions({ sandboxId });
+  assert.deepEqual(history.executions.map((e) => e.status), ['succeeded', 'succeeded']);
   assert.equal((await iris.closeAllSandboxes()).closed, 2);
 });
 

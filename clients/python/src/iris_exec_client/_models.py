@@ -142,3 +142,42 @@ def execute_body(
     if background:
         body["async"] = True
     return body
+
+
+class SandboxSummary(Model):
+    """A row of ``GET /api/iris/sandboxes`` (``active`` read from the registry only)."""
+
+    sandbox_id: str
+    status: Literal["running", "closed", "expired", "failed"]
+    active: bool
+    created_at: str
+    last_used_at: str | None = None
+    expires_at: str | None = None
+    executions: int | None = None
+
+
+class SandboxPage(Model):
+    """A page of sandboxes, newest first; ``next_cursor`` is None on the last page."""
+
+    sandboxes: list[SandboxSummary]
+    next_cursor: str | None = None
+
+
+class ExecutionSummary(Model):
+    """A row of ``GET /api/iris/executions``: synchronous and asynchronous runs alike."""
+
+    execution_id: str
+    sandbox_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "timed_out"]
+    language: str | None = None
+    created_at: str
+    finished_at: str | None = None
+    execution_time: int | None = None
+    success: bool | None = None
+
+
+class ExecutionPage(Model):
+    """A page of executions, newest first; ``next_cursor`` is None on the last page."""
+
+    executions: list[ExecutionSummary]
+    next_cursor: str | None = None

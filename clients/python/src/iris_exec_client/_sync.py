@@ -16,8 +16,10 @@ from iris_exec_client._models import (
     Closed,
     ExecuteResponse,
     Execution,
+    ExecutionPage,
     Language,
     Sandbox,
+    SandboxPage,
     SubmittedExecution,
     execute_body,
 )
@@ -144,6 +146,33 @@ class IrisClient:
     def get_sandbox(self, sandbox_id: str) -> Sandbox:
         response = self._request("GET", "/api/iris/sandbox", params={"sandboxId": sandbox_id})
         return Sandbox.model_validate(response.json())
+
+    def list_sandboxes(
+        self, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> SandboxPage:
+        """The project's sandboxes, newest first (a page: pass ``next_cursor`` back)."""
+        params = {k: v for k, v in (("status", status), ("limit", limit), ("cursor", cursor)) if v}
+        response = self._request("GET", "/api/iris/sandboxes", params=params)
+        return SandboxPage.model_validate(response.json())
+
+    def list_executions(
+        self,
+        *,
+        sandbox_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ExecutionPage:
+        """Every execution of the project, newest first, kept after its sandbox is gone."""
+        given = (
+            ("sandboxId", sandbox_id),
+            ("status", status),
+            ("limit", limit),
+            ("cursor", cursor),
+        )
+        params = {k: v for k, v in given if v}
+        response = self._request("GET", "/api/iris/executions", params=params)
+        return ExecutionPage.model_validate(response.json())
 
     def close_sandbox(self, sandbox_id: str) -> Closed:
         """Close one sandbox (closing a closed one is fine)."""
