@@ -5,6 +5,7 @@ are read with getExecution."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,11 +13,14 @@ from typing import Any
 import pytest
 
 from tests.support.dynamodb_local import DynamoDBLocal
+from tests.support.events import api_event
 from tests.support.lambda_stack import Stack, lambda_stack
 from tests.support.postgres import PostgresServer
 
 HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
 WAIT_S = 3
+RESPONSE_LIMIT = 5_500_000  # the template's IRIS_RESPONSE_LIMIT_BYTES
+LAMBDA_LIMIT = 6 * 1024 * 1024  # a synchronous invocation's response
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +30,11 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     with lambda_stack(
-        dynamodb_local, postgres, tmp_path_factory.mktemp("lambda-mcp"), mcp_wait_s=str(WAIT_S)
+        dynamodb_local,
+        postgres,
+        tmp_path_factory.mktemp("lambda-mcp"),
+        mcp_wait_s=str(WAIT_S),
+        response_limit_bytes=str(RESPONSE_LIMIT),
     ) as built:
         yield built
 
@@ -112,3 +120,32 @@ def test_a_run_longer_than_the_wait_is_read_with_get_execution(stack: Stack) -> 
     assert final["status"] == "succeeded", final
     assert lines == [f"[stdout] line {i}" for i in range(1, 7)]
     assert final["result"]["output"].startswith('=== Results ===\n"late"')
+
+
+def test_answers_at_the_output_cap_fit_lambdas_response_limit(stack: Stack) -> None:
+    """1 MiB of one-character lines: over 8 MB as JSON-RPC if nothing were left out."""
+    key = stack.key("lambda-big")
+    code = "process.stdout.write('x\\n'.repeat(512 * 1024)); return 1;"
+    rpc = {
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "executeCode", "arguments": {"code": code}},
+    }  # fmt: skip
+    sizes = []
+    response = stack.invoke("mcp", api_event("POST", "/mcp", key=key, body=rpc, headers=HEADERS))
+    sizes.append(len(json.dumps(response)))
+    body = json.loads(response["body"])["result"]["structuredContent"]
+    execution = body.get("executionId") or body["metadata"]["executionId"]
+    for _ in range(60):
+        poll = {**rpc, "params": {"name": "getExecution", "arguments": {"executionId": execution}}}
+        response = stack.invoke(
+            "mcp", api_event("POST", "/mcp", key=key, body=poll, headers=HEADERS)
+        )
+        sizes.append(len(json.dumps(response)))
+        answer = json.loads(response["body"])["result"]["structuredContent"]
+        if answer["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.5)
+    assert answer["status"] == "succeeded", answer.get("status")
+    assert answer["result"]["metadata"]["logsTruncated"] is True  # what was left out is said
+    assert answer["result"]["returnValue"] == 1
+    assert max(sizes) < LAMBDA_LIMIT, sizes

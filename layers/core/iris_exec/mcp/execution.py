@@ -26,7 +26,7 @@ from pydantic import Field, JsonValue
 
 from iris_exec.domain.errors import BadRequest, IrisError, StoreUnavailable
 from iris_exec.domain.models import FINAL_STATUSES, OutputChunk, Principal
-from iris_exec.services.output import LiveLines
+from iris_exec.services.output import LiveLines, fit_answer
 from iris_exec.services.sandboxes import validate_sandbox_id
 
 if TYPE_CHECKING:
@@ -147,7 +147,21 @@ def _readable(result: dict[str, Any], sandbox_id: str) -> str:
     return "\n".join(parts)
 
 
+#: Room in Lambda's response for the JSON-RPC envelope and the text block beside the
+#: structured answer (the text shows at most TEXT_OUTPUT_CHARS of output).
+ENVELOPE_BYTES = 64 * 1024
+_response_limit: int | None = None
+
+
 def _answer(structured: dict[str, Any], text: str) -> CallToolResult:
+    """The structured answer (made to fit Lambda's response limit where there is one, as
+    the HTTP API's answers are) and its readable text."""
+    if _response_limit is not None:
+        if "result" in structured or "logs" in structured:
+            structured = fit_answer(structured, _response_limit - ENVELOPE_BYTES)
+        elif "output" in structured:  # a result itself: fit it as the answer it is part of
+            fitted = fit_answer({"result": structured}, _response_limit - ENVELOPE_BYTES)
+            structured = fitted["result"]
     return CallToolResult(content=[TextContent(text=text)], structured_content=structured)
 
 
@@ -183,6 +197,8 @@ def register_execution_tools(
     server: MCPServer[Any], container: Container, *, code_mode: bool
 ) -> None:
     """executeCode, getSandbox, closeSandbox and getExecution on ``server``."""
+    global _response_limit
+    _response_limit = container.settings.response_limit_bytes
     description = EXECUTE_SUMMARY + ("\n" + IRIS_API if code_mode else " In code, `import { iris }"
         " from './iris-prime'` (Python: `from iris_prime import iris`) calls the IRIS tools"
         " listed beside this one.")  # fmt: skip

@@ -98,8 +98,11 @@ class PowertoolsIdempotencyStore:
 
     def complete(self, key: str, fingerprint: str, response: dict[str, Any], now: float) -> None:
         text = json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode()
+        # Sized as Powertools stores it (json.dumps' ASCII escapes: a CJK character is 6
+        # bytes there, an emoji 12), or text under the threshold could overflow an item.
+        stored = len(json.dumps(response, sort_keys=True))
         with store_errors("saving an idempotent answer"):
-            if len(text) > PART_BYTES:
+            if stored > PART_BYTES:
                 response = {PARTS_FIELD: self._write_parts(key, fingerprint, text, now)}
             self._layer.save_success({"key": key, "fingerprint": fingerprint}, response)
 
