@@ -12,10 +12,16 @@ One HTTP server plays both parts of E2B the SDK talks to:
   envd's ``X-Access-Token``; then envd's HTTP API (``envd_http.py``) or Connect
   services (``envd_rpc.py``) answer.
 
-Commands run for real on this host, without isolation: each sandbox is a
-directory under a temporary base directory, its ``/`` for the file API and
-the working directory (``/home/user``) and ``HOME`` of its commands. Absolute
-paths inside a command line are the host's, not the sandbox's.
+Each sandbox is a directory under a temporary base directory, its ``/`` for the
+file API. Where this host allows (root and bubblewrap), its commands run in a
+throwaway jail that looks like an E2B sandbox built from this project's template
+(``jail.py``): its users, a login shell, a world-writable ``/usr/local``, the egress
+proxy's CA in the system bundle only, one PID namespace; outgoing HTTPS to the hosts
+a test routes (``route``) meets E2B's egress proxy (``egress.py``). Without a jail,
+commands run on this host as they are, with the host's paths.
+
+The team the key belongs to has E2B's limits: 20 concurrent sandboxes (429 beyond),
+one hour of life, and no network transform rules unless ``team.transform_rules``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import uvicorn
 from e2b.connection_config import ApiParams
@@ -43,12 +49,15 @@ from starlette.types import Receive, Scope, Send
 from tests.support.e2b_standin.control_plane import ControlPlane
 from tests.support.e2b_standin.envd_http import EnvdHttp, envd_error
 from tests.support.e2b_standin.envd_rpc import FilesystemService, ProcessService
+from tests.support.e2b_standin.jail import StandInTemplate, iris_template
+from tests.support.e2b_standin.jail import available as jail_available
 from tests.support.e2b_standin.records import CreateRequestRecord, SandboxRecord
 from tests.support.e2b_standin.state import (
     ENVD_VERSION,
     CreateFailure,
     RateLimit,
     StandInState,
+    Team,
 )
 
 logger = logging.getLogger(__name__)
@@ -85,6 +94,8 @@ class StandInApp:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
+        headers = Headers(scope=scope)
+        self.state.requests.append((scope["method"], path, headers.get("e2b-sandbox-id")))
         if path.startswith(ENVD_RPC_PREFIXES) or path in ENVD_HTTP_PATHS:
             await self._envd(scope, receive, send)
         else:
@@ -155,7 +166,11 @@ class E2BStandIn:
         api_key: str = DEFAULT_API_KEY,
         envd_version: str = ENVD_VERSION,
         base_dir: Path | None = None,
+        template: StandInTemplate | Literal["auto"] | None = "auto",
     ) -> None:
+        if template == "auto":
+            template = iris_template() if jail_available() else None
+        self._template = template
         self._own_base_dir = base_dir is None
         self._base_dir = base_dir
         self._api_key = api_key
@@ -175,8 +190,16 @@ class E2BStandIn:
         base_dir = self._base_dir or Path(tempfile.mkdtemp(prefix="e2b-standin-"))
         base_dir.mkdir(parents=True, exist_ok=True)
         self._base_dir = base_dir
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.bind(("127.0.0.1", 0))
+        egress_port = probe.getsockname()[1]
+        probe.close()
         self._state = StandInState(
-            api_key=self._api_key, envd_version=self._envd_version, base_dir=base_dir
+            api_key=self._api_key,
+            envd_version=self._envd_version,
+            base_dir=base_dir,
+            template=self._template,
+            egress_port=egress_port,
         )
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -291,6 +314,46 @@ class E2BStandIn:
         """The same as keyword options: ``AsyncSandbox.create(**e2b.api_params)``."""
         return ApiParams(api_key=self._api_key, api_url=self.url, sandbox_url=self.url, debug=False)
 
+    # ---- what E2B is to this test --------------------------------------------------------
+
+    @property
+    def jailed(self) -> bool:
+        """Whether commands run in jails with the template's users (root and bwrap here)."""
+        return self._template is not None
+
+    @property
+    def team(self) -> Team:
+        """The API key's team: its flags and limits (change them between requests)."""
+        return self._running_state().team
+
+    @property
+    def egress_port(self) -> int:
+        """The port sandboxes reach routed hosts on (put it in the URL they call)."""
+        return self._running_state().egress_port
+
+    @property
+    def egress_ca_pem(self) -> bytes:
+        return self._running_state().ca.pem
+
+    def route(self, host: str, upstream: str) -> None:
+        """Sandboxes created from now on reach ``https://<host>:<egress_port>`` through the
+        egress proxy, which forwards to ``upstream``."""
+        self._running_state().routes[host] = upstream
+
+    @property
+    def egress_requests(self) -> list[dict[str, Any]]:
+        """Every request the egress proxy forwarded: host, path, headers sent upstream."""
+        return list(self._running_state().egress_seen)
+
+    @property
+    def requests(self) -> list[tuple[str, str, str | None]]:
+        """Every request the SDK made: (method, path, sandbox id for envd calls)."""
+        return list(self._running_state().requests)
+
+    def set_create_latency(self, seconds: float) -> None:
+        """Answer creates this much after the sandbox exists (and is listed)."""
+        self._running_state().create_latency_s = seconds
+
     # ---- inspecting -----------------------------------------------------------------------
 
     @property
@@ -345,6 +408,7 @@ class E2BStandIn:
         with state.lock:
             state.create_failures.clear()
             state.rate_limits.clear()
+            state.create_latency_s = 0.0
 
     def kill_behind_our_back(self, sandbox_id: str) -> None:
         """The sandbox dies (as if E2B lost it): API 404, envd 502, streams break off."""
