@@ -38,6 +38,27 @@ OWN_DIRS = ("home", "tmp", "root", "usr/local", "opt")
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
+#: Run by nsenter inside the jail: fork, become the user, die with the launcher, exec.
+LAUNCH = """
+import ctypes, os, signal, sys
+uid, cwd, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+child = os.fork()
+if child == 0:
+    os.chdir(cwd)
+    if uid:
+        os.setgroups([uid]); os.setgid(uid); os.setuid(uid)
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG, after the uid change
+    os.execvp(argv[0], argv)
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, lambda s, _f: os.kill(child, s))
+_, status = os.waitpid(child, 0)
+if os.WIFSIGNALED(status):
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.WEXITSTATUS(status))
+"""
+
+
 def available() -> bool:
     return os.geteuid() == 0 and shutil.which("bwrap") is not None
 
@@ -146,14 +167,16 @@ class Jail:
         raise RuntimeError("the sandbox's jail did not start")
 
     def argv(self, user: str, cwd: str, argv: list[str]) -> list[str]:
-        """``argv`` as ``user`` in ``cwd`` inside the jail. The process itself stays in this
-        host's PID namespace (its pid is envd's pid; killing it ends it alone), its children
-        are in the sandbox's."""
-        uid = self.users[user]
-        drop = [] if uid == 0 else ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--init-groups"]
+        """``argv`` as ``user`` in ``cwd`` inside the jail.
+
+        nsenter enters the sandbox's namespaces and runs ``LAUNCH``, the pid envd reports:
+        it forks the command into the sandbox's PID namespace (a process that only
+        entered it could not start threads), and killing it kills that child alone
+        (parent-death signal): the command's own children live on, as with envd."""
         return [
             "nsenter", "-F", f"--target={self.pid_of_init()}", "--pid", "--mount", "--root",
-            "--", "env", f"--chdir={cwd}", *drop, *argv,
+            "--", "/usr/bin/python3", "-I", "-S", "-c", LAUNCH,
+            str(self.users[user]), cwd, *argv,
         ]  # fmt: skip
 
     def close(self) -> None:
