@@ -75,6 +75,8 @@ E2B_TIMEOUT_MARGIN_S = 60
 COMMAND_GRACE_S = 10
 FILENAMES = {"typescript": "main.ts", "javascript": "main.js", "python": "main.py"}
 REQUEST_TIMEOUT_S = 30
+#: Liveness and kill: quick calls; three attempts stay inside API Gateway's 29 s.
+CONTROL_TIMEOUT_S = 8
 ALL_TRAFFIC = "0.0.0.0/0"
 
 
@@ -104,7 +106,7 @@ class E2BSandboxProvider:
         self._tools_url = tools_url or (lambda: settings.public_url)
         self.tool_channel = EGRESS_MODES[settings.e2b_egress_mode]
         # Liveness and kill without the SDK: the sandbox routes' first call stays cheap.
-        self._control = E2BControl(api_key, timeout_s=REQUEST_TIMEOUT_S)
+        self._control = E2BControl(api_key, timeout_s=CONTROL_TIMEOUT_S)
 
     async def start(self) -> None:
         return None
@@ -303,7 +305,11 @@ class E2BSandboxProvider:
         )
         frames_cap = job.output_limit_bytes + FRAMES_SLACK_BYTES
         return (
-            f"pkill -KILL -u {CODE_USER}; "
+            # What an earlier execution left (one that failed half-way): its processes,
+            # its work directory, its request files. One execution at a time per sandbox.
+            f"pkill -KILL -u {CODE_USER}; rm -rf {CODE_HOME}/.iris; "
+            f"find {RUN_DIR} -mindepth 1 -maxdepth 1 ! -name {job.execution_id} "
+            "-exec rm -rf {} +; "
             f"install -d -o {CODE_USER} -g {CODE_USER} -m 700 {CODE_HOME}/.iris {work} "
             "|| exit 97; "
             f"( ulimit -u {self._settings.sandbox_max_processes}; cd {CODE_HOME} && "
@@ -322,7 +328,7 @@ class E2BSandboxProvider:
         """Run the execution's script as root; its exit code, or None if it hit the time
         limit (then killed: the code's processes die with the next execution's script, or
         with the sandbox). Output is consumed as it comes, never retained by the SDK."""
-        from e2b import CommandExitException
+        from e2b import CommandExitException, SandboxException
 
         handle = await sandbox.commands.run(
             script,
@@ -342,6 +348,12 @@ class E2BSandboxProvider:
             return None
         except CommandExitException as exited:
             return int(exited.exit_code)
+        except SandboxException:
+            raise
+        except Exception as exc:  # the SDK's "Command ended without an end event"
+            raise ProviderUnavailable(
+                f"E2B's command stream broke off: {exc}", retry_after_s=5
+            ) from exc
         return int(done.exit_code)
 
     async def list_sandboxes(self) -> list[ProviderSandbox]:
