@@ -240,11 +240,14 @@ import fs from 'node:fs';
 import {{ spawn, execSync }} from 'node:child_process';
 const tried: Record<string, string> = {{}};
 const targets = [process.env.IRIS_ASSETS + '/runner.mjs', process.env.IRIS_ASSETS + '/esbuild',
-  process.env.IRIS_ASSETS + '/python/runner.py', '{NODE}', '/usr/local/bin/evil'];
+  process.env.IRIS_ASSETS + '/python/runner.py', '{NODE}'];
 for (const path of targets) {{
   try {{ fs.appendFileSync(path, '\\n// trojan'); tried[path] = 'written'; }}
   catch (e) {{ tried[path] = (e as NodeJS.ErrnoException).code ?? 'error'; }}
 }}
+// E2B leaves /usr/local world-writable, and the node image keeps Node there.
+fs.rmSync('/usr/local/bin/node', {{ force: true }});
+fs.writeFileSync('/usr/local/bin/node', '#!/bin/sh\\necho trojan; exit 3\\n', {{ mode: 0o755 }});
 try {{ execSync('sudo -n true', {{ stdio: 'ignore' }}); tried.sudo = 'root'; }} catch {{ tried.sudo = 'no'; }}
 spawn('sleep', ['300'], {{ detached: true, stdio: 'ignore' }}).unref();
 return tried;
@@ -267,6 +270,7 @@ async def test_code_cannot_tamper_with_later_executions(tmp_path: Path, e2b: E2B
     probe = "import { execSync } from 'node:child_process';\n"
     probe += "return execSync('ps -eo user:12,args').toString();"
     after = await container.executions.execute(ALPHA, ts(probe, answer["sandboxId"]))
+    assert after["success"], after["result"]["output"]  # the trojan Node did not run it
     assert "sleep 300" not in after["result"]["output"]
     assert f"{CODE_USER}" in after["result"]["output"]  # the probe itself ran as the code's user
 

@@ -66,10 +66,13 @@ def available() -> bool:
 @dataclass(frozen=True)
 class StandInTemplate:
     """What a template adds to E2B's base: users (name -> uid; home ``/home/<name>``,
-    theirs) and files (sandbox path -> host path, root-owned, read-only)."""
+    theirs), files (sandbox path -> host path, root-owned, read-only) and what its image
+    keeps in /usr/local (which E2B's last phase makes world-writable)."""
 
     users: dict[str, int] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    #: Symbolic links in /usr/local (name -> target), as writable as all of /usr/local.
+    usr_local: dict[str, str] = field(default_factory=dict)
 
     def all_users(self) -> dict[str, int]:
         return {**BASE_USERS, **self.users}
@@ -87,6 +90,7 @@ def iris_template() -> StandInTemplate:
     return StandInTemplate(
         users={CODE_USER: 1001},
         files={"/opt/iris": default_assets_dir(), NODE: Path(os.path.realpath(node))},
+        usr_local={"bin/node": NODE},  # the node image's /usr/local/bin/node
     )
 
 
@@ -119,6 +123,11 @@ class Jail:
         for own in OWN_DIRS:
             (root / own).mkdir(parents=True, exist_ok=True)
         (root / "usr/local").chmod(0o777)
+        for name, points_to in template.usr_local.items():
+            link = root / "usr/local" / name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.parent.chmod(0o777)  # chmod -R 777 /usr/local
+            link.symlink_to(points_to)
         (root / "tmp").chmod(0o1777)
         (root / "root").chmod(0o700)
         for name, uid in self.users.items():
