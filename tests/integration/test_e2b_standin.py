@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import ssl
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import anyio
+import certifi
+import httpx
 import pytest
 from e2b import (
     AsyncSandbox,
@@ -555,3 +558,17 @@ async def test_the_egress_ca_is_in_the_system_bundle_only(e2b: E2BStandIn) -> No
         f"try: u.urlopen('{url}')\nexcept e.HTTPError as x: print(x.code)\""
     )
     assert python.stdout.strip() == "401"
+
+
+async def test_the_api_and_envd_are_https_and_a_client_must_trust_their_ca(
+    e2b: E2BStandIn,
+) -> None:
+    assert e2b.url.startswith("https://")
+    untrusted = ssl.create_default_context(cafile=certifi.where())  # public CAs only
+    async with httpx.AsyncClient(verify=untrusted) as untrusting:
+        with pytest.raises(httpx.ConnectError):
+            await untrusting.get(e2b.url + "/sandboxes")
+    trusting = ssl.create_default_context(cafile=str(e2b.trusted_cas))
+    async with httpx.AsyncClient(verify=trusting) as client:
+        answer = await client.get(e2b.url + "/sandboxes")
+    assert answer.status_code == 401  # reached the API, which wants a key

@@ -20,7 +20,9 @@ network).
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import logging
+import shutil
 import ssl
 import tempfile
 from collections.abc import Callable
@@ -43,11 +45,12 @@ ALL_TRAFFIC = "0.0.0.0/0"
 
 
 class EgressCA:
-    """The proxy's CA, and a leaf certificate per server name, made on first use."""
+    """A CA, and a leaf certificate per server name (or IP address), made on first use:
+    the egress proxy's, and the one that stands for the public CAs of E2B's endpoints."""
 
-    def __init__(self) -> None:
+    def __init__(self, common_name: str = "E2B stand-in egress proxy CA") -> None:
         self._key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "E2B stand-in egress proxy CA")])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         now = datetime.datetime.now(datetime.UTC)
         self._cert = (
             x509.CertificateBuilder()
@@ -80,6 +83,12 @@ class EgressCA:
 
     def context_for(self, server_name: str) -> ssl.SSLContext:
         if server_name not in self._contexts:
+            self.leaf(server_name)
+        return self._contexts[server_name]
+
+    def leaf(self, server_name: str) -> Path:
+        """A PEM file with the leaf certificate for ``server_name`` and its key."""
+        if server_name not in self._contexts:
             key = ec.generate_private_key(ec.SECP256R1())
             now = datetime.datetime.now(datetime.UTC)
             cert = (
@@ -90,9 +99,7 @@ class EgressCA:
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(now - datetime.timedelta(days=1))
                 .not_valid_after(now + datetime.timedelta(days=7))
-                .add_extension(
-                    x509.SubjectAlternativeName([x509.DNSName(server_name)]), critical=False
-                )
+                .add_extension(x509.SubjectAlternativeName([san(server_name)]), critical=False)
                 .add_extension(
                     x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
                     critical=False,
@@ -111,7 +118,10 @@ class EgressCA:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(chain)
             self._contexts[server_name] = context
-        return self._contexts[server_name]
+        return self._dir / f"{server_name}.pem"
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def server_context(self, default_name: str) -> ssl.SSLContext:
         """A TLS server context that picks the leaf by SNI."""
@@ -126,6 +136,13 @@ class EgressCA:
         return context
 
 
+def san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 class EgressProxy:
     """The ASGI application behind one sandbox's egress address."""
 
@@ -134,12 +151,13 @@ class EgressProxy:
         network: Callable[[], dict[str, Any] | None],
         routes: dict[str, str],
         seen: list[dict[str, Any]],
+        trust: ssl.SSLContext,
     ) -> None:
         self._network = network
         self._routes = routes
         #: Every request that reached the proxy: host, path, the headers the upstream got.
         self._seen = seen
-        self._client = httpx.AsyncClient(timeout=60)
+        self._client = httpx.AsyncClient(timeout=60, verify=trust)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -20,6 +20,9 @@ proxy's CA in the system bundle only, one PID namespace; outgoing HTTPS to the h
 a test routes (``route``) meets E2B's egress proxy (``egress.py``). Without a jail,
 commands run on this host as they are, with the host's paths.
 
+Both are HTTPS (HTTP/1.1), with a certificate from a CA of the stand-in's own that the
+SDK trusts through ``SSL_CERT_FILE`` (``env``), as it trusts E2B's public CA.
+
 The team the key belongs to has E2B's limits: 20 concurrent sandboxes (429 beyond),
 one hour of life, and no network transform rules unless ``team.transform_rules``.
 """
@@ -27,6 +30,7 @@ one hour of life, and no network transform rules unless ``team.transform_rules``
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import re
 import shutil
@@ -47,9 +51,10 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from tests.support.e2b_standin.control_plane import ControlPlane
+from tests.support.e2b_standin.egress import EgressCA
 from tests.support.e2b_standin.envd_http import EnvdHttp, envd_error
 from tests.support.e2b_standin.envd_rpc import FilesystemService, ProcessService
-from tests.support.e2b_standin.jail import StandInTemplate, iris_template
+from tests.support.e2b_standin.jail import SYSTEM_BUNDLE, StandInTemplate, iris_template
 from tests.support.e2b_standin.jail import available as jail_available
 from tests.support.e2b_standin.records import CreateRequestRecord, SandboxRecord
 from tests.support.e2b_standin.state import (
@@ -78,6 +83,18 @@ SANDBOX_HOST = re.compile(r"^(\d+)-([a-z0-9]+)\.")
 def proxy_error(status: int, body: dict[str, Any]) -> JSONResponse:
     """An answer of E2B's proxy itself (``packages/shared/pkg/proxy/template``)."""
     return JSONResponse(body, status, media_type="application/json; charset=utf-8")
+
+
+_PUBLIC_CA: list[EgressCA] = []
+
+
+def public_ca() -> EgressCA:
+    """One per process: the SDK keeps one connection pool per process, and with it the
+    CAs it trusted when the pool was made."""
+    if not _PUBLIC_CA:
+        _PUBLIC_CA.append(EgressCA("E2B stand-in public CA"))
+        atexit.register(_PUBLIC_CA[0].close)
+    return _PUBLIC_CA[0]
 
 
 class StandInApp:
@@ -180,6 +197,7 @@ class E2BStandIn:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._port = 0
+        self._trust_file = Path("/nonexistent")
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -205,8 +223,19 @@ class E2BStandIn:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self._port = sock.getsockname()[1]
+        # HTTPS, as E2B's API and envd proxy are: a leaf from a CA that stands for the
+        # public ones, trusted through SSL_CERT_FILE (``env``) with this host's own CAs.
+        public = public_ca()
+        leaf = public.leaf("127.0.0.1")
+        system = Path(SYSTEM_BUNDLE)
+        self._trust_file = base_dir / "trusted-cas.pem"
+        self._trust_file.write_bytes(
+            (system.read_bytes() if system.exists() else b"") + b"\n" + public.pem
+        )
+        self._state.trust.load_verify_locations(cadata=public.pem.decode())
         config = uvicorn.Config(
             StandInApp(self._state),
+            ssl_certfile=str(leaf),
             log_config=None,
             log_level="warning",
             access_log=False,
@@ -295,8 +324,13 @@ class E2BStandIn:
 
     @property
     def url(self) -> str:
-        """Base URL of both the API and the sandbox proxy."""
-        return f"http://127.0.0.1:{self._port}"
+        """Base URL of both the API and the sandbox proxy (HTTPS, see ``env``)."""
+        return f"https://127.0.0.1:{self._port}"
+
+    @property
+    def trusted_cas(self) -> Path:
+        """This host's CAs plus the stand-in's: what ``SSL_CERT_FILE`` names in ``env``."""
+        return self._trust_file
 
     @property
     def env(self) -> dict[str, str]:
@@ -305,6 +339,8 @@ class E2BStandIn:
             "E2B_API_KEY": self._api_key,
             "E2B_API_URL": self.url,
             "E2B_SANDBOX_URL": self.url,
+            # The SDK (rustls with the system's CAs) and Python's ssl read it.
+            "SSL_CERT_FILE": str(self._trust_file),
             # Debug mode would skip the API altogether and talk to localhost:49983.
             "E2B_DEBUG": "false",
         }

@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import socket
+import ssl
 import string
 import threading
 from collections.abc import Callable
@@ -98,6 +99,8 @@ class StandInState:
         self.template = template
         self.jails: dict[str, Jail] = {}
         self.ca = EgressCA()
+        #: What this host trusts, plus the CA of the stand-in's own HTTPS (``E2BStandIn``).
+        self.trust = ssl.create_default_context()
         #: Host name -> upstream URL: where the egress proxy sends a sandbox's requests.
         self.routes: dict[str, str] = {}
         self.egress_port = egress_port
@@ -236,7 +239,7 @@ class StandInState:
         """The sandbox's egress proxy, listening at its own address (``egress.py``)."""
         import uvicorn
 
-        app = EgressProxy(lambda: record.network, self.routes, self.egress_seen)
+        app = EgressProxy(lambda: record.network, self.routes, self.egress_seen, self.trust)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address, self.egress_port))
@@ -281,6 +284,7 @@ class StandInState:
         for sandbox_id in list(self.sandboxes):
             self.end_sandbox(sandbox_id, "stand_in_stopped")
         await asyncio.gather(*self._proxy_tasks, return_exceptions=True)
+        self.ca.close()
         # SIGKILL is not refused: every command is reaped quickly.
         async with asyncio.timeout(10):
             for table in self.processes.values():
