@@ -11,7 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from iris_exec.adapters.e2b.provider import EGRESS_HEADER, SANDBOX_TOKEN, E2BSandboxProvider
+from iris_exec.adapters.e2b.provider import (
+    CODE_USER,
+    EGRESS_HEADER,
+    SANDBOX_TOKEN,
+    E2BSandboxProvider,
+)
 from iris_exec.composition import Container
 from iris_exec.domain.errors import Gone, ServiceUnavailable
 from iris_exec.domain.models import Principal, SandboxStatus
@@ -192,8 +197,9 @@ async def test_an_execution_leaves_no_files_behind(
     answer = await container.executions.execute(ALPHA, command("return 1"))
     record = container.registry.get("alpha", answer["sandboxId"])
     assert record is not None
-    home = e2b.sandbox(record.provider_ref).root / "home" / "user" / ".iris"
-    assert not home.exists() or not any(home.iterdir())
+    root = e2b.sandbox(record.provider_ref).root
+    for place in (root / "root" / ".iris", root / "home" / CODE_USER / ".iris"):
+        assert place.is_dir() and not any(place.iterdir()), place  # made, then emptied
 
 
 async def test_orphans_are_stopped_by_reconcile(
