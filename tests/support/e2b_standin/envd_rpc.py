@@ -302,13 +302,18 @@ def entry_info(
         file_type = filesystem_pb.FileType.FILE
     else:
         file_type = filesystem_pb.FileType.UNSPECIFIED
-    try:
-        owner = pwd.getpwuid(info.st_uid).pw_name
-    except KeyError:
-        owner = str(info.st_uid)
-    # Files made through envd belong to the user who made them; on this host the
-    # stand-in's own user owns everything, so report the requesting user instead.
-    owner = user if owner == pwd.getpwuid(os.getuid()).pw_name else owner
+    if record.jailed:
+        # Owners are the sandbox's users (its /etc/passwd), not this host's.
+        names = {uid: name for name, uid in record.users.items()}
+        owner = names.get(info.st_uid, str(info.st_uid))
+    else:
+        try:
+            owner = pwd.getpwuid(info.st_uid).pw_name
+        except KeyError:
+            owner = str(info.st_uid)
+        # Files made through envd belong to the user who made them; on this host the
+        # stand-in's own user owns everything, so report the requesting user instead.
+        owner = user if owner == pwd.getpwuid(os.getuid()).pw_name else owner
     return filesystem_pb.EntryInfo(
         name=posixpath.basename(sandbox_path) or "/",
         type=file_type,
