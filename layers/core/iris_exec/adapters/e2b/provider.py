@@ -150,6 +150,15 @@ class E2BSandboxProvider:
         try:
             return await AsyncSandbox.connect(provider_ref, timeout=keepalive, **self._opts())
         except Exception as exc:
+            from e2b import NotFoundException
+
+            if isinstance(exc, NotFoundException):
+                # The registry still had it live (and E2B's own timeout is past the idle
+                # deadline): it was stopped outside this service, not expired.
+                raise SandboxLost(
+                    f"E2B sandbox {provider_ref}: the sandbox stopped outside this service",
+                    reason="failed",
+                ) from exc
             raise self._translate(exc, provider_ref) from exc
 
     def _translate(self, exc: Exception, provider_ref: str) -> Exception:
