@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, each printing its figures."""
 
-from bench import console, execution, patterns
+from bench import console, e2b, execution, patterns
 
 if __name__ == "__main__":
     execution.main()
@@ -8,3 +8,4 @@ if __name__ == "__main__":
     patterns.main()
     print()
     console.main()
+    e2b.main()

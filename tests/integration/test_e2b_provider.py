@@ -11,8 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from iris_exec.adapters.e2b.provider import EGRESS_HEADER, SANDBOX_TOKEN, E2BSandboxProvider
-from iris_exec.adapters.local.provider import default_assets_dir
+from iris_exec.adapters.e2b.provider import (
+    CODE_USER,
+    EGRESS_HEADER,
+    SANDBOX_TOKEN,
+    E2BSandboxProvider,
+)
 from iris_exec.composition import Container
 from iris_exec.domain.errors import Gone, ServiceUnavailable
 from iris_exec.domain.models import Principal, SandboxStatus
@@ -40,17 +44,21 @@ def build(
     egress: bool = True,
     api_key: str | None = None,
     max_lifetime_s: float = 3600,
+    transform_rules: bool = True,
+    stack: str = "local",
+    create_grace_s: float = 120,
 ) -> Container:
+    e2b.team.transform_rules = transform_rules  # E2B enables them per team, on request
     settings = Settings(
         data_dir=tmp_path,
-        e2b_assets_dir=str(default_assets_dir()),
         public_url="https://abc123.execute-api.us-east-1.amazonaws.com/dev",
         sandbox_idle_timeout_s=IDLE_S,
         sandbox_max_lifetime_s=max_lifetime_s,
+        e2b_egress_mode="header-rewrite" if egress else "request-file",
+        stack_name=stack,
+        sandbox_create_grace_s=create_grace_s,
     )
-    provider = E2BSandboxProvider(
-        settings, api_key=lambda: api_key or e2b.api_key, egress_injection=egress
-    )
+    provider = E2BSandboxProvider(settings, api_key=lambda: api_key or e2b.api_key)
     return sqlite_container(settings, provider)
 
 
@@ -189,14 +197,15 @@ async def test_an_execution_leaves_no_files_behind(
     answer = await container.executions.execute(ALPHA, command("return 1"))
     record = container.registry.get("alpha", answer["sandboxId"])
     assert record is not None
-    home = e2b.sandbox(record.provider_ref).root / "home" / "user" / ".iris"
-    assert not home.exists() or not any(home.iterdir())
+    root = e2b.sandbox(record.provider_ref).root
+    for place in (root / "root" / ".iris", root / "home" / CODE_USER / ".iris"):
+        assert place.is_dir() and not any(place.iterdir()), place  # made, then emptied
 
 
 async def test_orphans_are_stopped_by_reconcile(
     tmp_path: Path, e2b: E2BStandIn, sdk_env: None
 ) -> None:
-    container = build(tmp_path, e2b)
+    container = build(tmp_path, e2b, create_grace_s=0)
     provider = container.provider
     orphan = await provider.create("sb_orphan00000001", "alpha", 600)  # never registered
     kept = await container.executions.execute(ALPHA, command())

@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import ssl
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import anyio
+import certifi
+import httpx
 import pytest
 from e2b import (
     AsyncSandbox,
@@ -20,6 +24,7 @@ from e2b import (
     CommandExitException,
     FileNotFoundException,
     RateLimitException,
+    SandboxException,
     SandboxNotFoundException,
     SandboxNotRunningException,
     SandboxQuery,
@@ -68,6 +73,25 @@ async def host_process_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+async def host_pid_of(pid: int, cmdline: str) -> int:
+    """This host's pid of a process the sandbox knows as ``pid`` (a jail has its own PID
+    namespace; without a jail they are the same)."""
+    async for proc in anyio.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (await (proc / "cmdline").read_bytes()).replace(b"\0", b" ").strip()
+            status = await (proc / "status").read_text()
+        except OSError:
+            continue
+        nspid = next(
+            (line.split()[1:] for line in status.splitlines() if line.startswith("NSpid")), []
+        )
+        if args.decode() == cmdline and nspid and int(nspid[-1]) == pid:
+            return int(proc.name)
+    raise LookupError(f"no process {pid} ({cmdline}) on this host")
 
 
 # ---- control plane -----------------------------------------------------------------------
@@ -332,7 +356,7 @@ async def test_command_environment_is_minimal_and_merged(
     assert record.envs == {"FROM_RUN": "r", "SHARED": "run"}
     assert record.argv == ["/bin/bash", "-l", "-c", "env | sort"]
     assert record.cwd == "/tmp"
-    assert env["PWD"] == str(e2b.sandbox(sandbox.sandbox_id).host_path("/tmp"))
+    assert env["PWD"] == "/tmp"  # the sandbox's own /tmp, not this host's
     await sandbox.kill()
 
 
@@ -370,8 +394,8 @@ async def test_background_command_can_be_listed_fed_and_killed(
 async def test_background_children_do_not_hold_the_command_and_die_with_the_sandbox(
     sandbox: AsyncSandbox,
 ) -> None:
-    started = await sandbox.commands.run("sleep 30 & echo $!", timeout=5)
-    child = int(started.stdout)
+    started = await sandbox.commands.run("sleep 30.25 & echo $!", timeout=5)
+    child = await host_pid_of(int(started.stdout), "sleep 30.25")
     assert await host_process_alive(child)
     await sandbox.kill()
     async with asyncio.timeout(5):
@@ -433,3 +457,118 @@ async def test_sandboxes_do_not_see_each_others_files(e2b: E2BStandIn) -> None:
     ) == str(e2b.base_dir)
     await first.kill()
     await second.kill()
+
+
+# ---- where real E2B differs from a naive stand-in (reviews/e2b-production-7e7bfd2.md) ------
+
+
+def needs_jail(e2b: E2BStandIn) -> None:
+    if not e2b.jailed:
+        pytest.skip("the stand-in's sandboxes need root and bubblewrap here")
+
+
+async def test_header_rules_are_a_400_unless_the_team_has_them(e2b: E2BStandIn) -> None:
+    network: Any = {
+        "allow_out": ["api.example.test"],
+        "deny_out": ["0.0.0.0/0"],
+        "rules": {"api.example.test": [{"transform": {"headers": {"Authorization": "x"}}}]},
+    }
+    with pytest.raises(SandboxException, match="not available for your team"):
+        await AsyncSandbox.create(network=network)
+    sandbox = await AsyncSandbox.create(
+        network={"allow_out": ["api.example.test"], "deny_out": ["0.0.0.0/0"]}
+    )
+    with pytest.raises(SandboxException, match="not available for your team"):
+        await sandbox.update_network(network)
+    e2b.team.transform_rules = True
+    try:
+        await sandbox.update_network(network)
+    finally:
+        e2b.team.transform_rules = False
+    assert e2b.sandbox(sandbox.sandbox_id).network_updates[-1]["rules"]
+
+
+async def test_the_team_cap_is_a_429_and_a_sandbox_lives_an_hour_at_most(e2b: E2BStandIn) -> None:
+    e2b.team.max_concurrent = len([s for s in e2b.sandboxes.values() if s.alive])
+    try:
+        with pytest.raises(RateLimitException, match="maximum number of concurrent"):
+            await AsyncSandbox.create()
+    finally:
+        e2b.team.max_concurrent = 20
+    with pytest.raises(SandboxException, match="cannot be greater than 1 hours"):
+        await AsyncSandbox.create(timeout=3601)
+
+
+async def test_a_sandbox_is_listed_before_its_create_returns(e2b: E2BStandIn) -> None:
+    e2b.set_create_latency(1.0)
+    creating = asyncio.create_task(AsyncSandbox.create(metadata={"purpose": "early"}))
+    listed: list[str] = []
+    async with asyncio.timeout(5):
+        while not listed:
+            paginator = AsyncSandbox.list(query=SandboxQuery(metadata={"purpose": "early"}))
+            listed = [s.sandbox_id for s in await paginator.next_items()]
+    assert not creating.done()
+    assert (await creating).sandbox_id == listed[0]
+
+
+async def test_commands_run_as_user_in_a_login_shell_with_e2bs_usr_local(
+    e2b: E2BStandIn, sandbox: AsyncSandbox
+) -> None:
+    needs_jail(e2b)
+    result = await sandbox.commands.run(
+        "id -un; shopt -q login_shell && echo login; stat -c %a /usr/local; pgrep -c . ; echo $HOME"
+    )
+    name, login, mode, processes, home = result.stdout.split()
+    assert (name, login, mode, home) == ("user", "login", "777", "/home/user")
+    assert int(processes) < 10  # the sandbox's own processes, not this host's
+    as_root = await sandbox.commands.run("id -un", user="root")
+    assert as_root.stdout == "root\n"
+
+
+async def test_kill_ends_the_process_and_not_its_children(
+    e2b: E2BStandIn, sandbox: AsyncSandbox
+) -> None:
+    needs_jail(e2b)
+    handle = await sandbox.commands.run("sleep 300 & echo $! > /tmp/child; wait", background=True)
+    async with asyncio.timeout(5):
+        while not (await sandbox.commands.run("cat /tmp/child || true")).stdout:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    await handle.kill()
+    alive = await sandbox.commands.run("kill -0 $(cat /tmp/child) && echo alive")
+    assert alive.stdout == "alive\n"  # envd signals the pid alone
+
+
+async def test_the_egress_ca_is_in_the_system_bundle_only(e2b: E2BStandIn) -> None:
+    """Node's own CA store lacks E2B's egress CA: a fetch fails unless Node is told."""
+    needs_jail(e2b)
+    e2b.route("api.example.test", e2b.url)
+    sandbox = await AsyncSandbox.create(
+        network={"allow_out": ["api.example.test"], "deny_out": ["0.0.0.0/0"]}
+    )
+    url = f"https://api.example.test:{e2b.egress_port}/sandboxes"  # the API: 401 without a key
+    fetch = f"fetch('{url}').then(r => console.log(r.status), e => console.log(e.cause.code))"
+    bare = await sandbox.commands.run(f'node -e "{fetch}"')
+    assert bare.stdout.strip() == "UNABLE_TO_VERIFY_LEAF_SIGNATURE"
+    told = await sandbox.commands.run(
+        f'node -e "{fetch}"', envs={"NODE_EXTRA_CA_CERTS": "/etc/ssl/certs/ca-certificates.crt"}
+    )
+    assert told.stdout.strip() == "401"
+    python = await sandbox.commands.run(
+        'python3 -I -c "import urllib.request as u, urllib.error as e\n'
+        f"try: u.urlopen('{url}')\nexcept e.HTTPError as x: print(x.code)\""
+    )
+    assert python.stdout.strip() == "401"
+
+
+async def test_the_api_and_envd_are_https_and_a_client_must_trust_their_ca(
+    e2b: E2BStandIn,
+) -> None:
+    assert e2b.url.startswith("https://")
+    untrusted = ssl.create_default_context(cafile=certifi.where())  # public CAs only
+    async with httpx.AsyncClient(verify=untrusted) as untrusting:
+        with pytest.raises(httpx.ConnectError):
+            await untrusting.get(e2b.url + "/sandboxes")
+    trusting = ssl.create_default_context(cafile=str(e2b.trusted_cas))
+    async with httpx.AsyncClient(verify=trusting) as client:
+        answer = await client.get(e2b.url + "/sandboxes")
+    assert answer.status_code == 401  # reached the API, which wants a key

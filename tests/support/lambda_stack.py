@@ -95,6 +95,7 @@ def lambda_stack(
         LambdaStandIn(worker, log_dir) as lambdas,
         pytest.MonkeyPatch.context() as env,
     ):
+        e2b.team.transform_rules = True  # the header-rewrite egress mode needs them
         for name, value in {
             **e2b.env,
             "IRIS_BACKEND": "aws",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
@@ -192,6 +192,17 @@ class Settings(BaseModel):
     e2b_template: str = "iris-exec"
     #: Where the template keeps the sandbox assets.
     e2b_assets_dir: str = "/opt/iris"
+    #: How an E2B sandbox's tool calls carry their token: ``header-rewrite`` (E2B's egress
+    #: proxy adds it; the team needs E2B's network transform rules) or ``request-file`` (the
+    #: token is in the execution's request file, readable by the code). Shown per sandbox
+    #: as ``toolChannel`` in the registry and in the sandbox's E2B metadata.
+    e2b_egress_mode: Literal["header-rewrite", "request-file"] = "header-rewrite"
+    #: E2B sandboxes younger than this are never taken for orphans: one may be listed by
+    #: E2B before its create call has returned and its registry record exists.
+    sandbox_create_grace_s: float = Field(default=120.0, ge=0)
+    #: Name of this deployment (the CloudFormation stack). Every E2B sandbox carries it in
+    #: its metadata, so that stacks sharing one E2B key never reap each other's sandboxes.
+    stack_name: str = "local"
     #: Public base URL of this API (API Gateway stage URL); E2B sandboxes reach <url>/mcp.
     public_url: str | None = None
     #: API Gateway key that meters requests without a valid API key (see aws/authorizer.py).

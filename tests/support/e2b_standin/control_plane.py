@@ -18,6 +18,7 @@ sandbox is made (see ``E2BStandIn.fail_next_create``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -37,7 +38,6 @@ from tests.support.e2b_standin.records import CreateRequestRecord, SandboxRecord
 from tests.support.e2b_standin.state import (
     CLIENT_ID,
     DEFAULT_TIMEOUT_S,
-    MAX_TIMEOUT_S,
     IdempotentCreate,
     StandInState,
 )
@@ -54,6 +54,8 @@ LIST_MAX_LIMIT = 100
 CPU_COUNT = 2
 MEMORY_MB = 512
 DISK_SIZE_MB = 2048
+ALL_TRAFFIC = "0.0.0.0/0"
+MAX_HEADER_VALUE = 2048
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -273,13 +275,30 @@ class ControlPlane:
         if not isinstance(timeout, int) or timeout <= 0:
             await self._record_create(request, 400, None, False)
             return error(400, "Timeout must be greater than 0")
-        if timeout > MAX_TIMEOUT_S:
+        team = self.state.team
+        if timeout > team.max_lifetime_s:
             await self._record_create(request, 400, None, False)
-            return error(400, f"Timeout cannot be greater than {MAX_TIMEOUT_S // 3600} hours")
+            return error(400, f"Timeout cannot be greater than {team.max_lifetime_s // 3600} hours")
+        invalid = self._invalid_network(body.get("network"))
+        if invalid is not None:
+            await self._record_create(request, 400, None, False)
+            return invalid
+        if len(self.state.live_sandboxes()) >= team.max_concurrent:
+            # ``sandbox_create.go``: the team's concurrent-instance limit.
+            await self._record_create(request, 429, None, False)
+            return error(
+                429,
+                "You have reached the maximum number of concurrent E2B sandboxes "
+                f"({team.max_concurrent}). If you need more, please contact us at "
+                "'https://e2b.dev/docs/getting-help'",
+            )
         record = self.state.create_sandbox(body=body, timeout_s=timeout, idempotency_key=key)
         response = sandbox_json(record)
         if key is not None:
             self.state.idempotency[key] = IdempotentCreate(record.sandbox_id, response)
+        if self.state.create_latency_s:
+            # E2B lists a sandbox as soon as it exists, before the create call returns.
+            await asyncio.sleep(self.state.create_latency_s)
         if failure is not None:
             logger.info(
                 "injected %d for create after creating %s", failure.status, record.sandbox_id
@@ -375,7 +394,7 @@ class ControlPlane:
     def _capped_end(self, record: SandboxRecord, timeout: int) -> datetime:
         """now + timeout, capped at the longest life a sandbox may have (``getMaxAllowedTTL``)."""
         end_at = self.state.now() + timedelta(seconds=max(timeout, 0))
-        return min(end_at, record.started_at + timedelta(seconds=MAX_TIMEOUT_S))
+        return min(end_at, record.started_at + timedelta(seconds=self.state.team.max_lifetime_s))
 
     async def connect(self, request: Request) -> Response:
         """``POST /v2/sandboxes/{id}/connect``: 200 ``Sandbox``; lengthens, never shortens."""
@@ -384,8 +403,9 @@ class ControlPlane:
         timeout = body.get("timeout", DEFAULT_TIMEOUT_S)
         if not isinstance(timeout, int) or timeout < 0:
             return error(400, "Error when parsing request: invalid timeout")
-        if timeout > MAX_TIMEOUT_S:
-            return error(400, f"Timeout cannot be greater than {MAX_TIMEOUT_S // 3600} hours")
+        if timeout > self.state.team.max_lifetime_s:
+            hours = self.state.team.max_lifetime_s // 3600
+            return error(400, f"Timeout cannot be greater than {hours} hours")
         record = self.state.live(sandbox_id)
         if record is None:
             return not_found(sandbox_id)
@@ -401,9 +421,40 @@ class ControlPlane:
         record = self.state.live(sandbox_id)
         if record is None:
             return not_found(sandbox_id)
+        invalid = self._invalid_network(body)
+        if invalid is not None:
+            return invalid
         record.network_updates.append(body)
         record.network = body
         return Response(status_code=204)
+
+    def _invalid_network(self, network: Any) -> JSONResponse | None:
+        """``validateNetworkRules`` (``sandbox_create.go``, ``sandbox_network_update.go``):
+        the team's flag first, then the shape."""
+        if not isinstance(network, dict):
+            return None
+        rules = network.get("rules") or {}
+        if rules and not self.state.team.transform_rules:
+            return error(400, "Network transform rules are not available for your team.")
+        allow = network.get("allowOut") or []
+        deny = network.get("denyOut") or []
+        domains = [a for a in allow if not re.fullmatch(r"[0-9./]+", a)]
+        if domains and ALL_TRAFFIC not in deny:
+            return error(
+                400,
+                "When specifying allowed domains in allow out, you must include "
+                "'0.0.0.0/0' in deny out to block all other traffic.",
+            )
+        for host, host_rules in rules.items():
+            if host not in allow:
+                return error(400, f"Network rule host '{host}' must be in allow out.")
+            if len(host_rules) > 1:
+                return error(400, f"At most one transform rule per domain ('{host}').")
+            for rule in host_rules:
+                headers = (rule.get("transform") or {}).get("headers") or {}
+                if any(len(v) > MAX_HEADER_VALUE for v in headers.values()):
+                    return error(400, "Header values cannot be longer than 2048 characters.")
+        return None
 
     async def unsupported(self, request: Request) -> Response:
         """Endpoints the SDK has but the stand-in does not model (pause, fork, metrics...)."""

@@ -23,6 +23,7 @@ import logging
 import time
 import zlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -38,8 +39,6 @@ from tests.support.e2b_standin.state import StandInState
 
 logger = logging.getLogger(__name__)
 
-#: The users a sandbox built from E2B's base image has.
-KNOWN_USERS = frozenset({"user", "root"})
 READ_CHUNK = 64 * 1024
 
 
@@ -95,9 +94,9 @@ def check_access(request: Request, record: SandboxRecord, operation: str) -> Non
         raise EnvdHttpError(401, "signature is already expired")
 
 
-def request_user(request: Request) -> str:
+def request_user(request: Request, record: SandboxRecord) -> str:
     user = request.query_params.get("username") or DEFAULT_USER
-    if user not in KNOWN_USERS:
+    if user not in record.users:
         raise EnvdHttpError(401, f"error looking up user '{user}': user: unknown user {user}")
     return user
 
@@ -164,7 +163,7 @@ class EnvdHttp:
         try:
             record = self._sandbox(request)
             check_access(request, record, "read")
-            user = request_user(request)
+            user = request_user(request, record)
             path = request.query_params.get("path", "")
             try:
                 sandbox_path = resolve(path, user)
@@ -190,7 +189,7 @@ class EnvdHttp:
         try:
             record = self._sandbox(request)
             check_access(request, record, "write")
-            user = request_user(request)
+            user = request_user(request, record)
             metadata = {
                 name[len("x-metadata-") :].lower(): value
                 for name, value in request.headers.items()
@@ -220,7 +219,8 @@ class EnvdHttp:
         if host_path.is_dir():
             raise EnvdHttpError(400, f"path is a directory: {sandbox_path}")
         try:
-            fs.ensure_dirs(sandbox_path.rsplit("/", 1)[0] or "/")
+            for created in fs.ensure_dirs(sandbox_path.rsplit("/", 1)[0] or "/"):
+                record.chown(created, user)
         except NotADirectoryError as e:
             raise EnvdHttpError(500, f"error ensuring directories: {e}") from e
         return sandbox_path, anyio.Path(host_path)
@@ -231,8 +231,10 @@ class EnvdHttp:
         sandbox_path: str,
         host_path: anyio.Path,
         metadata: dict[str, str],
+        user: str,
     ) -> dict[str, Any]:
         record.files_written.append(sandbox_path)
+        record.chown(Path(host_path), user)
         # What was sent, kept even after the sandbox deletes the file (for secret checks).
         record.file_contents.append((sandbox_path, await host_path.read_bytes()))
         entry: dict[str, Any] = {}
@@ -266,7 +268,7 @@ class EnvdHttp:
                     await f.write(decompressor.flush())
         except zlib.error as e:
             raise EnvdHttpError(400, f"error decompressing request body: {e}") from e
-        return await self._written(record, sandbox_path, host_path, metadata)
+        return await self._written(record, sandbox_path, host_path, metadata, user)
 
     async def _upload_multipart(
         self, request: Request, record: SandboxRecord, user: str, metadata: dict[str, str]
@@ -289,5 +291,5 @@ class EnvdHttp:
                 async with await anyio.open_file(host_path, "wb") as f:
                     while chunk := await part.read(READ_CHUNK):
                         await f.write(chunk)
-                written.append(await self._written(record, sandbox_path, host_path, metadata))
+                written.append(await self._written(record, sandbox_path, host_path, metadata, user))
         return written

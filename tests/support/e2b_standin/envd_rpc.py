@@ -34,7 +34,6 @@ from e2b.envd.process import process_connect, process_pb
 from protobuf import Oneof
 from protobuf.wkt.google.protobuf.timestamp_pb import Timestamp
 
-from tests.support.e2b_standin.envd_http import KNOWN_USERS
 from tests.support.e2b_standin.paths import DEFAULT_USER, PathError, SandboxFs, home_of
 from tests.support.e2b_standin.processes import ProcessTable, end_message, start_event
 from tests.support.e2b_standin.records import CommandRecord, SandboxRecord
@@ -54,7 +53,7 @@ def sandbox_gone(sandbox_id: str) -> ConnectError:
     )
 
 
-def auth_user(ctx: RequestContext[Any, Any]) -> str:
+def auth_user(ctx: RequestContext[Any, Any], record: SandboxRecord) -> str:
     """The user of ``Authorization: Basic base64(<user>:)`` (envd ``AuthenticateUsername``)."""
     header = ctx.request_headers.get("authorization")
     if not header:
@@ -65,7 +64,7 @@ def auth_user(ctx: RequestContext[Any, Any]) -> str:
     except (binascii.Error, UnicodeDecodeError) as e:
         raise ConnectError(Code.UNAUTHENTICATED, "invalid authorization header") from e
     user = decoded.partition(":")[0]
-    if scheme.lower() != "basic" or user not in KNOWN_USERS:
+    if scheme.lower() != "basic" or user not in record.users:
         raise ConnectError(Code.UNAUTHENTICATED, f"invalid username: '{user}'")
     return user
 
@@ -120,7 +119,7 @@ class ProcessService(_SandboxBound, process_connect.Process):
         record, table = self._sandbox(ctx)
         if request.pty is not None:
             raise ConnectError(Code.UNIMPLEMENTED, "PTYs are not supported by the E2B stand-in")
-        user = auth_user(ctx)
+        user = auth_user(ctx, record)
         config = request.process or process_pb.ProcessConfig()
         fs = SandboxFs(record.root)
         try:
@@ -128,7 +127,8 @@ class ProcessService(_SandboxBound, process_connect.Process):
         except PathError as e:
             raise ConnectError(Code.INVALID_ARGUMENT, str(e)) from e
         if cwd == home_of(user):
-            fs.ensure_dirs(cwd)  # a fresh sandbox has every user's home
+            for created in fs.ensure_dirs(cwd):  # a fresh sandbox has every user's home
+                record.chown(created, user)
         if not cwd_host.is_dir():
             raise ConnectError(Code.INVALID_ARGUMENT, f"cwd '{cwd}' does not exist")
         timeout_s = header_seconds(ctx, "connect-timeout-ms", 1000)
@@ -148,9 +148,10 @@ class ProcessService(_SandboxBound, process_connect.Process):
             stdin=stdin,
             timeout_s=timeout_s,
         )
+        jail = self.state.jails.get(record.sandbox_id)
         env = {
-            "PATH": os.environ.get("PATH", DEFAULT_PATH),
-            "HOME": str(fs.host(home_of(user))),
+            "PATH": DEFAULT_PATH if jail else os.environ.get("PATH", DEFAULT_PATH),
+            "HOME": home_of(user) if jail else str(fs.host(home_of(user))),
             "USER": user,
             "LOGNAME": user,
             "E2B_SANDBOX": "true",
@@ -159,8 +160,10 @@ class ProcessService(_SandboxBound, process_connect.Process):
             **record.envs,
             **config.envs,
         }
+        if jail is not None:
+            argv = jail.argv(user, cwd, argv)
         process = await table.spawn(
-            config=config, record=command, cwd=cwd_host, env=env, stdin=stdin
+            config=config, record=command, argv=argv, cwd=cwd_host, env=env, stdin=stdin
         )
         record.commands.append(command)
         logger.info("sandbox %s: pid %d runs %r", record.sandbox_id, process.pid, command.cmd)
@@ -299,13 +302,18 @@ def entry_info(
         file_type = filesystem_pb.FileType.FILE
     else:
         file_type = filesystem_pb.FileType.UNSPECIFIED
-    try:
-        owner = pwd.getpwuid(info.st_uid).pw_name
-    except KeyError:
-        owner = str(info.st_uid)
-    # Files made through envd belong to the user who made them; on this host the
-    # stand-in's own user owns everything, so report the requesting user instead.
-    owner = user if owner == pwd.getpwuid(os.getuid()).pw_name else owner
+    if record.jailed:
+        # Owners are the sandbox's users (its /etc/passwd), not this host's.
+        names = {uid: name for name, uid in record.users.items()}
+        owner = names.get(info.st_uid, str(info.st_uid))
+    else:
+        try:
+            owner = pwd.getpwuid(info.st_uid).pw_name
+        except KeyError:
+            owner = str(info.st_uid)
+        # Files made through envd belong to the user who made them; on this host the
+        # stand-in's own user owns everything, so report the requesting user instead.
+        owner = user if owner == pwd.getpwuid(os.getuid()).pw_name else owner
     return filesystem_pb.EntryInfo(
         name=posixpath.basename(sandbox_path) or "/",
         type=file_type,
@@ -332,7 +340,7 @@ class FilesystemService(_SandboxBound, filesystem_connect.Filesystem):
         self, ctx: RequestContext[Any, Any], path: str
     ) -> tuple[SandboxRecord, SandboxFs, str, str]:
         record, _ = self._sandbox(ctx)
-        user = auth_user(ctx)
+        user = auth_user(ctx, record)
         fs = SandboxFs(record.root)
         try:
             sandbox_path, _ = fs.resolve(path, user)
@@ -364,7 +372,8 @@ class FilesystemService(_SandboxBound, filesystem_connect.Filesystem):
                 Code.INVALID_ARGUMENT, f"path already exists but it is not a directory: {path}"
             )
         try:
-            fs.ensure_dirs(path)
+            for created in fs.ensure_dirs(path):
+                record.chown(created, user)
         except NotADirectoryError as e:
             raise ConnectError(Code.INTERNAL, str(e)) from e
         return filesystem_pb.MakeDirResponse(entry=entry_info(fs, record, path, user))
@@ -378,7 +387,8 @@ class FilesystemService(_SandboxBound, filesystem_connect.Filesystem):
         record, fs, source, user = self._resolve(ctx, request.source)
         _, _, destination, _ = self._resolve(ctx, request.destination)
         try:
-            fs.ensure_dirs(posixpath.dirname(destination))
+            for created in fs.ensure_dirs(posixpath.dirname(destination)):
+                record.chown(created, user)
         except NotADirectoryError as e:
             raise ConnectError(Code.INTERNAL, str(e)) from e
         try:

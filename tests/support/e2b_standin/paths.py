@@ -63,11 +63,16 @@ class SandboxFs:
         relative = host_path.relative_to(self.root).as_posix()
         return "/" if relative == "." else "/" + relative
 
-    def ensure_dirs(self, sandbox_dir: str) -> None:
-        """Create a sandbox directory and its parents (envd ``EnsureDirs``)."""
+    def ensure_dirs(self, sandbox_dir: str) -> list[Path]:
+        """Create a sandbox directory and its parents (envd ``EnsureDirs``); the host
+        paths of those it created."""
         current = self.root
+        created = []
         for part in [p for p in sandbox_dir.split("/") if p]:
             current = current / part
             if current.exists() and not current.is_dir():
                 raise NotADirectoryError(f"path is a file: {self.sandbox_path(current)}")
-            current.mkdir(exist_ok=True)
+            if not current.exists():
+                current.mkdir()
+                created.append(current)
+        return created

@@ -173,9 +173,10 @@ class ManagedProcess:
             self._deadline = asyncio.get_running_loop().call_at(deadline, self._deadline_passed)
 
     def signal(self, sig: signal.Signals) -> None:
-        """Send ``sig`` to the command's process group."""
+        """Send ``sig`` to the command's process, as envd does: not to its group, so the
+        children it started live on (``handler.go``, ``SendSignal``)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)
+            os.kill(self.pid, sig)
 
     def write_stdin(self, data: bytes) -> None:
         stdin = self._proc.stdin
@@ -194,7 +195,8 @@ class ManagedProcess:
         for subscriber in list(self._subscribers):
             _drain(subscriber.queue)
             subscriber.queue.put_nowait(SANDBOX_GONE)
-        self.signal(signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)  # the whole machine goes
 
     async def events(
         self,
@@ -293,12 +295,13 @@ class ProcessTable:
         *,
         config: process_pb.ProcessConfig,
         record: CommandRecord,
+        argv: list[str],
         cwd: Path,
         env: dict[str, str],
         stdin: bool,
     ) -> ManagedProcess:
-        """Start ``record.argv`` (``config.cmd config.args``); output flows once ``run``."""
-        argv = record.argv
+        """Start ``argv`` (``config.cmd config.args``, maybe inside the sandbox's jail);
+        output flows once ``run``."""
         loop = asyncio.get_running_loop()
         try:
             transport, protocol = await loop.subprocess_exec(

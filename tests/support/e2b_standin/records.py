@@ -7,6 +7,7 @@ test can assert on the wire, not on an interpretation of it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +89,18 @@ class SandboxRecord:
     network_updates: list[dict[str, Any]] = field(default_factory=list)
     #: ``X-Metadata-*`` given on upload, per sandbox path (envd keeps them as xattrs).
     file_metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The sandbox's users (name -> uid): E2B's base ones and its template's.
+    users: dict[str, int] = field(default_factory=lambda: {"root": 0, "user": 1000})
+    #: Whether its commands run in a jail with those users (``jail.py``).
+    jailed: bool = False
+    #: The loopback address its egress goes to (``egress.py``), if any.
+    egress_address: str | None = None
+
+    def chown(self, host_path: Path, user: str) -> None:
+        """Files envd makes belong to the user it made them for (in a jail: for real)."""
+        if self.jailed:
+            uid = self.users[user]
+            os.chown(host_path, uid, uid, follow_symlinks=False)
 
     def host_path(self, sandbox_path: str) -> Path:
         """Where a sandbox path is on this host: ``/home/user/a`` is ``root/home/user/a``."""

@@ -12,15 +12,25 @@ One HTTP server plays both parts of E2B the SDK talks to:
   envd's ``X-Access-Token``; then envd's HTTP API (``envd_http.py``) or Connect
   services (``envd_rpc.py``) answer.
 
-Commands run for real on this host, without isolation: each sandbox is a
-directory under a temporary base directory, its ``/`` for the file API and
-the working directory (``/home/user``) and ``HOME`` of its commands. Absolute
-paths inside a command line are the host's, not the sandbox's.
+Each sandbox is a directory under a temporary base directory, its ``/`` for the
+file API. Where this host allows (root and bubblewrap), its commands run in a
+throwaway jail that looks like an E2B sandbox built from this project's template
+(``jail.py``): its users, a login shell, a world-writable ``/usr/local``, the egress
+proxy's CA in the system bundle only, one PID namespace; outgoing HTTPS to the hosts
+a test routes (``route``) meets E2B's egress proxy (``egress.py``). Without a jail,
+commands run on this host as they are, with the host's paths.
+
+Both are HTTPS (HTTP/1.1), with a certificate from a CA of the stand-in's own that the
+SDK trusts through ``SSL_CERT_FILE`` (``env``), as it trusts E2B's public CA.
+
+The team the key belongs to has E2B's limits: 20 concurrent sandboxes (429 beyond),
+one hour of life, and no network transform rules unless ``team.transform_rules``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import re
 import shutil
@@ -30,7 +40,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import uvicorn
 from e2b.connection_config import ApiParams
@@ -41,14 +51,18 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from tests.support.e2b_standin.control_plane import ControlPlane
+from tests.support.e2b_standin.egress import EgressCA
 from tests.support.e2b_standin.envd_http import EnvdHttp, envd_error
 from tests.support.e2b_standin.envd_rpc import FilesystemService, ProcessService
+from tests.support.e2b_standin.jail import SYSTEM_BUNDLE, StandInTemplate, iris_template
+from tests.support.e2b_standin.jail import available as jail_available
 from tests.support.e2b_standin.records import CreateRequestRecord, SandboxRecord
 from tests.support.e2b_standin.state import (
     ENVD_VERSION,
     CreateFailure,
     RateLimit,
     StandInState,
+    Team,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,6 +85,18 @@ def proxy_error(status: int, body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, status, media_type="application/json; charset=utf-8")
 
 
+_PUBLIC_CA: list[EgressCA] = []
+
+
+def public_ca() -> EgressCA:
+    """One per process: the SDK keeps one connection pool per process, and with it the
+    CAs it trusted when the pool was made."""
+    if not _PUBLIC_CA:
+        _PUBLIC_CA.append(EgressCA("E2B stand-in public CA"))
+        atexit.register(_PUBLIC_CA[0].close)
+    return _PUBLIC_CA[0]
+
+
 class StandInApp:
     """The ASGI application: E2B's API, or E2B's proxy and the sandbox's envd behind it."""
 
@@ -85,6 +111,8 @@ class StandInApp:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
+        headers = Headers(scope=scope)
+        self.state.requests.append((scope["method"], path, headers.get("e2b-sandbox-id")))
         if path.startswith(ENVD_RPC_PREFIXES) or path in ENVD_HTTP_PATHS:
             await self._envd(scope, receive, send)
         else:
@@ -155,7 +183,11 @@ class E2BStandIn:
         api_key: str = DEFAULT_API_KEY,
         envd_version: str = ENVD_VERSION,
         base_dir: Path | None = None,
+        template: StandInTemplate | Literal["auto"] | None = "auto",
     ) -> None:
+        if template == "auto":
+            template = iris_template() if jail_available() else None
+        self._template = template
         self._own_base_dir = base_dir is None
         self._base_dir = base_dir
         self._api_key = api_key
@@ -165,6 +197,7 @@ class E2BStandIn:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._port = 0
+        self._trust_file = Path("/nonexistent")
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -175,15 +208,34 @@ class E2BStandIn:
         base_dir = self._base_dir or Path(tempfile.mkdtemp(prefix="e2b-standin-"))
         base_dir.mkdir(parents=True, exist_ok=True)
         self._base_dir = base_dir
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.bind(("127.0.0.1", 0))
+        egress_port = probe.getsockname()[1]
+        probe.close()
         self._state = StandInState(
-            api_key=self._api_key, envd_version=self._envd_version, base_dir=base_dir
+            api_key=self._api_key,
+            envd_version=self._envd_version,
+            base_dir=base_dir,
+            template=self._template,
+            egress_port=egress_port,
         )
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self._port = sock.getsockname()[1]
+        # HTTPS, as E2B's API and envd proxy are: a leaf from a CA that stands for the
+        # public ones, trusted through SSL_CERT_FILE (``env``) with this host's own CAs.
+        public = public_ca()
+        leaf = public.leaf("127.0.0.1")
+        system = Path(SYSTEM_BUNDLE)
+        self._trust_file = base_dir / "trusted-cas.pem"
+        self._trust_file.write_bytes(
+            (system.read_bytes() if system.exists() else b"") + b"\n" + public.pem
+        )
+        self._state.trust.load_verify_locations(cadata=public.pem.decode())
         config = uvicorn.Config(
             StandInApp(self._state),
+            ssl_certfile=str(leaf),
             log_config=None,
             log_level="warning",
             access_log=False,
@@ -272,8 +324,13 @@ class E2BStandIn:
 
     @property
     def url(self) -> str:
-        """Base URL of both the API and the sandbox proxy."""
-        return f"http://127.0.0.1:{self._port}"
+        """Base URL of both the API and the sandbox proxy (HTTPS, see ``env``)."""
+        return f"https://127.0.0.1:{self._port}"
+
+    @property
+    def trusted_cas(self) -> Path:
+        """This host's CAs plus the stand-in's: what ``SSL_CERT_FILE`` names in ``env``."""
+        return self._trust_file
 
     @property
     def env(self) -> dict[str, str]:
@@ -282,6 +339,8 @@ class E2BStandIn:
             "E2B_API_KEY": self._api_key,
             "E2B_API_URL": self.url,
             "E2B_SANDBOX_URL": self.url,
+            # The SDK (rustls with the system's CAs) and Python's ssl read it.
+            "SSL_CERT_FILE": str(self._trust_file),
             # Debug mode would skip the API altogether and talk to localhost:49983.
             "E2B_DEBUG": "false",
         }
@@ -290,6 +349,46 @@ class E2BStandIn:
     def api_params(self) -> ApiParams:
         """The same as keyword options: ``AsyncSandbox.create(**e2b.api_params)``."""
         return ApiParams(api_key=self._api_key, api_url=self.url, sandbox_url=self.url, debug=False)
+
+    # ---- what E2B is to this test --------------------------------------------------------
+
+    @property
+    def jailed(self) -> bool:
+        """Whether commands run in jails with the template's users (root and bwrap here)."""
+        return self._template is not None
+
+    @property
+    def team(self) -> Team:
+        """The API key's team: its flags and limits (change them between requests)."""
+        return self._running_state().team
+
+    @property
+    def egress_port(self) -> int:
+        """The port sandboxes reach routed hosts on (put it in the URL they call)."""
+        return self._running_state().egress_port
+
+    @property
+    def egress_ca_pem(self) -> bytes:
+        return self._running_state().ca.pem
+
+    def route(self, host: str, upstream: str) -> None:
+        """Sandboxes created from now on reach ``https://<host>:<egress_port>`` through the
+        egress proxy, which forwards to ``upstream``."""
+        self._running_state().routes[host] = upstream
+
+    @property
+    def egress_requests(self) -> list[dict[str, Any]]:
+        """Every request the egress proxy forwarded: host, path, headers sent upstream."""
+        return list(self._running_state().egress_seen)
+
+    @property
+    def requests(self) -> list[tuple[str, str, str | None]]:
+        """Every request the SDK made: (method, path, sandbox id for envd calls)."""
+        return list(self._running_state().requests)
+
+    def set_create_latency(self, seconds: float) -> None:
+        """Answer creates this much after the sandbox exists (and is listed)."""
+        self._running_state().create_latency_s = seconds
 
     # ---- inspecting -----------------------------------------------------------------------
 
@@ -345,6 +444,7 @@ class E2BStandIn:
         with state.lock:
             state.create_failures.clear()
             state.rate_limits.clear()
+            state.create_latency_s = 0.0
 
     def kill_behind_our_back(self, sandbox_id: str) -> None:
         """The sandbox dies (as if E2B lost it): API 404, envd 502, streams break off."""

@@ -128,6 +128,8 @@ class ProviderSandbox:
     provider_ref: str
     sandbox_id: str
     project_id: str
+    #: When the provider started it (epoch seconds), if it says.
+    started_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from urllib.parse import quote
@@ -59,6 +60,7 @@ class E2BControl:
         self._api_key = api_key
         self._timeout_s = timeout_s
         self._pool: ConnectionPool | None = None
+        self._pool_lock = threading.Lock()  # _send runs in worker threads
 
     async def state(self, sandbox_ref: str) -> str | None:
         """The sandbox's state (``running``, ``paused``), or None if E2B does not know it."""
@@ -90,10 +92,11 @@ class E2BControl:
         return await asyncio.to_thread(self._send, method, path, headers)
 
     def _send(self, method: str, path: str, headers: dict[str, str]) -> Reply:
-        if self._pool is None:
-            self._pool = ConnectionPool(
-                api_url(), connect_timeout=self._timeout_s, read_timeout=self._timeout_s
-            )
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    api_url(), connect_timeout=self._timeout_s, read_timeout=self._timeout_s
+                )
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return self._pool.exchange(method, path, headers)

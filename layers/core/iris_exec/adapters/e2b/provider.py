@@ -7,7 +7,17 @@ What it gets right, against what users of E2B most complain about:
 - an idle sandbox does not run unbilled by us for long: E2B's own timeout is kept just
   past the idle deadline, so it dies even if the reaper does not run;
 - no credential inside: E2B's egress proxy adds the execution's token to requests for
-  the tool endpoint (the only host the sandbox may reach), so code never sees it;
+  the tool endpoint (the only host the sandbox may reach), so code never sees it. That
+  proxy re-signs HTTPS with a CA only the sandbox's system bundle holds, which Node
+  ignores unless told (NODE_EXTRA_CA_CERTS); teams without E2B's transform rules use the
+  request-file mode (IRIS_E2B_EGRESS_MODE);
+- code cannot tamper with later executions: it runs as the template's unprivileged user
+  (no sudo) under root-owned, read-only runners and Node, and everything it started is
+  killed before the execution's answer is read;
+- four round trips for an execution in a reused sandbox (connect, egress rule, request
+  file, one command that runs, cleans up and hands back the frames), five for a new one;
+  output held in the Lambda is capped, never the SDK's unbounded buffers;
+- stack-scoped: every sandbox carries the stack's name, and only that stack's are listed;
 - every SDK exception becomes a domain error (410 with the true reason, 503 with
   Retry-After, an internal error logged loudly for a bad E2B key).
 """
@@ -20,9 +30,10 @@ import hashlib
 import json
 import logging
 import math
+import shlex
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from iris_exec.adapters.e2b.control import E2BControl, api_error
@@ -32,22 +43,40 @@ from iris_exec.domain.models import CreatedSandbox, ExecutionJob, ProviderSandbo
 from iris_exec.settings import Settings
 
 if TYPE_CHECKING:
-    from e2b_code_interpreter import AsyncSandbox
+    from e2b import AsyncSandbox
+    from e2b.sandbox.sandbox_api import SandboxNetworkOpts, SandboxNetworkUpdate
 
 log = logging.getLogger(__name__)
 
-HOME = "/home/user"
-#: Metadata tag of every sandbox this service creates.
+#: Metadata tag of every sandbox this service creates; ``stack`` names the deployment.
 SERVICE = "iris-exec"
+#: The template's unprivileged user that runs the code (infra/e2b/build.py makes it).
+CODE_USER = "iris"
+CODE_HOME = f"/home/{CODE_USER}"
+#: Node, copied out of E2B's world-writable /usr/local by the template, root-owned.
+NODE = "/opt/node/bin/node"
+#: Where E2B's envd installs its egress proxy's CA (Node's own store does not have it).
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+#: Root-only: the request files (code, context, maybe a token) and the frame files.
+RUN_DIR = "/root/.iris"
+#: Printed by the root shell after every process of the code is dead; the runner's frames
+#: follow. JSON never holds a raw NUL, so no frame can contain it.
+FRAMES_MARK = "\x00IRIS-FRAMES\x00\n"
+#: Frame bytes read back beyond the output limit (the result, the error, the stamps).
+FRAMES_SLACK_BYTES = 256 * 1024
 #: Tool calls leave the sandbox with the token added by E2B's egress proxy.
 EGRESS_HEADER = "egress-header"
 #: Fallback when the egress rules are not available: the token travels in the request file.
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - a channel name, not a secret
+#: IRIS_E2B_EGRESS_MODE -> tool channel.
+EGRESS_MODES = {"header-rewrite": EGRESS_HEADER, "request-file": SANDBOX_TOKEN}
 #: Past the idle deadline, E2B's own timeout kills a sandbox the reaper missed.
 E2B_TIMEOUT_MARGIN_S = 60
 COMMAND_GRACE_S = 10
 FILENAMES = {"typescript": "main.ts", "javascript": "main.js", "python": "main.py"}
 REQUEST_TIMEOUT_S = 30
+#: Liveness and kill: quick calls; three attempts stay inside API Gateway's 29 s.
+CONTROL_TIMEOUT_S = 8
 ALL_TRAFFIC = "0.0.0.0/0"
 
 
@@ -61,6 +90,9 @@ class E2BSandboxProvider:
     checks and kills through ``E2BControl``."""
 
     name = "e2b"
+    #: ``run`` finds a lost sandbox itself (connect answers 404): the services skip their
+    #: own liveness call before an execution, one round trip less.
+    run_detects_loss = True
 
     def __init__(
         self,
@@ -68,14 +100,13 @@ class E2BSandboxProvider:
         *,
         api_key: Callable[[], str],
         tools_url: Callable[[], str | None] | None = None,
-        egress_injection: bool = True,
     ) -> None:
         self._settings = settings
         self._api_key = api_key
         self._tools_url = tools_url or (lambda: settings.public_url)
-        self.tool_channel = EGRESS_HEADER if egress_injection else SANDBOX_TOKEN
+        self.tool_channel = EGRESS_MODES[settings.e2b_egress_mode]
         # Liveness and kill without the SDK: the sandbox routes' first call stays cheap.
-        self._control = E2BControl(api_key, timeout_s=REQUEST_TIMEOUT_S)
+        self._control = E2BControl(api_key, timeout_s=CONTROL_TIMEOUT_S)
 
     async def start(self) -> None:
         return None
@@ -113,12 +144,21 @@ class E2BSandboxProvider:
         return max(1, math.ceil(span))
 
     async def _connect(self, provider_ref: str, job: ExecutionJob) -> AsyncSandbox:
-        from e2b_code_interpreter import AsyncSandbox
+        from e2b import AsyncSandbox
 
         keepalive = self._keepalive_s(job.timeout_s, job.sandbox_deadline)
         try:
             return await AsyncSandbox.connect(provider_ref, timeout=keepalive, **self._opts())
         except Exception as exc:
+            from e2b import NotFoundException
+
+            if isinstance(exc, NotFoundException):
+                # The registry still had it live (and E2B's own timeout is past the idle
+                # deadline): it was stopped outside this service, not expired.
+                raise SandboxLost(
+                    f"E2B sandbox {provider_ref}: the sandbox stopped outside this service",
+                    reason="failed",
+                ) from exc
             raise self._translate(exc, provider_ref) from exc
 
     def _translate(self, exc: Exception, provider_ref: str) -> Exception:
@@ -131,6 +171,8 @@ class E2BSandboxProvider:
             return api_error(429, str(exc))
         if isinstance(exc, e2b.ServiceBusyException):
             return api_error(503, str(exc))
+        if isinstance(exc, e2b.FileNotFoundException):
+            return exc  # a file of ours went missing in a live sandbox: a 500, not a 410
         if isinstance(exc, e2b.NotFoundException | e2b.SandboxNotRunningException):
             return SandboxLost(
                 f"E2B sandbox {provider_ref} was killed or reached its timeout",
@@ -147,7 +189,7 @@ class E2BSandboxProvider:
     # -- the port --------------------------------------------------------------------------
 
     async def create(self, sandbox_id: str, project_id: str, lifetime_s: float) -> CreatedSandbox:
-        from e2b_code_interpreter import AsyncSandbox
+        from e2b import AsyncSandbox
 
         try:
             sandbox = await AsyncSandbox.create(
@@ -155,11 +197,12 @@ class E2BSandboxProvider:
                 timeout=min(math.ceil(lifetime_s), self._keepalive_s(0, None)),
                 metadata={
                     "service": SERVICE,
+                    "stack": self._settings.stack_name,
                     "sandboxId": sandbox_id,
                     "projectId": project_id,
                     "toolChannel": self.tool_channel,
                 },
-                network=self._network(None),
+                network=cast("SandboxNetworkOpts", self._network(None)),
                 # Retries of this create (the SDK's, after a 502) give back the same sandbox.
                 idempotency_key=idempotency_key(sandbox_id),
                 **self._opts(),
@@ -172,6 +215,7 @@ class E2BSandboxProvider:
         began = time.time()
         sandbox = await self._connect(provider_ref, job)
         token = job.grant.token if job.grant else None
+        here = f"{RUN_DIR}/{job.execution_id}"
         request = {
             "source": job.source,
             "language": job.language,
@@ -187,92 +231,163 @@ class E2BSandboxProvider:
                 "token": token if self.tool_channel == SANDBOX_TOKEN else None,
             },
             "outputLimit": job.output_limit_bytes,
-            "workdir": f".iris/{job.execution_id}/work",
+            "workdir": self._workdir(job),
         }
-        # Everything of one execution lives in one directory of the user's home (removed
-        # after): the request (code, maybe a token), the compiled module, the event frames.
-        here = f".iris/{job.execution_id}"
-        heap_mb = max(64, self._settings.sandbox_memory_mb * 3 // 4)
-        runner = (
-            '/usr/bin/python3 -I "$IRIS_ASSETS/python/runner.py"'
-            if job.language == "python"
-            else f"node --enable-source-maps --max-old-space-size={heap_mb}"
-            ' "$IRIS_ASSETS/runner.mjs"'
-        )
-        command = (
-            f"cd ~ && mkdir -p {here}/work && exec {runner} < {here}/request.json 3> {here}/events"
-        )
         collector = Collector(job.output_limit_bytes, frame_clock=True, on_output=job.on_output)
+        stdout = _FramedStdout(collector)
         try:
             if token is not None and self.tool_channel == EGRESS_HEADER:
-                await sandbox.update_network(self._network(token))
-            await sandbox.files.write(f"{HOME}/{here}/request.json", json.dumps(request))
+                await self._set_egress(sandbox, token)
+            # Root's: the code's user cannot read it (nor a later execution's).
+            await sandbox.files.write(f"{here}/request.json", json.dumps(request), user="root")
             follower = None
             if job.on_output is not None:
                 # Someone watches this execution live: follow the frames as they are written.
-                await sandbox.files.write(f"{HOME}/{here}/events", "")
+                await sandbox.files.write(f"{here}/events", "", user="root")
                 follower = await _Follower.start(sandbox, f"{here}/events", collector, job)
             try:
-                exit_code = await self._command(sandbox, command, job, collector)
+                exit_code = await self._command(sandbox, self._script(job, here), job, stdout)
+                if exit_code is None:  # killed at the time limit: end what the code started
+                    await sandbox.commands.run(
+                        f"pkill -KILL -u {CODE_USER}; rm -rf {here} {self._workdir(job)}; true",
+                        user="root",
+                        timeout=30,
+                        retain_output=False,
+                    )
             finally:
                 consumed = await follower.stop() if follower is not None else 0
-            events = await sandbox.files.read(f"{HOME}/{here}/events", format="bytes")
-            await self._cleanup(sandbox, f"{HOME}/{here}")
         except Exception as exc:
             raise self._translate(exc, provider_ref) from exc
         # Frames the follower did not deliver (all of them, when nobody followed).
-        collector.lines(bytes(events).splitlines()[consumed:])
+        collector.lines(stdout.frames()[consumed:])
         report = collector.report
         report.returncode = exit_code
         report.timed_out = report.timed_out or exit_code is None
         return outcome(report, began, job, self._settings.sandbox_memory_mb)
 
-    async def _cleanup(self, sandbox: AsyncSandbox, directory: str) -> None:
-        """Nothing of an execution outlives it: its files, and its processes (background
-        ones included: every process of the sandbox's user; the runner has exited)."""
-        await sandbox.files.remove(directory)
-        await sandbox.commands.run("pkill -KILL -u user; true", user="root", timeout=30)
+    @staticmethod
+    def _workdir(job: ExecutionJob) -> str:
+        """The execution's own directory, the code's user's (its compiled module)."""
+        return f"{CODE_HOME}/.iris/{job.execution_id}"
+
+    async def _set_egress(self, sandbox: AsyncSandbox, token: str) -> None:
+        """The egress rule that adds this execution's token. A 400 is E2B refusing rules
+        (transform rules are a per-team feature): no retry can help, so it is loud."""
+        from e2b import SandboxException
+
+        try:
+            await sandbox.update_network(cast("SandboxNetworkUpdate", self._network(token)))
+        except SandboxException as exc:
+            if getattr(exc, "status_code", None) != 400 and not str(exc).startswith("400"):
+                raise
+            raise ConfigurationError(
+                f"E2B refused the egress header rule ({exc}): network transform rules are "
+                "not enabled for this E2B team. Ask E2B to enable them, or set "
+                "IRIS_E2B_EGRESS_MODE=request-file"
+            ) from exc
+
+    def _script(self, job: ExecutionJob, here: str) -> str:
+        """One root shell does the whole execution: the code runs as the unprivileged user
+        in a fresh directory; then every process of that user is killed, and only then
+        are the frames printed (after FRAMES_MARK, so nothing of the code's can follow
+        them) and the execution's files removed. Nothing the code wrote runs later."""
+        assets = self._settings.e2b_assets_dir
+        heap_mb = max(64, self._settings.sandbox_memory_mb * 3 // 4)
+        runner = (
+            f"/usr/bin/python3 -I {assets}/python/runner.py"
+            if job.language == "python"
+            else f"{NODE} --enable-source-maps --max-old-space-size={heap_mb} {assets}/runner.mjs"
+        )
+        work = self._workdir(job)
+        env = " ".join(
+            f"{k}={shlex.quote(v)}"
+            for k, v in {
+                "HOME": CODE_HOME,
+                "USER": CODE_USER,
+                "PATH": "/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                "IRIS_ASSETS": assets,
+                "ESBUILD_BINARY_PATH": f"{assets}/esbuild",
+                # E2B's egress proxy re-signs HTTPS with a CA only this bundle holds.
+                "NODE_EXTRA_CA_CERTS": SYSTEM_CA_BUNDLE,
+            }.items()
+        )
+        frames_cap = job.output_limit_bytes + FRAMES_SLACK_BYTES
+        return (
+            # What an earlier execution left (one that failed half-way): its processes,
+            # its work directory, its request files. One execution at a time per sandbox.
+            f"pkill -KILL -u {CODE_USER}; rm -rf {CODE_HOME}/.iris; "
+            f"find {RUN_DIR} -mindepth 1 -maxdepth 1 ! -name {job.execution_id} "
+            "-exec rm -rf {} +; "
+            f"install -d -o {CODE_USER} -g {CODE_USER} -m 700 {CODE_HOME}/.iris {work} "
+            "|| exit 97; "
+            f"( ulimit -u {self._settings.sandbox_max_processes}; cd {CODE_HOME} && "
+            f"exec setpriv --reuid={CODE_USER} --regid={CODE_USER} --init-groups "
+            f"--no-new-privs env -i {env} {runner} ) < {here}/request.json 3> {here}/events; "
+            "rc=$?; "
+            f"pkill -KILL -u {CODE_USER}; "
+            f"while pgrep -u {CODE_USER} >/dev/null; do sleep 0.01; done; "
+            f"printf '\\0IRIS-FRAMES\\0\\n'; head -c {frames_cap} {here}/events; "
+            f"rm -rf {here} {work}; exit $rc"
+        )
 
     async def _command(
-        self, sandbox: AsyncSandbox, command: str, job: ExecutionJob, collector: Collector
+        self, sandbox: AsyncSandbox, script: str, job: ExecutionJob, stdout: _FramedStdout
     ) -> int | None:
-        """Run the runner; its exit code, or None if it hit the time limit (then killed)."""
-        from e2b import CommandExitException
+        """Run the execution's script as root; its exit code, or None if it hit the time
+        limit (then killed: the code's processes die with the next execution's script, or
+        with the sandbox). Output is consumed as it comes, never retained by the SDK."""
+        from e2b import CommandExitException, SandboxException
 
-        assets = self._settings.e2b_assets_dir
         handle = await sandbox.commands.run(
-            command,
+            script,
             background=True,
-            envs={"IRIS_ASSETS": assets, "ESBUILD_BINARY_PATH": f"{assets}/esbuild"},
-            on_stdout=lambda text: collector.add("stdout", text),
-            on_stderr=lambda text: collector.add("stderr", text),
+            user="root",
+            on_stdout=stdout.add,
+            on_stderr=lambda text: stdout.collector.add("stderr", text),
             timeout=job.timeout_s + 2 * COMMAND_GRACE_S,
+            retain_output=False,
         )
         try:
             done = await asyncio.wait_for(handle.wait(), job.timeout_s + COMMAND_GRACE_S)
         except TimeoutError:
             await handle.kill()
+            with contextlib.suppress(Exception):
+                await handle.disconnect()
             return None
         except CommandExitException as exited:
             return int(exited.exit_code)
+        except SandboxException:
+            raise
+        except Exception as exc:  # the SDK's "Command ended without an end event"
+            raise ProviderUnavailable(
+                f"E2B's command stream broke off: {exc}", retry_after_s=5
+            ) from exc
         return int(done.exit_code)
 
     async def list_sandboxes(self) -> list[ProviderSandbox]:
-        """Every running E2B sandbox this service created (by its metadata)."""
-        from e2b import SandboxQuery
-        from e2b_code_interpreter import AsyncSandbox
+        """Every running E2B sandbox this stack created (by its metadata)."""
+        from e2b import AsyncSandbox, SandboxQuery
 
         found: list[ProviderSandbox] = []
         try:
             paginator = AsyncSandbox.list(
-                query=SandboxQuery(metadata={"service": SERVICE}), **self._opts()
+                query=SandboxQuery(
+                    metadata={"service": SERVICE, "stack": self._settings.stack_name}
+                ),
+                **self._opts(),
             )
             while paginator.has_next:
                 for info in await paginator.next_items():
                     meta = info.metadata or {}
                     if "sandboxId" in meta and "projectId" in meta:
                         found.append(
-                            ProviderSandbox(info.sandbox_id, meta["sandboxId"], meta["projectId"])
+                            ProviderSandbox(
+                                info.sandbox_id,
+                                meta["sandboxId"],
+                                meta["projectId"],
+                                started_at=info.started_at.timestamp(),
+                            )
                         )
         except Exception as exc:
             raise self._translate(exc, "list") from exc
@@ -284,6 +399,45 @@ class E2BSandboxProvider:
     async def is_alive(self, provider_ref: str) -> bool:
         state = await self._control.state(provider_ref)
         return state is not None and state.endswith("running")
+
+
+class _FramedStdout:
+    """The script's stdout: the code's own output until the last FRAMES_MARK (printed by
+    root once the code's processes are dead), then the runner's frames, capped in the
+    sandbox. A mark the code printed itself only costs it the output that followed."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self._held = ""  # output that may be the start of a mark
+        self._frames: list[str] | None = None
+
+    def add(self, text: str) -> None:
+        text = self._held + text
+        self._held = ""
+        while (at := text.find(FRAMES_MARK)) >= 0:
+            if self._frames is None:
+                self._emit(text[:at])
+            self._frames = []
+            text = text[at + len(FRAMES_MARK) :]
+        if self._frames is not None:
+            self._frames.append(text)
+            return
+        # Hold back a tail that could be a mark cut in two by the stream's chunking.
+        keep = next(
+            (n for n in range(len(FRAMES_MARK) - 1, 0, -1) if text.endswith(FRAMES_MARK[:n])), 0
+        )
+        self._held = text[len(text) - keep :] if keep else ""
+        self._emit(text[: len(text) - keep])
+
+    def _emit(self, text: str) -> None:
+        if text:
+            self.collector.add("stdout", text)
+
+    def frames(self) -> list[bytes]:
+        if self._frames is None:
+            self._emit(self._held)
+            return []
+        return "".join(self._frames).encode().splitlines()
 
 
 class _Follower:
@@ -301,11 +455,13 @@ class _Follower:
     async def start(
         cls, sandbox: AsyncSandbox, path: str, collector: Collector, job: ExecutionJob
     ) -> _Follower:
-        """Follow ``path`` (relative to the sandbox user's home)."""
+        """Follow ``path`` (root's: the frame file)."""
         follower = cls(collector)
         follower._handle = await sandbox.commands.run(
-            f"cd ~ && exec tail -c +1 -F {path} 2>/dev/null",
+            f"exec tail -c +1 -F {path} 2>/dev/null",
             background=True,
+            user="root",
+            retain_output=False,
             on_stdout=follower._receive,
             timeout=job.timeout_s + 2 * COMMAND_GRACE_S,
         )
