@@ -8,4 +8,5 @@ if __name__ == "__main__":
     patterns.main()
     print()
     console.main()
+    print()
     e2b.main()
