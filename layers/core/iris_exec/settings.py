@@ -212,9 +212,6 @@ class Settings(BaseModel):
     #: DynamoDB endpoint override (DynamoDB Local in tests).
     dynamodb_endpoint: str | None = None
     aws_region: str = "us-east-1"
-    #: The deployment (the CloudFormation stack's name): what it shares with other
-    #: deployments (an E2B team) is told apart by it.
-    stack_name: str = "local"
     #: How long API Gateway waits for a synchronous answer (its integration timeout): a
     #: synchronous run that could outlast it is refused (400, use async mode). Unset: none.
     sync_timeout_limit_ms: int | None = Field(None, ge=1000)
