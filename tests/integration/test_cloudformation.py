@@ -113,10 +113,11 @@ def test_every_alarm_watches_a_metric_that_exists() -> None:
     functions = {k for k, r in all_resources.items() if r["Type"] == "AWS::Lambda::Function"}
     tables = {k for k, r in all_resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
     services = {
-        r["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+        resolve(r["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"])
         for k, r in all_resources.items()
         if k in functions
     }
+    assert all(STACK in service for service in services)  # two stacks' alarms stay apart
     namespaces = {
         r["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
         for k, r in all_resources.items()
@@ -135,7 +136,7 @@ def test_every_alarm_watches_a_metric_that_exists() -> None:
             elif name == "TableName":
                 assert value.get("Ref") in tables, (logical, value)
             elif name == "service":
-                assert namespace in namespaces and value in services, (logical, value)
+                assert namespace in namespaces and resolve(value) in services, (logical, value)
             else:
                 pytest.fail(f"{logical}: unchecked dimension {name}")
 

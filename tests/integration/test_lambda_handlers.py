@@ -380,6 +380,12 @@ def test_the_console_function_serves_the_page_under_its_policy(stack: Stack) -> 
         "console", api_event("GET", "/console/app.js", resource="/console/{name}")
     )
     assert script["statusCode"] == 200 and "api/iris/execute" in script["body"]
+    # https://host/prod (no final slash): the page's relative files would miss the stage.
+    bare = api_event("GET", "/", resource="/")
+    bare["requestContext"]["path"] = "/prod"
+    moved = stack.invoke("console", bare)
+    assert moved["statusCode"] == 301
+    assert {k.lower(): v for k, v in moved["headers"].items()}["location"] == "/prod/"
     missing = stack.invoke(
         "console", api_event("GET", "/console/secrets.txt", resource="/console/{name}")
     )

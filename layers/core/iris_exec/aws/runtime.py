@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -14,8 +15,10 @@ from iris_exec.composition import Container
 from iris_exec.domain.models import ExecutionReport
 from iris_exec.settings import Settings
 
-SERVICE = "iris-exec"
-NAMESPACE = "IrisExec"
+#: Per stack (POWERTOOLS_SERVICE_NAME in the template), so that the metrics and alarms of
+#: two stacks in one account stay apart.
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "iris-exec"
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "IrisExec"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

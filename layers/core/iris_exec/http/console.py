@@ -10,8 +10,8 @@ import re
 import secrets
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import Response
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
 
 from iris_exec.domain.errors import NotFound
 
@@ -71,7 +71,13 @@ def _file(name: str, directory: Path) -> Response:
 
 def add_console_routes(app: FastAPI, directory: Path = CONSOLE_DIR) -> None:
     @app.get("/", include_in_schema=False)
-    async def console_page() -> Response:
+    async def console_page(request: Request) -> Response:
+        # Behind API Gateway the page is https://host/<stage>: without the final slash its
+        # relative files would resolve outside the stage (a blank page), so add it.
+        event = request.scope.get("aws.event") or {}
+        path = str((event.get("requestContext") or {}).get("path") or "")
+        if path and not path.endswith("/"):
+            return RedirectResponse(path + "/", status_code=301)
         return _file("index.html", directory)
 
     @app.get("/console/{name}", include_in_schema=False)
