@@ -370,3 +370,22 @@ def test_bash_completion_completes_commands_actions_and_options(
     )
     done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.split() == expected
+
+
+def test_sandboxes_and_executions_are_listed_newest_first(server: LocalServer) -> None:
+    key = server.create_key("lister")
+    with server.client(key) as client:
+        first = client.post("/api/iris/execute", json={"code": "return 1"}).json()
+        second = client.post("/api/iris/execute", json={"code": "return 2"}).json()
+    sandboxes = server.cli("sandboxes", "list", "--project", "lister")
+    assert sandboxes.returncode == 0, sandboxes.stderr
+    rows = sandboxes.stdout.splitlines()
+    assert rows[0].split() == ["SANDBOX", "STATUS", "CREATED", "LAST", "USED", "EXPIRES"]
+    assert [row.split()[0] for row in rows[1:]] == [second["sandboxId"], first["sandboxId"]]
+    listed = json.loads(server.cli("executions", "list", "--json", "--project", "lister").stdout)
+    assert [e["executionId"] for e in listed["executions"]] == [
+        second["result"]["metadata"]["executionId"],
+        first["result"]["metadata"]["executionId"],
+    ]
+    running = server.cli("sandboxes", "list", "--status", "closed", "--project", "lister")
+    assert running.stdout.splitlines()[1:] == []

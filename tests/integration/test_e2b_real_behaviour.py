@@ -245,9 +245,13 @@ for (const path of targets) {{
   try {{ fs.appendFileSync(path, '\\n// trojan'); tried[path] = 'written'; }}
   catch (e) {{ tried[path] = (e as NodeJS.ErrnoException).code ?? 'error'; }}
 }}
-// E2B leaves /usr/local world-writable, and the node image keeps Node there.
-fs.rmSync('/usr/local/bin/node', {{ force: true }});
-fs.writeFileSync('/usr/local/bin/node', '#!/bin/sh\\necho trojan; exit 3\\n', {{ mode: 0o755 }});
+// E2B leaves /usr/local world-writable, and the node image keeps Node there (closed now
+// before the code runs: the attempt may fail, and if it did not, the trojan must not run).
+try {{
+  fs.rmSync('/usr/local/bin/node', {{ force: true }});
+  fs.writeFileSync('/usr/local/bin/node', '#!/bin/sh\\necho trojan; exit 3\\n', {{ mode: 0o755 }});
+  tried.usrLocal = 'written';
+}} catch (e) {{ tried.usrLocal = (e as NodeJS.ErrnoException).code ?? 'error'; }}
 try {{ execSync('sudo -n true', {{ stdio: 'ignore' }}); tried.sudo = 'root'; }} catch {{ tried.sudo = 'no'; }}
 spawn('sleep', ['300'], {{ detached: true, stdio: 'ignore' }}).unref();
 return tried;
@@ -273,6 +277,44 @@ async def test_code_cannot_tamper_with_later_executions(tmp_path: Path, e2b: E2B
     assert after["success"], after["result"]["output"]  # the trojan Node did not run it
     assert "sleep 300" not in after["result"]["output"]
     assert f"{CODE_USER}" in after["result"]["output"]  # the probe itself ran as the code's user
+
+
+PLANT_ROOT_COMMANDS = r"""
+import fs from 'node:fs';
+const names = ['pgrep', 'head', 'pkill', 'rm', 'find', 'install', 'setpriv', 'env', 'sleep',
+  'ionice', 'nice', 'tail', 'kill', 'mkdir', 'chmod', 'chown', 'touch'];
+const planted: string[] = [];
+for (const dir of ['/usr/local/sbin', '/usr/local/bin']) {
+  try { fs.mkdirSync(dir, { recursive: true }); } catch {}
+  for (const name of names) {
+    try {
+      fs.writeFileSync(`${dir}/${name}`, `#!/bin/sh\necho "$(id -un) ran ${dir}/${name}" >> /tmp/ran\nchmod 666 /tmp/ran\nexec /usr/bin/${name} "$@"\n`, { mode: 0o755 });
+      planted.push(`${dir}/${name}`);
+    } catch {}
+  }
+}
+return planted.length;
+"""
+READ_RAN = (
+    "import fs from 'node:fs';\n"
+    "try { return fs.readFileSync('/tmp/ran', 'utf8'); } catch { return ''; }"
+)
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_commands_planted_in_usr_local_never_run_as_root(
+    tmp_path: Path, e2b: E2BStandIn
+) -> None:
+    """E2B leaves /usr/local world-writable, first on root's (and envd's) PATH: code that
+    plants `pgrep` or `rm` there must not have root run them (found by review: root in
+    the next execution)."""
+    container = build(tmp_path, e2b)
+    planted = await container.executions.execute(ALPHA, ts(PLANT_ROOT_COMMANDS))
+    assert planted["success"], planted["result"]["output"]
+    assert planted["result"]["returnValue"] == 0  # /usr/local was closed before the code ran
+    after = await container.executions.execute(ALPHA, ts(READ_RAN, planted["sandboxId"]))
+    assert after["success"], after["result"]["output"]
+    assert "root ran" not in str(after["result"]["returnValue"])
 
 
 # ---- L6, P1: E2B's limits and our round trips -----------------------------------------------

@@ -294,7 +294,8 @@ class E2BSandboxProvider:
         assets = self._settings.e2b_assets_dir
         heap_mb = max(64, self._settings.sandbox_memory_mb * 3 // 4)
         runner = (
-            f"/usr/bin/python3 -I {assets}/python/runner.py"
+            # -S: no site-packages (.pth files run at start), whoever wrote them.
+            f"/usr/bin/python3 -I -S {assets}/python/runner.py"
             if job.language == "python"
             else f"{NODE} --enable-source-maps --max-old-space-size={heap_mb} {assets}/runner.mjs"
         )
@@ -313,22 +314,35 @@ class E2BSandboxProvider:
             }.items()
         )
         frames_cap = job.output_limit_bytes + FRAMES_SLACK_BYTES
+        as_code = f"/usr/bin/setpriv --reuid={CODE_USER} --regid={CODE_USER} --init-groups"
+        # Kill every process of the code's user: kill(-1) as that user, again until none is
+        # left (a process forking as fast as it can cannot outrun it for long).
+        kill_all = (
+            f"while /usr/bin/pgrep -u {CODE_USER} >/dev/null; do "
+            f"{as_code} /usr/bin/kill -KILL -1 2>/dev/null; /usr/bin/sleep 0.01; done; "
+        )
         return (
+            # Root runs only what root owns: a fixed PATH, and E2B's world-writable
+            # /usr/local (first on root's and envd's PATH) closed before any code runs, once
+            # per sandbox (the marker is in root's own directory).
+            "export PATH=/usr/sbin:/usr/bin:/sbin:/bin; "
+            f"[ -e {RUN_DIR}.locked ] || {{ /usr/bin/chown -R root:root /usr/local && "
+            f"/usr/bin/chmod -R go-w /usr/local && /usr/bin/touch {RUN_DIR}.locked; }} "
+            "|| exit 97; "
             # What an earlier execution left (one that failed half-way): its processes,
             # its work directory, its request files. One execution at a time per sandbox.
-            f"pkill -KILL -u {CODE_USER}; rm -rf {CODE_HOME}/.iris; "
-            f"find {RUN_DIR} -mindepth 1 -maxdepth 1 ! -name {job.execution_id} "
-            "-exec rm -rf {} +; "
-            f"install -d -o {CODE_USER} -g {CODE_USER} -m 700 {CODE_HOME}/.iris {work} "
-            "|| exit 97; "
+            f"{kill_all}/usr/bin/rm -rf {CODE_HOME}/.iris; "
+            f"/usr/bin/find {RUN_DIR} -mindepth 1 -maxdepth 1 ! -name {job.execution_id} "
+            "-exec /usr/bin/rm -rf {} +; "
+            # Made by the code's user, not by root: root never follows a link it planted.
+            f"{as_code} /usr/bin/mkdir -p -m 700 {CODE_HOME}/.iris {work} || exit 97; "
             f"( ulimit -u {self._settings.sandbox_max_processes}; cd {CODE_HOME} && "
-            f"exec setpriv --reuid={CODE_USER} --regid={CODE_USER} --init-groups "
-            f"--no-new-privs env -i {env} {runner} ) < {here}/request.json 3> {here}/events; "
+            f"exec {as_code} --no-new-privs /usr/bin/env -i {env} {runner} ) "
+            f"< {here}/request.json 3> {here}/events; "
             "rc=$?; "
-            f"pkill -KILL -u {CODE_USER}; "
-            f"while pgrep -u {CODE_USER} >/dev/null; do sleep 0.01; done; "
-            f"printf '\\0IRIS-FRAMES\\0\\n'; head -c {frames_cap} {here}/events; "
-            f"rm -rf {here} {work}; exit $rc"
+            f"{kill_all}"
+            f"printf '\\0IRIS-FRAMES\\0\\n'; /usr/bin/head -c {frames_cap} {here}/events; "
+            f"/usr/bin/rm -rf {here} {work}; exit $rc"
         )
 
     async def _command(
