@@ -36,8 +36,11 @@ from iris_exec.settings import Settings
 log = logging.getLogger(__name__)
 
 SANDBOX_ID_PATTERN = re.compile(r"^sb_[A-Za-z0-9]{8,64}$")
-#: A lease outlives its execution's deadline by this much, then anyone may take it.
-LEASE_GRACE_S = 30.0
+#: A lease outlives its execution's deadline by this much, then anyone may take it: longer
+#: than a provider may still be stopping a run that hit its limit (E2B: 10 s for the
+#: runner to stop, then a cleanup command of up to 30 s), so that a late cleanup never
+#: lands in the next execution.
+LEASE_GRACE_S = 60.0
 WAIT_POLL_S = 0.5
 GONE_EVENTS: dict[GoneReason, AuditKind] = {
     GoneReason.CLOSED: "sandbox.closed",
