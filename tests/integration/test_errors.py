@@ -234,7 +234,8 @@ def test_rate_limit_101st_request_is_429(server: LocalServer) -> None:
         limited = client.get("/api/iris/sandbox", params={"sandboxId": "sb_12345678"})
     body = check_error(limited, 429)
     assert "Rate limit" in body["message"]
-    assert 1 <= int(limited.headers["retry-after"]) <= 60
+    # A sliding window of 5-second buckets: the oldest request leaves it within 65 s.
+    assert 1 <= int(limited.headers["retry-after"]) <= 65
     assert limited.headers["x-ratelimit-remaining"] == "0"
     assert int(limited.headers["x-ratelimit-reset"]) > time.time()
     # Another key of another project is not affected.

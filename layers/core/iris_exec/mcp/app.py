@@ -10,13 +10,17 @@ authenticates the call decides the project, and the surface:
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
-from starlette.types import ASGIApp, Receive, Scope, Send
+from mcp.server.transport_security import (
+    DEFAULT_MAX_REQUEST_BODY_SIZE,
+    TransportSecuritySettings,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iris_exec import __version__
 from iris_exec.domain.errors import BadRequest, IrisError, StoreUnavailable, Unauthorized
@@ -75,19 +79,19 @@ class McpEndpoint:
     def __init__(self, container: Container, *, per_request: bool = False) -> None:
         self._container = container
         #: Lambda: the SDK's session manager runs once per instance, so each invocation
-        #: gets a fresh one (the tools stay registered on the one server). API Gateway
-        #: buffers answers anyway, so there they are plain JSON; locally, agents' calls
-        #: answer as an event stream so that progress (log lines) reaches them as it comes.
+        #: gets a fresh one (the tools stay registered on the one server).
         self.per_request = per_request
-        self._surfaces: dict[Surface, _Surface] = {}
+        self._surfaces: dict[tuple[Surface, bool], _Surface] = {}
         self.surface("iris")  # the sandboxes' tools: built at start, the others on first use
 
-    def surface(self, name: Surface) -> _Surface:
-        found = self._surfaces.get(name)
+    def surface(self, name: Surface, streaming: bool = False) -> _Surface:
+        """The server of ``name``: answers as plain JSON, or (``streaming``) as an event
+        stream that carries progress notifications before the answer."""
+        found = self._surfaces.get((name, streaming))
         if found is None:
             container = self._container
             if name == "iris":
-                found = _Surface(build_mcp_server(container.tools), json_response=True)
+                server = build_mcp_server(container.tools)
             else:
                 server = IrisMcpServer(
                     name="iris" if name == "all" else "iris-code",
@@ -97,15 +101,16 @@ class McpEndpoint:
                 if name == "all":
                     register_iris_tools(server, container.tools)
                 register_execution_tools(server, container, code_mode=name == "code")
-                found = _Surface(server, json_response=self.per_request)
-            self._surfaces[name] = found
+            found = _Surface(server, json_response=not streaming)
+            self._surfaces[(name, streaming)] = found
         return found
 
     @contextlib.asynccontextmanager
     async def session_manager_run(self) -> AsyncIterator[None]:
         """The context the SDK needs around request handling (a task group per server)."""
         for name in KEY_SURFACES.values():
-            self.surface(name)
+            for streaming in (False, True):
+                self.surface(name, streaming)
         async with contextlib.AsyncExitStack() as stack:
             for built in self._surfaces.values():
                 await stack.enter_async_context(built.server.session_manager.run())
@@ -169,6 +174,13 @@ class McpEndpoint:
         state[CALLER_KEY] = caller
         if principal is not None:
             state[PRINCIPAL_KEY] = principal
+        if principal is not None and not self.per_request:
+            # Plain JSON unless the call asks for progress (log lines as they come): then an
+            # event stream. (API Gateway buffers answers: on Lambda, always JSON.)
+            body = await _read_body(receive)
+            surface = self.surface(name, streaming=_wants_progress(body))
+            await surface.app(scope, _replay(body, receive), send)
+            return
         surface = self.surface(name)
         if self.per_request:
             app = surface.http_app()
@@ -176,3 +188,52 @@ class McpEndpoint:
                 await app(scope, receive, send)
         else:
             await surface.app(scope, receive, send)
+
+
+#: What is read to choose the answer's form; the SDK refuses larger bodies itself (413).
+MAX_INSPECTED_BODY = DEFAULT_MAX_REQUEST_BODY_SIZE + 1
+
+
+async def _read_body(receive: Receive) -> list[Message]:
+    """The request's body messages (at most about MAX_INSPECTED_BODY bytes are held)."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        size += len(message.get("body", b""))
+        if (
+            message["type"] != "http.request"
+            or not message.get("more_body")
+            or size > MAX_INSPECTED_BODY
+        ):
+            return messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """The body read already, then the connection's own messages (its disconnect)."""
+    queue = list(messages)
+
+    async def replayed() -> Message:
+        return queue.pop(0) if queue else await receive()
+
+    return replayed
+
+
+def _wants_progress(messages: list[Message]) -> bool:
+    """A request whose `_meta` carries a progress token (0 and "" are tokens too)."""
+    raw = b"".join(m.get("body", b"") for m in messages)
+    if b"progressToken" not in raw:
+        return False
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        return False
+    requests = payload if isinstance(payload, list) else [payload]
+    return any(
+        isinstance(r, dict)
+        and isinstance(r.get("params"), dict)
+        and isinstance(r["params"].get("_meta"), dict)
+        and r["params"]["_meta"].get("progressToken") is not None
+        for r in requests
+    )
