@@ -242,7 +242,11 @@ class LocalSandboxProvider:
         removed = await asyncio.to_thread(self._sweep)
         if removed:
             log.warning("swept %d stale jail(s) left by an earlier server", removed)
-        self.compiler = Compiler(self.cfg)
+        self.compiler = Compiler(
+            self.cfg,
+            workers=self.settings.compile_workers,
+            deadline_s=self.settings.compile_deadline_s,
+        )
         try:
             await self.compiler.start()
         except ProviderUnavailable as exc:
@@ -494,7 +498,7 @@ class LocalSandboxProvider:
                 }
             else:
                 try:
-                    compiled = await self.compiler.compile(job.source, job.language)
+                    compiled = await self.compiler.compile(job.source, job.language, job.project_id)
                 except BaseException:
                     with contextlib.suppress(Exception):
                         await jail.put_back(await runner_task)

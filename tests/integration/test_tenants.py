@@ -1,0 +1,161 @@
+"""Tenants can't hurt each other: for each shared part a sandbox makes the server use, a
+hostile project attacks it while a bystander project runs trivial code, and the bystander's
+answers (and, loosely, latency) are checked during and after the attack."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.api import execute, result_value
+from tests.support.server import LocalServer
+
+pytestmark = pytest.mark.jail
+
+#: What a bystander's trivial execution may take while an attack runs (it takes ~50 ms
+#: quiet; the machine running the tests is shared, so this is loose on purpose).
+BYSTANDER_MAX_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    data = tmp_path_factory.mktemp("tenants") / "data"
+    with LocalServer(data, compile_deadline_s=1.5) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def attacker_key(tenants: LocalServer) -> str:
+    return tenants.create_key("attacker")
+
+
+@pytest.fixture
+def attacker(tenants: LocalServer, attacker_key: str) -> Iterator[str]:
+    """The hostile project's key; its sandboxes are closed after each test."""
+    yield attacker_key
+    with tenants.client(attacker_key) as client:
+        client.delete("/api/iris/sandbox", params={"all": "true"})
+
+
+@pytest.fixture(scope="module")
+def bystander(tenants: LocalServer) -> str:
+    return tenants.create_key("bystander")
+
+
+def run(server: LocalServer, key: str, code: str, **fields: Any) -> dict[str, Any]:
+    result: dict[str, Any] = execute(server, key, code, **fields)["result"]
+    return result
+
+
+class Bystander:
+    """Runs a trivial TypeScript program again and again until stopped; keeps latencies."""
+
+    def __init__(self, server: LocalServer, key: str) -> None:
+        self.server = server
+        self.key = key
+        self.latencies: list[float] = []
+        self.failures: list[str] = []
+        self.sandbox_id: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def one(self, n: int) -> None:
+        began = time.monotonic()
+        try:
+            with self.server.client(self.key, timeout=60) as client:
+                body: dict[str, Any] = {"code": f"const n: number = {n}; return n * 2;"}
+                if self.sandbox_id is not None:
+                    body["sandboxId"] = self.sandbox_id
+                response = client.post("/api/iris/execute", json=body)
+            if response.status_code != 200:
+                self.failures.append(f"{response.status_code}: {response.text[:200]}")
+            else:
+                result = response.json()["result"]
+                self.sandbox_id = response.json()["sandboxId"]
+                if not result["success"] or result_value(result) != n * 2:
+                    self.failures.append(str(result)[:300])
+        except Exception as exc:
+            self.failures.append(repr(exc))
+        self.latencies.append(time.monotonic() - began)
+
+    def _loop(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            self.one(n)
+            time.sleep(0.05)
+
+    def __enter__(self) -> Bystander:
+        self.one(0)  # its sandbox exists before the attack starts
+        self.latencies.clear()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+    def check(self) -> None:
+        assert self.failures == [], self.failures
+        assert self.latencies, "the bystander never ran"
+        assert max(self.latencies) < BYSTANDER_MAX_S, sorted(self.latencies)[-5:]
+        self.one(-1)  # and after the attack
+        assert self.failures == [], self.failures
+
+
+def attack_while_watched(
+    server: LocalServer, bystander: str, attack: Callable[[], Any], *, min_runs: int = 3
+) -> Any:
+    """Run ``attack`` while a bystander runs; the bystander must not notice."""
+    with Bystander(server, bystander) as watcher:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            outcome = pool.submit(attack).result(timeout=240)
+        while len(watcher.latencies) < min_runs and not watcher.failures:
+            time.sleep(0.05)
+    watcher.check()
+    return outcome
+
+
+# -- 1. the shared compiler ----------------------------------------------------------------
+
+#: A few hundred bytes the TypeScript parser backtracks on for minutes (exponential in depth).
+NESTED_TS = "<T>(" * 40 + "x" + ")" * 40
+
+
+def test_nested_typescript_fails_fast_and_others_keep_compiling(
+    tenants: LocalServer, attacker: str, bystander: str
+) -> None:
+    def attack() -> list[tuple[dict[str, Any], float]]:
+        seen = []
+        fields: dict[str, Any] = {}
+        for _ in range(3):
+            began = time.monotonic()
+            answer = execute(tenants, attacker, NESTED_TS, **fields)
+            fields["sandboxId"] = answer["sandboxId"]
+            seen.append((answer["result"], time.monotonic() - began))
+        return seen
+
+    for result, took in attack_while_watched(tenants, bystander, attack):
+        assert result["success"] is False
+        assert result["error"]["name"] == "SyntaxError", result["error"]
+        assert "did not parse within 1.5 s" in result["error"]["message"]
+        assert took < 10
+    # The attacker's own ordinary code still compiles afterwards.
+    assert result_value(run(tenants, attacker, "const a: number = 1; return a;")) == 1
+
+
+def test_many_nested_compiles_at_once_stall_only_their_project(
+    tenants: LocalServer, attacker: str, bystander: str
+) -> None:
+    def attack() -> list[dict[str, Any]]:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            runs = [pool.submit(run, tenants, attacker, NESTED_TS) for _ in range(4)]
+            return [r.result(timeout=120) for r in runs]
+
+    for result in attack_while_watched(tenants, bystander, attack):
+        assert result["error"]["name"] == "SyntaxError", result["error"]
