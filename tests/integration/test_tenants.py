@@ -25,7 +25,7 @@ BYSTANDER_MAX_S = 3.0
 @pytest.fixture(scope="module")
 def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     data = tmp_path_factory.mktemp("tenants") / "data"
-    with LocalServer(data, compile_deadline_s=1.5) as server:
+    with LocalServer(data, compile_deadline_s=1.5, tool_calls_per_minute=150) as server:
         yield server
 
 
@@ -159,3 +159,110 @@ def test_many_nested_compiles_at_once_stall_only_their_project(
 
     for result in attack_while_watched(tenants, bystander, attack):
         assert result["error"]["name"] == "SyntaxError", result["error"]
+
+
+# -- 3. tool tokens ------------------------------------------------------------------------
+
+#: Hostile code that lifts its own execution's tool token off the MCP client's requests,
+#: prints it, then holds the execution open for HOLD seconds.
+LEAK_TOKEN = """
+import http from 'node:http';
+import { syncBuiltinESMExports } from 'node:module';
+import { iris } from './iris-prime';
+let token = null;
+const request = http.request;
+http.request = function (options, ...rest) {
+  token ??= options?.headers?.authorization;
+  return request.call(this, options, ...rest);
+};
+syncBuiltinESMExports();
+await iris.logEvent('probe', {});
+console.log('TOKEN ' + token);
+await new Promise((resolve) => setTimeout(resolve, HOLD * 1000));
+return 'done';
+"""
+
+
+def leak_token(server: LocalServer, key: str, hold_s: float) -> tuple[str, str, str]:
+    """Start an execution that leaks its token: (execution id, sandbox id, Authorization)."""
+    code = LEAK_TOKEN.replace("HOLD", str(hold_s))
+    with server.client(key) as client:
+        response = client.post("/api/iris/execute", json={"code": code, "async": True})
+        assert response.status_code == 202, response.text
+        queued = response.json()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            body = client.get(f"/api/iris/executions/{queued['executionId']}").json()
+            for line in body.get("logs", []):
+                if line.startswith("[stdout] TOKEN "):
+                    return queued["executionId"], queued["sandboxId"], line.split(" ", 1)[1][6:]
+            assert body["status"] in {"queued", "running"}, body
+            time.sleep(0.2)
+    raise AssertionError("the token never showed")
+
+
+def tool_call(server: LocalServer, authorization: str) -> int:
+    """One MCP `tools/list` with this Authorization: the HTTP status."""
+    with server.client(None) as client:
+        response = client.post(
+            "/mcp",
+            headers={
+                "Authorization": authorization,
+                "Accept": "application/json, text/event-stream",
+            },
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        )
+    return response.status_code
+
+
+def wait_until_finished(server: LocalServer, key: str, execution_id: str) -> dict[str, Any]:
+    with server.client(key) as client:
+        for _ in range(200):
+            body: dict[str, Any] = client.get(f"/api/iris/executions/{execution_id}").json()
+            if body["status"] not in {"queued", "running"}:
+                return body
+            time.sleep(0.1)
+    raise AssertionError(f"{execution_id} did not finish")
+
+
+def test_a_token_dies_with_its_execution(tenants: LocalServer, attacker: str) -> None:
+    execution_id, _, authorization = leak_token(tenants, attacker, hold_s=0.5)
+    assert authorization.startswith("Bearer iet_")
+    assert wait_until_finished(tenants, attacker, execution_id)["status"] == "succeeded"
+    assert tool_call(tenants, authorization) == 401
+
+
+def test_a_token_dies_when_its_sandbox_closes(tenants: LocalServer, attacker: str) -> None:
+    _, sandbox_id, authorization = leak_token(tenants, attacker, hold_s=30)
+    assert tool_call(tenants, authorization) == 200  # live while its execution runs
+    with tenants.client(attacker) as client:
+        closed = client.delete("/api/iris/sandbox", params={"sandboxId": sandbox_id})
+    assert closed.status_code == 200, closed.text
+    assert tool_call(tenants, authorization) == 401
+
+
+def test_a_token_dies_when_its_key_is_revoked(tenants: LocalServer) -> None:
+    key = tenants.create_key("attacker")
+    execution_id, _, authorization = leak_token(tenants, key, hold_s=30)
+    assert tool_call(tenants, authorization) == 200
+    assert tenants.cli("keys", "revoke", key).returncode == 0
+    assert tool_call(tenants, authorization) == 401
+
+
+def test_tool_calls_are_rate_limited_per_project(
+    tenants: LocalServer, attacker: str, bystander: str
+) -> None:
+    flood = """
+import { iris } from './iris-prime';
+let ok = 0, refused = 0;
+for (let i = 0; i < 400; i++) {
+  try { await iris.logEvent('flood', { i }); ok++; } catch (e) { refused++; }
+}
+return { ok, refused };
+"""
+    counts = result_value(run(tenants, attacker, flood, timeoutMs=120_000))
+    # 150 a minute: even across a minute boundary, at most 300 of the 400 get through.
+    assert counts["ok"] <= 300 and counts["refused"] >= 100, counts
+    # Another project's tools are untouched by that budget.
+    calm = "import { iris } from './iris-prime';\nawait iris.logEvent('calm', {});\nreturn 1;"
+    assert result_value(run(tenants, bystander, calm)) == 1

@@ -83,7 +83,15 @@ class Container:
         def build() -> ExecutionTokens:
             from iris_exec.services.tokens import ExecutionTokens
 
-            return ExecutionTokens(self.signing_key, self.clock)
+            return ExecutionTokens(
+                self.signing_key,
+                self.clock,
+                registry=self.registry,
+                keys=self.keys,
+                rate_limiter=RateLimiter(
+                    self.rate_limits, self.settings.tool_calls_per_minute, self.clock
+                ),
+            )
 
         return self._once("tokens", build)
 

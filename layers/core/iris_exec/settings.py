@@ -79,11 +79,13 @@ class Settings(BaseModel):
     python_path: str | None = None
     reaper_interval_s: float = Field(5.0, gt=0)
 
-    # Limits between tenants (docs/reliability.md, "Limits between tenants"), local mode.
+    # Limits between tenants (docs/reliability.md, "Limits between tenants").
     #: Parser threads of the shared compile service, and each parse's deadline: a parse past
     #: it is stopped and fails as its caller's SyntaxError.
     compile_workers: int = Field(2, ge=1, le=16)
     compile_deadline_s: float = Field(2.0, gt=0, le=60)
+    #: Tool calls per minute of one project's executions (their tokens), all keys together.
+    tool_calls_per_minute: int = Field(1200, ge=1)
 
     # HTTP edge.
     cors_origins: str = "*"

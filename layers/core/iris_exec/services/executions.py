@@ -75,6 +75,8 @@ class ExecutionService:
             execution_id,
             command.session_id,
             expires_at=self._clock() + command.timeout_s + GRANT_GRACE_S,
+            lease_id=lease.lease_id,
+            key_id=principal.key_id,
         )
         job = ExecutionJob(
             execution_id=execution_id,

@@ -1,5 +1,11 @@
 """Per-execution tool tokens: short-lived, bound to (project, sandbox, execution, session),
-expiring at the execution's deadline, signed (HMAC-SHA256) with a key no sandbox sees."""
+expiring at the execution's deadline, signed (HMAC-SHA256) with a key no sandbox sees.
+
+A signature and a deadline alone would let a token outlive what it was made for. So, when
+the stores are given, a token is only honoured while its execution holds its sandbox's
+lease (the lease is released once every process of the execution is gone, and a closed
+sandbox has none), while the API key that started the execution is active, and within its
+project's tool-call budget per minute."""
 
 from __future__ import annotations
 
@@ -10,8 +16,10 @@ import json
 from collections.abc import Callable
 
 from iris_exec.domain.errors import Unauthorized
-from iris_exec.domain.models import ToolGrant
+from iris_exec.domain.models import Principal, SandboxStatus, ToolGrant
+from iris_exec.domain.ports import KeyStore, SandboxRegistry
 from iris_exec.services.clock import Clock
+from iris_exec.services.ratelimit import RateLimiter
 
 TOKEN_PREFIX = "iet_"  # noqa: S105 - a prefix, not a secret
 
@@ -28,12 +36,23 @@ class ExecutionTokens:
     """Mints and verifies tokens. The key may be given lazily (a callable), so that a
     function that never mints or verifies one never fetches it."""
 
-    def __init__(self, signing_key: bytes | Callable[[], bytes], clock: Clock) -> None:
+    def __init__(
+        self,
+        signing_key: bytes | Callable[[], bytes],
+        clock: Clock,
+        *,
+        registry: SandboxRegistry | None = None,
+        keys: KeyStore | None = None,
+        rate_limiter: RateLimiter | None = None,
+    ) -> None:
         self._key_source = signing_key
         self._key: bytes | None = None
         if isinstance(signing_key, bytes):
             self._key = self._checked(signing_key)
         self._clock = clock
+        self._registry = registry
+        self._keys = keys
+        self._rate_limiter = rate_limiter
 
     @staticmethod
     def _checked(key: bytes) -> bytes:
@@ -54,16 +73,26 @@ class ExecutionTokens:
         execution_id: str,
         session_id: str | None,
         expires_at: float,
+        *,
+        lease_id: str | None = None,
+        key_id: str | None = None,
     ) -> ToolGrant:
+        """A token for one execution; ``lease_id`` (the sandbox lease it runs under) and
+        ``key_id`` (the API key that started it) bind it to their lives."""
         claims = {"p": project_id, "s": sandbox_id, "e": execution_id, "x": round(expires_at, 3)}
         if session_id is not None:
             claims["n"] = session_id
+        if lease_id is not None:
+            claims["l"] = lease_id
+        if key_id is not None:
+            claims["k"] = key_id
         payload = json.dumps(claims, separators=(",", ":"), sort_keys=True).encode()
         token = f"{TOKEN_PREFIX}{_b64(payload)}.{self._sign(payload)}"
         return ToolGrant(project_id, sandbox_id, execution_id, expires_at, token, session_id)
 
     def verify(self, token: str) -> ToolGrant:
-        """The grant a token carries; 401 if forged, malformed or expired."""
+        """The grant a token carries, for one tool call; 401 if forged, malformed, expired
+        or no longer live (see the module's text), 429 past the project's tool budget."""
         body, _, signature = token.removeprefix(TOKEN_PREFIX).partition(".")
         try:
             payload = _unb64(body)
@@ -73,8 +102,10 @@ class ExecutionTokens:
             claims = None
         if not isinstance(claims, dict):
             raise Unauthorized("Invalid execution token")
-        if float(claims["x"]) <= self._clock():
+        now = self._clock()
+        if float(claims["x"]) <= now:
             raise Unauthorized("Execution token expired: the execution it was made for has ended")
+        self._check_live(claims, now)
         return ToolGrant(
             project_id=str(claims["p"]),
             sandbox_id=str(claims["s"]),
@@ -83,3 +114,23 @@ class ExecutionTokens:
             token=token,
             session_id=claims.get("n"),
         )
+
+    def _check_live(self, claims: dict[str, object], now: float) -> None:
+        project_id, sandbox_id = str(claims["p"]), str(claims["s"])
+        lease_id, key_id = claims.get("l"), claims.get("k")
+        if self._registry is not None:
+            record = self._registry.get(project_id, sandbox_id)
+            if record is None or lease_id is None or record.lease_id != lease_id:
+                raise Unauthorized(
+                    "Execution token expired: the execution it was made for has ended"
+                )
+            if record.status is not SandboxStatus.RUNNING or not record.is_busy(now):
+                raise Unauthorized("Execution token expired: its sandbox is closed")
+        if self._keys is not None:
+            if not any(k.key_id == key_id and k.active for k in self._keys.list(project_id)):
+                raise Unauthorized(
+                    "Execution token revoked: the API key that started it is revoked"
+                )
+        if self._rate_limiter is not None:
+            # Charged to the project's tool budget, whichever of its keys started the execution.
+            self._rate_limiter.check(Principal(project_id, f"tools:{project_id}"))
