@@ -243,7 +243,7 @@ def test_a_token_dies_when_its_sandbox_closes(tenants: LocalServer, attacker: st
 
 def test_a_token_dies_when_its_key_is_revoked(tenants: LocalServer) -> None:
     key = tenants.create_key("attacker")
-    execution_id, _, authorization = leak_token(tenants, key, hold_s=30)
+    _, _, authorization = leak_token(tenants, key, hold_s=30)
     assert tool_call(tenants, authorization) == 200
     assert tenants.cli("keys", "revoke", key).returncode == 0
     assert tool_call(tenants, authorization) == 401

@@ -126,11 +126,11 @@ class ExecutionTokens:
                 )
             if record.status is not SandboxStatus.RUNNING or not record.is_busy(now):
                 raise Unauthorized("Execution token expired: its sandbox is closed")
-        if self._keys is not None:
-            if not any(k.key_id == key_id and k.active for k in self._keys.list(project_id)):
-                raise Unauthorized(
-                    "Execution token revoked: the API key that started it is revoked"
-                )
+        keys = self._keys
+        if keys is not None and not any(
+            k.key_id == key_id and k.active for k in keys.list(project_id)
+        ):
+            raise Unauthorized("Execution token revoked: the API key that started it is revoked")
         if self._rate_limiter is not None:
             # Charged to the project's tool budget, whichever of its keys started the execution.
             self._rate_limiter.check(Principal(project_id, f"tools:{project_id}"))
