@@ -86,6 +86,18 @@ class Settings(BaseModel):
     compile_deadline_s: float = Field(2.0, gt=0, le=60)
     #: Tool calls per minute of one project's executions (their tokens), all keys together.
     tool_calls_per_minute: int = Field(1200, ge=1)
+    #: Each execution's tool socket (local mode): connections at once, requests in flight,
+    #: requests per second, bytes per request and per execution (in and out), the time a
+    #: request may take to arrive whole and a connection may stay idle; and the file
+    #: descriptors of the server no tool socket may take.
+    tool_socket_connections: int = Field(64, ge=1)
+    tool_socket_in_flight: int = Field(16, ge=1)
+    tool_socket_requests_per_s: float = Field(100.0, gt=0)
+    tool_socket_request_bytes: int = Field(1024 * 1024, ge=1024)
+    tool_socket_execution_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    tool_socket_idle_s: float = Field(5.0, gt=0)
+    tool_socket_header_s: float = Field(10.0, gt=0)
+    tool_socket_fd_reserve: int = Field(1024, ge=64)
 
     # HTTP edge.
     cors_origins: str = "*"

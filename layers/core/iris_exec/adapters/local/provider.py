@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from iris_exec.adapters.local.cgroups import Cgroups, Limits
 from iris_exec.adapters.local.compiler import FILENAME, Compiler
@@ -50,6 +50,20 @@ REQUIRED_ASSETS = (
     "iris-mcp.mjs",
     "esbuild",
 )
+
+
+class ToolSocket(Protocol):
+    """One sandbox's tool socket (served by the local server, see local/tools_socket.py)."""
+
+    def reset(self) -> None:
+        """A new execution starts: a fresh budget, and nothing left open by the last one."""
+
+    async def aclose(self) -> None: ...
+
+
+class ToolSockets(Protocol):
+    async def open(self, name: str, path: Path) -> ToolSocket:
+        """Listen on ``path`` for the tool calls of one sandbox."""
 
 
 def default_assets_dir() -> Path:
@@ -104,6 +118,9 @@ class Jail:
         self.jail_id = jail_id
         self.dir = provider.root / jail_id
         self.files = self.dir / "fs"
+        #: Bound read-only into the jail: holds this sandbox's own tool socket.
+        self.tools_dir = self.dir / "tools"
+        self.tools: ToolSocket | None = None
         self.lock = asyncio.Lock()
         #: Which sandbox of which project this jail is (None while it waits in the pool).
         self.owner: tuple[str, str] | None = None
@@ -115,12 +132,18 @@ class Jail:
 
     async def prepare(self) -> None:
         await asyncio.to_thread(self._make_dirs)
+        if self.provider.tool_sockets is not None:
+            self.tools = await self.provider.tool_sockets.open(
+                self.jail_id, self.tools_dir / TOOLS_SOCKET_NAME
+            )
         self.prepare_next()
 
     def _make_dirs(self) -> None:
         cfg = self.provider.cfg
         self.dir.mkdir(mode=0o711)
         self.files.mkdir(mode=0o711)
+        self.tools_dir.mkdir()
+        self.tools_dir.chmod(0o755)
         if self.provider.can_mount:
             opts = f"size={cfg.disk_bytes},mode=0711,nosuid,nodev"
             if cfg.host_uid is not None:
@@ -151,7 +174,7 @@ class Jail:
             self.provider.cgroups,
             f"{self.jail_id}-{self._seq}",
             files_dir=self.files,
-            tools_dir=self.provider.tools_dir,
+            tools_dir=self.tools_dir,
             python=python,
         )
 
@@ -198,6 +221,8 @@ class Jail:
                 runner = None
             if runner is not None:
                 await runner.destroy()
+        if self.tools is not None:
+            await self.tools.aclose()
         async with self.lock:  # the execution that was running has finished reading
             await asyncio.to_thread(self._remove_files)
 
@@ -224,8 +249,8 @@ class LocalSandboxProvider:
         else:
             self.runtime = settings.data_dir.resolve() / "run"
         self.root = self.runtime / "jails"
-        #: Bound read-only into every jail: holds the tool server's Unix socket.
-        self.tools_dir = self.runtime / "tools"
+        #: Opens each sandbox's tool socket (set by the local server before start).
+        self.tool_sockets: ToolSockets | None = None
         self._jails: dict[str, Jail] = {}
         self._pool: list[Jail] = []
         self._pool_tasks: set[asyncio.Task[None]] = set()
@@ -304,8 +329,6 @@ class LocalSandboxProvider:
             orphans = self._sweep_orphans()
             if orphans:
                 log.warning("removed %d runtime director(ies) of servers that were killed", orphans)
-        self.tools_dir.mkdir(exist_ok=True)
-        self.tools_dir.chmod(0o755)
         write_etc(self.runtime / "etc")
         assets = self._stage_assets()
         cfg = JailConfig(
@@ -446,11 +469,6 @@ class LocalSandboxProvider:
         except ProviderUnavailable as exc:
             log.warning("could not prepare a spare sandbox: %s", exc)
 
-    @property
-    def tools_socket(self) -> Path:
-        """Where the local server must listen for the sandboxes' tool calls."""
-        return self.tools_dir / TOOLS_SOCKET_NAME
-
     async def is_alive(self, provider_ref: str) -> bool:
         jail = self._jails.get(provider_ref)
         return jail is not None and jail.dead is None and jail.files.is_dir()
@@ -514,6 +532,8 @@ class LocalSandboxProvider:
                 }
             runner = await runner_task
             jail.prepare_next(python)
+            if jail.tools is not None:
+                jail.tools.reset()
             jail.current = runner
             try:
                 report = await runner.execute(
