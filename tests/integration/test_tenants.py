@@ -25,7 +25,8 @@ BYSTANDER_MAX_S = 3.0
 @pytest.fixture(scope="module")
 def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     data = tmp_path_factory.mktemp("tenants") / "data"
-    with LocalServer(data, compile_deadline_s=1.5, tool_calls_per_minute=150) as server:
+    settings = {"compile_deadline_s": 1.5, "tool_calls_per_minute": 150, "tool_socket_header_s": 1}
+    with LocalServer(data, **settings) as server:
         yield server
 
 
@@ -52,12 +53,24 @@ def run(server: LocalServer, key: str, code: str, **fields: Any) -> dict[str, An
     return result
 
 
+#: The bystander's program: N is replaced by a number, the answer must be twice it.
+TRIVIAL = "const n: number = N; return n * 2;"
+#: The same through the IRIS tools (its own tool socket, its own project's tool budget).
+WITH_TOOLS = (
+    "import { iris } from './iris-prime';\n"
+    "const n: number = N;\n"
+    "await iris.recordMetric('calm', n);\n"
+    "return n * 2;"
+)
+
+
 class Bystander:
     """Runs a trivial TypeScript program again and again until stopped; keeps latencies."""
 
-    def __init__(self, server: LocalServer, key: str) -> None:
+    def __init__(self, server: LocalServer, key: str, code: str = TRIVIAL) -> None:
         self.server = server
         self.key = key
+        self.code = code
         self.latencies: list[float] = []
         self.failures: list[str] = []
         self.sandbox_id: str | None = None
@@ -68,7 +81,7 @@ class Bystander:
         began = time.monotonic()
         try:
             with self.server.client(self.key, timeout=60) as client:
-                body: dict[str, Any] = {"code": f"const n: number = {n}; return n * 2;"}
+                body: dict[str, Any] = {"code": self.code.replace("N", str(n))}
                 if self.sandbox_id is not None:
                     body["sandboxId"] = self.sandbox_id
                 response = client.post("/api/iris/execute", json=body)
@@ -109,10 +122,15 @@ class Bystander:
 
 
 def attack_while_watched(
-    server: LocalServer, bystander: str, attack: Callable[[], Any], *, min_runs: int = 3
+    server: LocalServer,
+    bystander: str,
+    attack: Callable[[], Any],
+    *,
+    min_runs: int = 3,
+    code: str = TRIVIAL,
 ) -> Any:
     """Run ``attack`` while a bystander runs; the bystander must not notice."""
-    with Bystander(server, bystander) as watcher:
+    with Bystander(server, bystander, code) as watcher:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             outcome = pool.submit(attack).result(timeout=240)
         while len(watcher.latencies) < min_runs and not watcher.failures:
@@ -266,3 +284,109 @@ return { ok, refused };
     # Another project's tools are untouched by that budget.
     calm = "import { iris } from './iris-prime';\nawait iris.logEvent('calm', {});\nreturn 1;"
     assert result_value(run(tenants, bystander, calm)) == 1
+
+
+# -- 2. the tool socket ----------------------------------------------------------------------
+
+#: Hostile code: PROCS processes each open CONNS connections to the tool socket and hold
+#: them HOLD seconds; the answer is how many connected.
+HOLD_CONNECTIONS = """
+import { spawn } from 'node:child_process';
+const child = `
+const net = require('node:net');
+let open = 0, failed = 0;
+const sockets = [];
+for (let i = 0; i < CONNS; i++) {
+  const s = net.connect('/run/iris/tools.sock');
+  s.on('connect', () => open++);
+  s.on('error', () => failed++);
+  s.on('close', () => {});
+  sockets.push(s);
+}
+setTimeout(() => { process.stdout.write(JSON.stringify({ open, failed })); process.exit(0); }, HOLD * 1000);
+`;
+const runs = Array.from({ length: PROCS }, () => new Promise((resolve) => {
+  const p = spawn(process.execPath, ['-e', child]);
+  let out = '';
+  p.stdout.on('data', (d) => (out += d));
+  p.on('close', () => resolve(out ? JSON.parse(out) : { open: 0, failed: 0 }));
+}));
+const all = await Promise.all(runs);
+return { open: all.reduce((a, r) => a + r.open, 0), failed: all.reduce((a, r) => a + r.failed, 0) };
+"""
+
+
+def hold_connections(procs: int, conns: int, hold_s: float) -> str:
+    return (
+        HOLD_CONNECTIONS.replace("PROCS", str(procs))
+        .replace("CONNS", str(conns))
+        .replace("HOLD", str(hold_s))
+    )
+
+
+def test_an_execution_cannot_hold_more_than_its_share_of_tool_connections(
+    tenants: LocalServer, attacker: str, bystander: str
+) -> None:
+    def attack() -> Any:
+        return result_value(run(tenants, attacker, hold_connections(1, 1000, 3)))
+
+    held = attack_while_watched(tenants, bystander, attack, code=WITH_TOOLS)
+    # 64 accepted, and at most a backlog's worth waiting in the kernel; the rest refused.
+    assert held["open"] <= 64 + 128, held
+    assert held["failed"] >= 1000 - 64 - 128, held
+
+
+def test_a_connection_that_never_sends_a_whole_request_is_closed(
+    tenants: LocalServer, attacker: str
+) -> None:
+    code = """
+import net from 'node:net';
+return await new Promise((resolve) => {
+  const s = net.connect('/run/iris/tools.sock');
+  const began = Date.now();
+  s.on('connect', () => s.write('POST /mcp HTTP/1.1\\r\\nHost: x\\r\\n'));
+  s.on('close', () => resolve({ closedAfterMs: Date.now() - began }));
+  setTimeout(() => resolve({ closedAfterMs: null }), 5000);
+});
+"""
+    closed = result_value(run(tenants, attacker, code))["closedAfterMs"]
+    assert closed is not None and 500 <= closed <= 4000, closed
+
+
+@pytest.mark.slow
+def test_tens_of_thousands_of_connections_leave_the_server_answering(
+    tenants: LocalServer, attacker: str, bystander: str
+) -> None:
+    log_size = tenants.log_path.stat().st_size
+    health: list[float] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def poll_health() -> None:
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                with tenants.client(None, timeout=5) as client:
+                    status = client.get("/health").status_code
+                if status != 200:
+                    failures.append(str(status))
+            except Exception as exc:
+                failures.append(repr(exc))
+            health.append(time.monotonic() - began)
+            time.sleep(0.1)
+
+    def attack() -> Any:
+        return result_value(run(tenants, attacker, hold_connections(4, 6000, 8), timeoutMs=60_000))
+
+    poller = threading.Thread(target=poll_health, daemon=True)
+    poller.start()
+    try:
+        held = attack_while_watched(tenants, bystander, attack, code=WITH_TOOLS)
+    finally:
+        stop.set()
+        poller.join(10)
+    assert failures == [] and max(health) < BYSTANDER_MAX_S, (failures, sorted(health)[-3:])
+    # A few hundred got in over the seconds (the header timeout frees slots), not 24,000.
+    assert held["open"] < 2000, held
+    # No flood of tracebacks: the server's log grew by a few lines at most.
+    assert tenants.log_path.stat().st_size - log_size < 64 * 1024
