@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.api import execute, result_value
+from tests.support.api import execute, result_value, run_value
 from tests.support.server import LocalServer
 
 pytestmark = pytest.mark.jail
@@ -390,3 +390,45 @@ def test_tens_of_thousands_of_connections_leave_the_server_answering(
     assert held["open"] < 2000, held
     # No flood of tracebacks: the server's log grew by a few lines at most.
     assert tenants.log_path.stat().st_size - log_size < 64 * 1024
+
+
+# -- 5. one execution at a time ----------------------------------------------------------------
+
+#: Forges its own end on the runner's channel (fd 3), then runs on: it stamps the time into
+#: a file of its sandbox every 10 ms (it could as well read what comes next).
+FORGE_END = """
+import fs from 'node:fs';
+fs.writeSync(3, JSON.stringify({ t: 'result', ok: true, value: '"forged"' }) + '\\n');
+const until = Date.now() + 8000;
+while (Date.now() < until) {
+  fs.writeFileSync('alive.txt', String(Date.now()));
+  await new Promise((resolve) => setTimeout(resolve, 10));
+}
+"""
+
+#: The next execution of the same sandbox: did anything write the stamp while it ran?
+NEXT_EXECUTION = """
+import fs from 'node:fs';
+const start = Date.now();
+while (Date.now() - start < 1500) {
+  if (Number(fs.readFileSync('alive.txt', 'utf8')) > start) return 'overlapped';
+  await new Promise((resolve) => setTimeout(resolve, 10));
+}
+return 'alone';
+"""
+
+
+def test_a_forged_end_does_not_run_into_the_next_execution(
+    tenants: LocalServer, attacker: str, bystander: str
+) -> None:
+    def attack() -> list[str]:
+        seen = []
+        for _ in range(3):  # (the window it tries to use was about a second wide)
+            forged = execute(tenants, attacker, FORGE_END)
+            assert result_value(forged["result"]) == "forged"  # it did fool the channel...
+            sandbox_id = forged["sandboxId"]
+            seen.append(run_value(tenants, attacker, NEXT_EXECUTION, sandboxId=sandbox_id))
+        return seen
+
+    # ...but the next execution started only once all of it was gone.
+    assert attack_while_watched(tenants, bystander, attack) == ["alone"] * 3

@@ -247,6 +247,8 @@ class Runner:
         self.proc = proc
         self.events = events
         self.group = group
+        #: The teardown that runs after an answer was given (see ``gone``).
+        self.finished: asyncio.Task[None] | None = None
 
     @classmethod
     async def spawn(
@@ -351,6 +353,7 @@ class Runner:
             task = asyncio.create_task(self._teardown(exited, readers))
             _BACKGROUND.add(task)
             task.add_done_callback(_BACKGROUND.discard)
+            self.finished = task
             return report
         collector.stopped = collector.stopped or report.timed_out
         await self.destroy()
@@ -365,6 +368,16 @@ class Runner:
             report.oom_kills = self.group.oom_kills()
             await asyncio.to_thread(self.group.remove)
         return report
+
+    async def gone(self) -> None:
+        """Return once every process of this runner is gone. A result frame can be forged
+        by the code itself, which then runs on: nothing else may use the sandbox (its
+        files, its tool socket) until then."""
+        if self.finished is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.finished)
+        if self.alive or (self.group is not None and self.group.pids()):
+            await self.destroy()
 
     async def _teardown(self, exited: asyncio.Task[int], readers: list[asyncio.Task[None]]) -> None:
         # The runner exits by itself right after its result; give it a moment, then make sure.

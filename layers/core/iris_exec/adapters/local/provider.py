@@ -126,6 +126,8 @@ class Jail:
         self.owner: tuple[str, str] | None = None
         self.dead: str | None = None
         self.current: Runner | None = None
+        #: The runner of the last execution, until every process of it is gone.
+        self.last: Runner | None = None
         self._next: asyncio.Future[Runner] | None = None
         self._next_python = False
         self._seq = 0
@@ -213,6 +215,8 @@ class Jail:
             self.dead = reason
         if self.current is not None:
             await self.current.destroy()
+        if self.last is not None:
+            await self.last.gone()
         task, self._next = self._next, None
         if task is not None:
             try:
@@ -492,6 +496,11 @@ class LocalSandboxProvider:
         python = job.language == "python"
         async with jail.lock:
             began = time.monotonic()
+            if jail.last is not None:
+                # The last execution answered; its processes may still be ending (or it
+                # forged its end): this one starts once they are all gone.
+                await jail.last.gone()
+                jail.last = None
             runner_task = asyncio.create_task(jail.take_runner(python))
             request: dict[str, Any] = {
                 "projectId": job.project_id,
@@ -541,6 +550,7 @@ class LocalSandboxProvider:
                 )
             finally:
                 jail.current = None
+                jail.last = runner
             if jail.dead is not None:
                 raise SandboxLost(f"the sandbox was stopped during the execution ({jail.dead})")
             return outcome(report, began, job, self.settings.sandbox_memory_mb)
