@@ -432,3 +432,53 @@ def test_a_forged_end_does_not_run_into_the_next_execution(
 
     # ...but the next execution started only once all of it was gone.
     assert attack_while_watched(tenants, bystander, attack) == ["alone"] * 3
+
+
+# -- 6. the kernel -----------------------------------------------------------------------------
+
+#: Tries the kernel's riskier doors from Python inside the jail (Node has no raw syscall()).
+KERNEL_PROBE = r"""
+import { spawnSync } from 'node:child_process';
+const probe = `
+import ctypes, errno, json, platform, socket, threading
+out = {}
+for name, family, kind, proto in [("vsock", 40, 1, 0), ("packet", 17, 3, 0), ("raw", 2, 3, 1),
+                                  ("netlink_audit", 16, 3, 9), ("netlink_route", 16, 3, 0),
+                                  ("unix", 1, 1, 0), ("inet", 2, 1, 0)]:
+    try:
+        socket.socket(family, kind, proto).close()
+        out[name] = "ok"
+    except OSError as e:
+        out[name] = errno.errorcode[e.errno]
+x86 = platform.machine() == "x86_64"
+calls = {"io_uring_setup": 425, "userfaultfd": 323 if x86 else 282, "bpf": 321 if x86 else 280,
+         "perf_event_open": 298 if x86 else 241, "keyctl": 250 if x86 else 219,
+         "add_key": 248 if x86 else 217, "kexec_load": 246 if x86 else 104,
+         "unshare": 272 if x86 else 97}
+libc = ctypes.CDLL(None, use_errno=True)
+for name, nr in calls.items():
+    out[name] = "ok" if libc.syscall(nr, 0, 0, 0, 0, 0) >= 0 else errno.errorcode[ctypes.get_errno()]
+threading.Thread(target=lambda: None).start()
+out["threads"] = "ok"
+print(json.dumps(out))
+`;
+const done = spawnSync('python3', ['-c', probe], { encoding: 'utf8' });
+if (done.status !== 0) throw new Error(done.stderr);
+return JSON.parse(done.stdout);
+"""
+
+
+def test_the_kernel_surface_is_filtered(
+    tenants: LocalServer, attacker: str, bystander: str
+) -> None:
+    seen = attack_while_watched(
+        tenants, bystander, lambda: result_value(run(tenants, attacker, KERNEL_PROBE))
+    )
+    for family in ("vsock", "packet", "netlink_audit"):
+        assert seen[family] == "EAFNOSUPPORT", seen
+    assert seen["raw"] == "EPERM", seen
+    for call in ("io_uring_setup", "userfaultfd", "bpf", "perf_event_open", "keyctl", "add_key"):
+        assert seen[call] == "EPERM", seen
+    assert seen["kexec_load"] == "EPERM" and seen["unshare"] == "EPERM", seen
+    # What programs need still works: Unix and IP sockets, route netlink, threads.
+    assert {seen[k] for k in ("unix", "inet", "netlink_route", "threads")} == {"ok"}, seen

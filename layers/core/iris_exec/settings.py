@@ -98,6 +98,8 @@ class Settings(BaseModel):
     tool_socket_idle_s: float = Field(5.0, gt=0)
     tool_socket_header_s: float = Field(10.0, gt=0)
     tool_socket_fd_reserve: int = Field(1024, ge=64)
+    #: The jails' seccomp filter (adapters/local/seccomp.py); off only to diagnose.
+    sandbox_seccomp: bool = True
 
     # HTTP edge.
     cors_origins: str = "*"

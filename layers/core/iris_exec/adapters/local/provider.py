@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from iris_exec.adapters.local import seccomp
 from iris_exec.adapters.local.cgroups import Cgroups, Limits
 from iris_exec.adapters.local.compiler import FILENAME, Compiler
 from iris_exec.adapters.local.jail import (
@@ -334,6 +335,11 @@ class LocalSandboxProvider:
             if orphans:
                 log.warning("removed %d runtime director(ies) of servers that were killed", orphans)
         write_etc(self.runtime / "etc")
+        seccomp_path: Path | None = None
+        if self.settings.sandbox_seccomp:
+            seccomp_path = self.runtime / "seccomp.bpf"
+            seccomp_path.write_bytes(seccomp.program(seccomp.arch_of()))
+            seccomp_path.chmod(0o644)
         assets = self._stage_assets()
         cfg = JailConfig(
             bwrap=bwrap,
@@ -348,6 +354,7 @@ class LocalSandboxProvider:
             disable_userns="--disable-userns" in help_text,
             rlimit_fallback=cgroups.version == 0,
             extra_ro_binds=extra,
+            seccomp=seccomp_path,
         )
         version = _run([bwrap, "--version"]).stdout.strip()
         caps = (
@@ -362,7 +369,10 @@ class LocalSandboxProvider:
             else f"plain directory, files capped at {self.settings.sandbox_disk_mb} MiB each"
         )
         who = f"host uid {host_uid}" if host_uid is not None else f"uid {os.geteuid()} (not root)"
-        self.isolation = f"{version}; {caps}; files: {disk}; jails run as {who}; no network"
+        syscalls = "seccomp filter" if seccomp_path else "no seccomp filter"
+        self.isolation = (
+            f"{version}; {caps}; files: {disk}; jails run as {who}; no network; {syscalls}"
+        )
         return cfg, cgroups, root
 
     def _hold_instance_lock(self) -> None:
