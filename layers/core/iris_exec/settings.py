@@ -100,6 +100,13 @@ class Settings(BaseModel):
     tool_socket_fd_reserve: int = Field(1024, ge=64)
     #: The jails' seccomp filter (adapters/local/seccomp.py); off only to diagnose.
     sandbox_seccomp: bool = True
+    #: Memory the local sandboxes may reserve together (memory limits of the executions
+    #: running, tmpfs of the sandboxes alive), in MiB; unset: the host's RAM. And the share
+    #: of it one project may hold. Past either: 503 with Retry-After, for that project.
+    sandbox_memory_budget_mb: int | None = Field(None, ge=64)
+    sandbox_project_share: float = Field(0.5, gt=0, le=1)
+    #: How long an execution waits for memory held by others before its 503.
+    sandbox_admission_wait_s: float = Field(30.0, ge=0)
 
     # HTTP edge.
     cors_origins: str = "*"
