@@ -8,8 +8,10 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.api import execute, result_value, run_value
@@ -482,3 +484,57 @@ def test_the_kernel_surface_is_filtered(
     assert seen["kexec_load"] == "EPERM" and seen["unshare"] == "EPERM", seen
     # What programs need still works: Unix and IP sockets, route netlink, threads.
     assert {seen[k] for k in ("unix", "inet", "netlink_route", "threads")} == {"ok"}, seen
+
+
+# -- 6. the host's memory --------------------------------------------------------------------
+
+
+def test_one_project_cannot_reserve_the_hosts_memory(tmp_path: Path) -> None:
+    # Each execution reserves 128 MiB (plus 16 MiB of files when they are a tmpfs): a project
+    # may hold half of 1 GiB, so at most four executions at once, whatever its quota (10);
+    # the others wait half a second for room, then get a 503.
+    settings = {
+        "sandbox_memory_mb": 128,
+        "sandbox_disk_mb": 16,
+        "sandbox_memory_budget_mb": 1024,
+        "sandbox_warm_pool": 0,
+        "sandbox_admission_wait_s": 0.5,
+    }
+    with LocalServer(tmp_path / "data", **settings) as server:
+        attacker, bystander = server.create_key("hog"), server.create_key("calm")
+
+        def one() -> httpx.Response:
+            code = "await new Promise((resolve) => setTimeout(resolve, 4000)); return 1;"
+            with server.client(attacker) as client:
+                return client.post("/api/iris/execute", json={"code": code})
+
+        def hog() -> list[httpx.Response]:
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                calls = [pool.submit(one) for _ in range(8)]
+                return [c.result(timeout=120) for c in calls]
+
+        answers = attack_while_watched(server, bystander, hog)
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(200) <= 4 and statuses.count(503) >= 4, statuses
+    refused = next(a for a in answers if a.status_code == 503)
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "share of the server's memory" in refused.json()["message"]
+
+
+# -- 4. the runner's channel -------------------------------------------------------------------
+
+#: Frames of a kind the host ignores, by the million, on the runner's channel (fd 3).
+FRAME_FLOOD = """
+import fs from 'node:fs';
+const block = '{"t":"noop"}\\n'.repeat(100000);
+for (let i = 0; i < 40; i++) fs.writeSync(3, block);
+return 'flooded';
+"""
+
+
+def test_frames_that_are_not_output_count_against_the_channels_budget(
+    tenants: LocalServer, attacker: str, bystander: str
+) -> None:
+    result = attack_while_watched(tenants, bystander, lambda: run(tenants, attacker, FRAME_FLOOD))
+    assert result["success"] is False
+    assert result["error"]["name"] == "OutputLimitError", result["error"]
