@@ -16,12 +16,13 @@ def run(program: bytes, arch: int, nr: int, *args: int) -> int:
     """What the filter answers to system call ``nr`` with ``args`` made through ``arch``."""
     data = struct.pack("<iIQ6Q", nr, arch, 0, *(list(args) + [0] * (6 - len(args))))
     insns = [struct.unpack_from("<HBBI", program, i) for i in range(0, len(program), 8)]
-    acc, pc = 0, 0
+    acc: int = 0
+    pc = 0
     while True:
         op, jt, jf, k = insns[pc]
         pc += 1
         if op == 0x20:
-            acc = struct.unpack_from("<I", data, k)[0]
+            (acc,) = struct.unpack_from("<I", data, k)
         elif op == 0x54:
             acc &= k
         elif op == 0x06:
