@@ -15,7 +15,9 @@ from iris_exec.adapters.local.seccomp import AARCH64, ALLOW, X86_64, Arch
 def run(program: bytes, arch: int, nr: int, *args: int) -> int:
     """What the filter answers to system call ``nr`` with ``args`` made through ``arch``."""
     data = struct.pack("<iIQ6Q", nr, arch, 0, *(list(args) + [0] * (6 - len(args))))
-    insns = [struct.unpack_from("<HBBI", program, i) for i in range(0, len(program), 8)]
+    insns: list[tuple[int, int, int, int]] = [
+        struct.unpack_from("<HBBI", program, i) for i in range(0, len(program), 8)
+    ]
     acc: int = 0
     pc = 0
     while True:
