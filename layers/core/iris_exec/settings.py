@@ -93,7 +93,7 @@ class Settings(BaseModel):
     tool_socket_connections: int = Field(64, ge=1)
     tool_socket_in_flight: int = Field(16, ge=1)
     tool_socket_requests_per_s: float = Field(100.0, gt=0)
-    tool_socket_request_bytes: int = Field(1024 * 1024, ge=1024)
+    tool_socket_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     tool_socket_execution_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     tool_socket_idle_s: float = Field(5.0, gt=0)
     tool_socket_header_s: float = Field(10.0, gt=0)

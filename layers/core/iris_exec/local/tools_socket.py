@@ -58,8 +58,8 @@ class ToolSocketLimits:
     connections: int = 64
     in_flight: int = 16
     requests_per_s: float = 100.0
-    request_bytes: int = 1024 * 1024
-    execution_bytes: int = 64 * 1024 * 1024
+    request_bytes: int = 4 * 1024 * 1024
+    execution_bytes: int = 256 * 1024 * 1024
     idle_s: float = 5.0
     header_s: float = 10.0
     #: File descriptors no tool socket may take (the API, /health, stores, jails' pipes).
@@ -186,7 +186,9 @@ class Tenant:
             protocol = _Connection(self)
             self.connections.add(protocol)
             self.host.open_connections += 1
-            self.host.loop.create_task(self._connect(conn, protocol))
+            task = self.host.loop.create_task(self._connect(conn, protocol))
+            self.host.pending.add(task)
+            task.add_done_callback(self.host.pending.discard)
 
     async def _connect(self, conn: socket.socket, protocol: _Connection) -> None:
         try:
@@ -271,6 +273,8 @@ class ToolSocketHost:
         self.config.load()
         self.state = ServerState()
         self.tenants: set[Tenant] = set()
+        #: Connections being set up (kept referenced until done).
+        self.pending: set[asyncio.Task[None]] = set()
         self.open_connections = 0
         self._saturated = False
         self.warnings = _Warnings()

@@ -22,6 +22,9 @@ from iris_exec.services.clock import Clock
 from iris_exec.services.ratelimit import RateLimiter
 
 TOKEN_PREFIX = "iet_"  # noqa: S105 - a prefix, not a secret
+#: An active key is looked up again after this long (listing keys is a Scan on DynamoDB):
+#: a revocation reaches the tokens of running executions within it.
+KEY_CHECK_TTL_S = 2.0
 
 
 def _b64(data: bytes) -> str:
@@ -53,6 +56,8 @@ class ExecutionTokens:
         self._registry = registry
         self._keys = keys
         self._rate_limiter = rate_limiter
+        #: (project, key id) -> until when the key is known to be active.
+        self._active_keys: dict[tuple[str, str], float] = {}
 
     @staticmethod
     def _checked(key: bytes) -> bytes:
@@ -115,6 +120,17 @@ class ExecutionTokens:
             session_id=claims.get("n"),
         )
 
+    def _key_active(self, project_id: str, key_id: str, now: float) -> bool:
+        if self._active_keys.get((project_id, key_id), 0.0) > now:
+            return True
+        assert self._keys is not None
+        if not any(k.key_id == key_id and k.active for k in self._keys.list(project_id)):
+            return False
+        if len(self._active_keys) > 10_000:
+            self._active_keys.clear()
+        self._active_keys[(project_id, key_id)] = now + KEY_CHECK_TTL_S
+        return True
+
     def _check_live(self, claims: dict[str, object], now: float) -> None:
         project_id, sandbox_id = str(claims["p"]), str(claims["s"])
         lease_id, key_id = claims.get("l"), claims.get("k")
@@ -126,10 +142,7 @@ class ExecutionTokens:
                 )
             if record.status is not SandboxStatus.RUNNING or not record.is_busy(now):
                 raise Unauthorized("Execution token expired: its sandbox is closed")
-        keys = self._keys
-        if keys is not None and not any(
-            k.key_id == key_id and k.active for k in keys.list(project_id)
-        ):
+        if self._keys is not None and not self._key_active(project_id, str(key_id), now):
             raise Unauthorized("Execution token revoked: the API key that started it is revoked")
         if self._rate_limiter is not None:
             # Charged to the project's tool budget, whichever of its keys started the execution.
