@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, each printing its figures."""
 
-from bench import console, e2b, execution, patterns
+from bench import console, e2b, execution, patterns, tenants
 
 if __name__ == "__main__":
     execution.main()
@@ -10,3 +10,5 @@ if __name__ == "__main__":
     console.main()
     print()
     e2b.main()
+    print()
+    tenants.main()

@@ -95,7 +95,24 @@ function syntaxError(message: string, filename: string, line?: number, column?: 
   return { ok: false, error: { name: "SyntaxError", message, stack: `SyntaxError: ${message}\n    at ${where}` } };
 }
 
+/** The first half of a compile (pure JavaScript, synchronous): parse, rewrite imports, wrap. */
+export interface Rewritten {
+  ok: true;
+  wrapped: string;
+  specifiers: Record<string, string>;
+}
+
 export async function compile(source: string, options: CompileOptions): Promise<CompiledProgram | CompileFailure> {
+  const rewritten = rewrite(source, options);
+  return rewritten.ok ? transform(rewritten, options) : rewritten;
+}
+
+/**
+ * Parses and rewrites the program. This is the part whose cost depends on the input's
+ * shape (the parser backtracks on some nestings): the shared compile service runs it in a
+ * worker thread it can stop (see compiler.ts).
+ */
+export function rewrite(source: string, options: CompileOptions): Rewritten | CompileFailure {
   let program: { body: Node[]; interpreter?: Node | null };
   try {
     const file = parse(source, {
@@ -212,7 +229,15 @@ export async function compile(source: string, options: CompileOptions): Promise<
     ` export default async function ${ENTRY}(require, __filename, __dirname) {\n` +
     body +
     "\n}\n";
+  return { ok: true, wrapped, specifiers };
+}
 
+/** The second half: esbuild strips the types (its own process, linear in the input). */
+export async function transform(
+  rewritten: Rewritten,
+  options: CompileOptions,
+): Promise<CompiledProgram | CompileFailure> {
+  const { wrapped, specifiers } = rewritten;
   try {
     const out = await esbuild.transform(wrapped, {
       loader: options.language === "typescript" ? "ts" : "js",

@@ -23,7 +23,8 @@ const NO_BODY = new Set([101, 204, 205, 304]);
 
 /** `fetch` over a Unix socket, for the MCP client: the only channel out of a local jail. */
 function socketFetch(socketPath: string): FetchLike {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+  // The tool socket serves 16 calls at once per execution (IRIS_TOOL_SOCKET_IN_FLIGHT): more wait here.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
   return (url, init) =>
     new Promise<Response>((resolve, reject) => {
       const target = new URL(String(url));

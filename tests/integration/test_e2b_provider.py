@@ -18,10 +18,11 @@ from iris_exec.adapters.e2b.provider import (
     E2BSandboxProvider,
 )
 from iris_exec.composition import Container
-from iris_exec.domain.errors import Gone, ServiceUnavailable
+from iris_exec.domain.errors import Gone, ServiceUnavailable, Unauthorized
 from iris_exec.domain.models import Principal, SandboxStatus
 from iris_exec.http.app import create_app
 from iris_exec.services.requests import ExecuteCommand
+from iris_exec.services.tokens import ExecutionTokens
 from iris_exec.settings import Settings
 from tests.support.app import sqlite_container
 from tests.support.e2b_standin import E2BStandIn
@@ -173,8 +174,11 @@ async def test_with_egress_injection_no_token_enters_the_sandbox(
     assert network["allowOut"] == ["abc123.execute-api.us-east-1.amazonaws.com"]
     assert network["denyOut"] == ["0.0.0.0/0"]
     token = rules[0]["transform"]["headers"]["Authorization"].removeprefix("Bearer ")
-    grant = container.tokens.verify(token)
-    assert (grant.project_id, grant.sandbox_id) == ("alpha", answer["sandboxId"])
+    # It was signed for this execution, which has ended: the tool server no longer honours it.
+    signed = ExecutionTokens(container.signing_key, container.clock).verify(token)
+    assert (signed.project_id, signed.sandbox_id) == ("alpha", answer["sandboxId"])
+    with pytest.raises(Unauthorized, match="has ended"):
+        container.tokens.verify(token)
 
 
 async def test_without_egress_rules_the_token_rides_in_the_request_and_the_record_says_so(

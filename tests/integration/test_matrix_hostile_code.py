@@ -246,6 +246,15 @@ def size_limits_hold(answer: dict[str, Any], arena: Arena) -> None:
     assert "at most 200 characters" in seen["longEvent"]
 
 
+def connections_capped(answer: dict[str, Any], arena: Arena) -> None:
+    seen = value_of(answer)
+    # An execution's socket accepts 64 connections (IRIS_TOOL_SOCKET_CONNECTIONS), 64 more wait
+    # in the backlog; the rest are refused at once. Once it lets them go, its tools answer.
+    assert seen["opened"] + seen["failed"] == 500
+    assert seen["opened"] <= 64 + 64 + 1, seen  # (Linux queues backlog + 1)
+    assert seen["event"] == "still-works"
+
+
 def nesting_refused(answer: dict[str, Any], arena: Arena) -> None:
     seen = value_of(answer)
     assert seen["150"] == "deep"
@@ -550,9 +559,10 @@ ROWS = [
         "await Promise.all(Array.from({ length: 500 }, () => new Promise((resolve) => {\n"
         "  const s = net.connect('/run/iris/tools.sock'); sockets.push(s);\n"
         "  s.on('connect', () => { opened++; resolve(); }); s.on('error', () => { failed++; resolve(); });\n})));\n"
-        "const event = (await iris.logEvent('still-works')).event;\nfor (const s of sockets) s.destroy();\n"
+        "for (const s of sockets) s.destroy();\nawait new Promise((resolve) => setTimeout(resolve, 200));\n"
+        "const event = (await iris.logEvent('still-works')).event;\n"
         "return { opened, failed, event };",
-        returns({"opened": 500, "failed": 0, "event": "still-works"}),
+        connections_capped,
     ),
     Hostile(
         "tools-socket-file-tampering",

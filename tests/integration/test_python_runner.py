@@ -21,6 +21,7 @@ import pytest
 
 from iris_exec.adapters.runner_protocol import Collector, Report
 from iris_exec.composition import Container
+from iris_exec.domain.models import ApiKeyRecord, SandboxRecord, SandboxStatus
 from iris_exec.domain.tools import ToolCaller
 from iris_exec.local.server import mcp_endpoint
 from iris_exec.local.tools_socket import serve_unix_socket
@@ -762,10 +763,21 @@ class ToolServer:
             await self._stop.wait()
 
     def grant(self, project: str, session: str | None = None) -> dict[str, str]:
-        """The ``tools`` field of a request: the socket and a freshly minted token."""
+        """The ``tools`` field of a request: the socket and a freshly minted token, for an
+        execution that holds its sandbox's lease, started by an active key (the token is
+        honoured only while both hold)."""
+        now = time.time()
+        sandbox_id, lease_id, key_id = (f"{p}_{uuid.uuid4().hex[:12]}" for p in ("sb", "ls", "k"))
+        self.container.keys.add(ApiKeyRecord(key_id, f"hash-{key_id}", "sk_live_x", project, now))
+        record = SandboxRecord(
+            sandbox_id, project, "fake", "ref", SandboxStatus.RUNNING, now, now,
+            now + 300, now + 300, lease_id=lease_id, lease_until=now + 300,
+        )  # fmt: skip
+        self.container.registry.create(record)
         token = self.container.tokens.mint(
-            project, "sb_python", f"ex_{uuid.uuid4().hex[:12]}", session, time.time() + 300
-        ).token
+            project, sandbox_id, f"ex_{uuid.uuid4().hex[:12]}", session, now + 300,
+            lease_id=lease_id, key_id=key_id,
+        ).token  # fmt: skip
         return {"url": "http://localhost/mcp", "socket": str(self.socket), "token": token}
 
     def caller(self, project: str) -> ToolCaller:

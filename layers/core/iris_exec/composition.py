@@ -86,7 +86,16 @@ class Container:
         def build() -> ExecutionTokens:
             from iris_exec.services.tokens import ExecutionTokens
 
-            return ExecutionTokens(self.signing_key, self.clock, self.previous_signing_key)
+            return ExecutionTokens(
+                self.signing_key,
+                self.clock,
+                self.previous_signing_key,
+                registry=self.registry,
+                keys=self.keys,
+                rate_limiter=RateLimiter(
+                    self.rate_limits, self.settings.tool_calls_per_minute, self.clock
+                ),
+            )
 
         return self._once("tokens", build)
 

@@ -127,6 +127,35 @@ class Settings(BaseModel):
     python_path: str | None = None
     reaper_interval_s: float = Field(5.0, gt=0)
 
+    # Limits between tenants (docs/reliability.md, "Limits between tenants").
+    #: Parser threads of the shared compile service, and each parse's deadline: a parse past
+    #: it is stopped and fails as its caller's SyntaxError.
+    compile_workers: int = Field(2, ge=1, le=16)
+    compile_deadline_s: float = Field(2.0, gt=0, le=60)
+    #: Tool calls per minute of one project's executions (their tokens), all keys together.
+    tool_calls_per_minute: int = Field(1200, ge=1)
+    #: Each execution's tool socket (local mode): connections at once, requests in flight,
+    #: requests per second, bytes per request and per execution (in and out), the time a
+    #: request may take to arrive whole and a connection may stay idle; and the file
+    #: descriptors of the server no tool socket may take.
+    tool_socket_connections: int = Field(64, ge=1)
+    tool_socket_in_flight: int = Field(16, ge=1)
+    tool_socket_requests_per_s: float = Field(100.0, gt=0)
+    tool_socket_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    tool_socket_execution_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    tool_socket_idle_s: float = Field(5.0, gt=0)
+    tool_socket_header_s: float = Field(10.0, gt=0)
+    tool_socket_fd_reserve: int = Field(1024, ge=64)
+    #: The jails' seccomp filter (adapters/local/seccomp.py); off only to diagnose.
+    sandbox_seccomp: bool = True
+    #: Memory the local sandboxes may reserve together (memory limits of the executions
+    #: running, tmpfs of the sandboxes alive), in MiB; unset: the host's RAM. And the share
+    #: of it one project may hold. Past either: 503 with Retry-After, for that project.
+    sandbox_memory_budget_mb: int | None = Field(None, ge=64)
+    sandbox_project_share: float = Field(0.5, gt=0, le=1)
+    #: How long an execution waits for memory held by others before its 503.
+    sandbox_admission_wait_s: float = Field(30.0, ge=0)
+
     # HTTP edge.
     cors_origins: str = "*"
     #: How long a request's Idempotency-Key keeps its answer.

@@ -15,6 +15,16 @@ from typing import Any
 from iris_exec.domain.models import CodeError, ExecutionJob, OutputChunk, RunOutcome, Stream
 
 HEAP_EXHAUSTED = "JavaScript heap out of memory"
+#: Every line on the runner's channel costs at least this much of its budget, whatever it
+#: holds (an empty line, a frame of an unknown kind, noise): parsing costs the host CPU.
+FRAME_MIN_COST = 64
+
+
+def channel_budget(output_limit: int) -> int:
+    """Bytes the runner's channel may carry in one execution, every frame counted: the
+    output cap as JSON frames (escaping can make text up to 6x longer), plus room for the
+    frames that are not output."""
+    return output_limit * 7 + 1024 * 1024
 
 
 def well_formed(text: str) -> str:
@@ -60,6 +70,9 @@ class Collector:
         self.report = Report()
         self.limit = output_limit
         self.bytes = 0
+        #: What the channel carried, every frame counted (see FRAME_MIN_COST).
+        self.channel_bytes = 0
+        self.channel_limit = channel_budget(output_limit)
         self.done = asyncio.Event()
         self.stopped = False
         self._clock = clock
@@ -124,6 +137,15 @@ class Collector:
         """Feed JSON-lines frames; lines that are not frames are ignored (a program that
         writes to fd 3 on purpose changes only its own result)."""
         for line in lines:
+            if self.stopped:
+                return
+            self.channel_bytes += max(len(line), FRAME_MIN_COST)
+            if self.channel_bytes > self.channel_limit:
+                # A flood of frames that are not output: stopped like too much output.
+                self.report.output_exceeded = True
+                self.stopped = True
+                self.done.set()
+                return
             if not line.strip():
                 continue
             try:

@@ -20,7 +20,7 @@ from iris_exec.composition import Container, build_local
 from iris_exec.domain.errors import ConfigurationError
 from iris_exec.http.app import create_app
 from iris_exec.http.envelope import RequestContext
-from iris_exec.local.tools_socket import serve_unix_socket
+from iris_exec.local.tools_socket import ToolSocketHost, limits_from
 from iris_exec.mcp.app import MCP_PATH, McpEndpoint
 from iris_exec.services.background import LocalDispatcher
 from iris_exec.settings import Settings
@@ -96,6 +96,10 @@ def mcp_endpoint(container: Container) -> McpEndpoint:
 async def local_engine(container: Container, mcp: McpEndpoint) -> AsyncIterator[None]:
     """Everything local mode runs besides HTTP: the jails, the tool socket, the reaper."""
     provider = container.provider
+    assert isinstance(provider, LocalSandboxProvider)
+    # Each sandbox gets a tool socket of its own, with its own limits (opened as jails are).
+    sockets = ToolSocketHost(RequestContext(mcp), limits_from(container.settings))
+    provider.tool_sockets = sockets
     await provider.start()
     try:
         lost = await container.sandboxes.reconcile()
@@ -108,23 +112,22 @@ async def local_engine(container: Container, mcp: McpEndpoint) -> AsyncIterator[
         if abandoned:
             log.warning("%d execution(s) of an earlier run were marked failed", abandoned)
         async with mcp.session_manager_run():
-            assert isinstance(provider, LocalSandboxProvider)
-            async with serve_unix_socket(RequestContext(mcp), provider.tools_socket):
-                reaper = asyncio.create_task(_reap_forever(container))
-                try:
-                    yield
-                finally:
-                    reaper.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await reaper
-                    dispatcher = container.background.dispatcher
-                    if isinstance(dispatcher, LocalDispatcher):
-                        await dispatcher.shutdown()
-                    closed = container.sandboxes.close_running("the local server stopped")
-                    if closed:
-                        log.info("%d sandbox(es) closed as the server stops", closed)
+            reaper = asyncio.create_task(_reap_forever(container))
+            try:
+                yield
+            finally:
+                reaper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reaper
+                dispatcher = container.background.dispatcher
+                if isinstance(dispatcher, LocalDispatcher):
+                    await dispatcher.shutdown()
+                closed = container.sandboxes.close_running("the local server stopped")
+                if closed:
+                    log.info("%d sandbox(es) closed as the server stops", closed)
     finally:
         await provider.shutdown()
+        await sockets.aclose()
 
 
 class WithMcp:

@@ -211,6 +211,8 @@ class ExecutionService:
             command.session_id,
             expires_at=self._clock() + command.timeout_s + GRANT_GRACE_S,
             usage_key=principal.usage_key,
+            lease_id=lease.lease_id,
+            key_id=principal.key_id,
         )
         job = ExecutionJob(
             execution_id=execution_id,

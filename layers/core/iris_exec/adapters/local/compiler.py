@@ -23,7 +23,9 @@ from iris_exec.domain.models import CodeError, Language
 
 log = logging.getLogger(__name__)
 
-COMPILE_TIMEOUT_S = 10.0
+#: Only a compile service that stopped answering altogether takes this long (a slow parse
+#: is stopped by the service itself, at the compile deadline, as its caller's SyntaxError).
+COMPILE_TIMEOUT_S = 30.0
 START_TIMEOUT_S = 20.0
 IRIS_PRIME_URL = f"file://{ASSETS_MOUNT}/iris-prime.mjs"
 FILENAME = "main.ts"
@@ -37,10 +39,17 @@ class Compiled:
 
 
 class Compiler:
-    """One Node process compiling for every sandbox; restarted if it dies or hangs."""
+    """One Node process compiling for every sandbox; restarted if it dies or hangs.
 
-    def __init__(self, cfg: JailConfig) -> None:
+    Parses run in its pool of ``workers`` threads, each stopped at ``deadline_s``; a project
+    compiles one program at a time, so one project occupies at most one of them."""
+
+    def __init__(self, cfg: JailConfig, *, workers: int = 2, deadline_s: float = 2.0) -> None:
         self._cfg = cfg
+        self._workers = workers
+        self._deadline_s = deadline_s
+        #: Per project: its lock, and how many compiles hold or wait for it.
+        self._per_project: dict[str, tuple[asyncio.Lock, int]] = {}
         self._proc: asyncio.subprocess.Process | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -56,7 +65,12 @@ class Compiler:
         # fd 3 is unused by the compiler; give it /dev/null.
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
-            env = {"PATH": "/usr/bin:/bin", "ESBUILD_BINARY_PATH": f"{ASSETS_MOUNT}/esbuild"}
+            env = {
+                "PATH": "/usr/bin:/bin",
+                "ESBUILD_BINARY_PATH": f"{ASSETS_MOUNT}/esbuild",
+                "IRIS_COMPILE_WORKERS": str(self._workers),
+                "IRIS_COMPILE_DEADLINE_MS": str(round(self._deadline_s * 1000)),
+            }
             proc = await spawn_jailed(
                 self._cfg,
                 [self._cfg.node, f"{ASSETS_MOUNT}/compiler.mjs"],
@@ -107,7 +121,20 @@ class Compiler:
                 future.set_exception(ProviderUnavailable("the code compiler stopped"))
         self._pending.clear()
 
-    async def compile(self, source: str, language: Language) -> Compiled:
+    async def compile(self, source: str, language: Language, project_id: str = "") -> Compiled:
+        lock, users = self._per_project.get(project_id, (asyncio.Lock(), 0))
+        self._per_project[project_id] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._compile(source, language)
+        finally:
+            lock, users = self._per_project[project_id]
+            if users == 1:
+                del self._per_project[project_id]
+            else:
+                self._per_project[project_id] = (lock, users - 1)
+
+    async def _compile(self, source: str, language: Language) -> Compiled:
         await self.start()
         assert self._proc is not None and self._proc.stdin is not None
         request_id = next(self._ids)

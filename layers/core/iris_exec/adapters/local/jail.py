@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -81,6 +82,8 @@ class JailConfig:
     #: rlimits used when no cgroup is available.
     rlimit_fallback: bool
     extra_ro_binds: tuple[str, ...] = ()
+    #: The seccomp program bubblewrap installs (see seccomp.py); None: none.
+    seccomp: Path | None = None
 
 
 def write_etc(etc_dir: Path) -> None:
@@ -97,6 +100,7 @@ def bwrap_command(
     files_dir: Path | None,
     tools_dir: Path | None,
     env: dict[str, str],
+    seccomp_fd: int | None = None,
 ) -> list[str]:
     """The bubblewrap command line for one jail running ``argv``."""
     cmd = [cfg.bwrap, "--unshare-all", "--unshare-user"]
@@ -133,6 +137,8 @@ def bwrap_command(
     cmd += ["--clearenv"]
     for key, value in env.items():
         cmd += ["--setenv", key, value]
+    if seccomp_fd is not None:
+        cmd += ["--seccomp", str(seccomp_fd)]
     cmd += ["--cap-drop", "ALL", "--", *argv]
     return cmd
 
@@ -165,7 +171,16 @@ async def spawn_jailed(
         if files_dir is None or not _is_mountpoint(files_dir):
             launcher_env["IRIS_FSIZE_KB"] = str(cfg.disk_bytes // 1024)
     procs = [str(p) for p in group.procs_files] if group else []
-    cmd = bwrap_command(cfg, argv, files_dir=files_dir, tools_dir=tools_dir, env=env)
+    seccomp_fd = None
+    if cfg.seccomp is not None:
+        # bubblewrap reads the program from this descriptor (above 9: the launcher moves
+        # the event pipe to fd 3).
+        opened = os.open(cfg.seccomp, os.O_RDONLY | os.O_CLOEXEC)
+        seccomp_fd = fcntl.fcntl(opened, fcntl.F_DUPFD_CLOEXEC, 10)
+        os.close(opened)
+    cmd = bwrap_command(
+        cfg, argv, files_dir=files_dir, tools_dir=tools_dir, env=env, seccomp_fd=seccomp_fd
+    )
     # If the server dies (even by SIGKILL), its jails die with it: bubblewrap gets SIGKILL,
     # and the jail's pid namespace with it. Nothing runs on, orphaned.
     privileges = ["--pdeathsig", "SIGKILL", "--no-new-privs"]
@@ -174,18 +189,22 @@ async def spawn_jailed(
         privileges += [f"--reuid={cfg.host_uid}", f"--regid={cfg.host_gid}", "--clear-groups"]
     cmd = [SETPRIV, *privileges, "--", *cmd]
     launcher = [BASH, "--noprofile", "--norc", "-c", LAUNCHER, "iris-jail", str(events_fd)]
-    return await asyncio.create_subprocess_exec(
-        *launcher, *procs, "--", *cmd,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        pass_fds=(events_fd,),
-        env=launcher_env,
-        cwd="/",  # not the server's directory: nothing of it shows in the jail's /proc
-        start_new_session=True,
-        close_fds=True,
-        limit=2**24,
-    )  # fmt: skip
+    try:
+        return await asyncio.create_subprocess_exec(
+            *launcher, *procs, "--", *cmd,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            pass_fds=(events_fd,) if seccomp_fd is None else (events_fd, seccomp_fd),
+            env=launcher_env,
+            cwd="/",  # not the server's directory: nothing of it shows in the jail's /proc
+            start_new_session=True,
+            close_fds=True,
+            limit=2**24,
+        )  # fmt: skip
+    finally:
+        if seccomp_fd is not None:
+            os.close(seccomp_fd)
 
 
 def runner_argv(cfg: JailConfig, python: bool) -> list[str]:
@@ -247,6 +266,8 @@ class Runner:
         self.proc = proc
         self.events = events
         self.group = group
+        #: The teardown that runs after an answer was given (see ``gone``).
+        self.finished: asyncio.Task[None] | None = None
 
     @classmethod
     async def spawn(
@@ -351,6 +372,7 @@ class Runner:
             task = asyncio.create_task(self._teardown(exited, readers))
             _BACKGROUND.add(task)
             task.add_done_callback(_BACKGROUND.discard)
+            self.finished = task
             return report
         collector.stopped = collector.stopped or report.timed_out
         await self.destroy()
@@ -365,6 +387,16 @@ class Runner:
             report.oom_kills = self.group.oom_kills()
             await asyncio.to_thread(self.group.remove)
         return report
+
+    async def gone(self) -> None:
+        """Return once every process of this runner is gone. A result frame can be forged
+        by the code itself, which then runs on: nothing else may use the sandbox (its
+        files, its tool socket) until then."""
+        if self.finished is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.finished)
+        if self.alive or (self.group is not None and self.group.pids()):
+            await self.destroy()
 
     async def _teardown(self, exited: asyncio.Task[int], readers: list[asyncio.Task[None]]) -> None:
         # The runner exits by itself right after its result; give it a moment, then make sure.

@@ -16,8 +16,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from iris_exec.adapters.local import seccomp
 from iris_exec.adapters.local.cgroups import Cgroups, Limits
 from iris_exec.adapters.local.compiler import FILENAME, Compiler
 from iris_exec.adapters.local.jail import (
@@ -50,6 +51,20 @@ REQUIRED_ASSETS = (
     "iris-mcp.mjs",
     "esbuild",
 )
+
+
+class ToolSocket(Protocol):
+    """One sandbox's tool socket (served by the local server, see local/tools_socket.py)."""
+
+    def reset(self) -> None:
+        """A new execution starts: a fresh budget, and nothing left open by the last one."""
+
+    async def aclose(self) -> None: ...
+
+
+class ToolSockets(Protocol):
+    async def open(self, name: str, path: Path) -> ToolSocket:
+        """Listen on ``path`` for the tool calls of one sandbox."""
 
 
 def default_assets_dir() -> Path:
@@ -92,6 +107,15 @@ def _unmount_under(directory: Path) -> None:
             _run(["umount", "-l", point])
 
 
+def _host_memory() -> int:
+    """The host's RAM in bytes (MemTotal)."""
+    with open("/proc/meminfo") as info:
+        for line in info:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 1 << 62
+
+
 def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
 
@@ -104,23 +128,34 @@ class Jail:
         self.jail_id = jail_id
         self.dir = provider.root / jail_id
         self.files = self.dir / "fs"
+        #: Bound read-only into the jail: holds this sandbox's own tool socket.
+        self.tools_dir = self.dir / "tools"
+        self.tools: ToolSocket | None = None
         self.lock = asyncio.Lock()
         #: Which sandbox of which project this jail is (None while it waits in the pool).
         self.owner: tuple[str, str] | None = None
         self.dead: str | None = None
         self.current: Runner | None = None
+        #: The runner of the last execution, until every process of it is gone.
+        self.last: Runner | None = None
         self._next: asyncio.Future[Runner] | None = None
         self._next_python = False
         self._seq = 0
 
     async def prepare(self) -> None:
         await asyncio.to_thread(self._make_dirs)
+        if self.provider.tool_sockets is not None:
+            self.tools = await self.provider.tool_sockets.open(
+                self.jail_id, self.tools_dir / TOOLS_SOCKET_NAME
+            )
         self.prepare_next()
 
     def _make_dirs(self) -> None:
         cfg = self.provider.cfg
         self.dir.mkdir(mode=0o711)
         self.files.mkdir(mode=0o711)
+        self.tools_dir.mkdir()
+        self.tools_dir.chmod(0o755)
         if self.provider.can_mount:
             opts = f"size={cfg.disk_bytes},mode=0711,nosuid,nodev"
             if cfg.host_uid is not None:
@@ -151,7 +186,7 @@ class Jail:
             self.provider.cgroups,
             f"{self.jail_id}-{self._seq}",
             files_dir=self.files,
-            tools_dir=self.provider.tools_dir,
+            tools_dir=self.tools_dir,
             python=python,
         )
 
@@ -190,6 +225,8 @@ class Jail:
             self.dead = reason
         if self.current is not None:
             await self.current.destroy()
+        if self.last is not None:
+            await self.last.gone()
         task, self._next = self._next, None
         if task is not None:
             try:
@@ -198,6 +235,8 @@ class Jail:
                 runner = None
             if runner is not None:
                 await runner.destroy()
+        if self.tools is not None:
+            await self.tools.aclose()
         async with self.lock:  # the execution that was running has finished reading
             await asyncio.to_thread(self._remove_files)
 
@@ -224,11 +263,14 @@ class LocalSandboxProvider:
         else:
             self.runtime = settings.data_dir.resolve() / "run"
         self.root = self.runtime / "jails"
-        #: Bound read-only into every jail: holds the tool server's Unix socket.
-        self.tools_dir = self.runtime / "tools"
+        #: Opens each sandbox's tool socket (set by the local server before start).
+        self.tool_sockets: ToolSockets | None = None
         self._jails: dict[str, Jail] = {}
         self._pool: list[Jail] = []
         self._pool_tasks: set[asyncio.Task[None]] = set()
+        #: Executions running now, by project (memory is reserved for them; see _admit).
+        self._running: dict[str, int] = {}
+        self._memory_freed = asyncio.Event()
         self._started = False
         self._instance_lock = -1
         self.isolation = "not started"
@@ -242,7 +284,11 @@ class LocalSandboxProvider:
         removed = await asyncio.to_thread(self._sweep)
         if removed:
             log.warning("swept %d stale jail(s) left by an earlier server", removed)
-        self.compiler = Compiler(self.cfg)
+        self.compiler = Compiler(
+            self.cfg,
+            workers=self.settings.compile_workers,
+            deadline_s=self.settings.compile_deadline_s,
+        )
         try:
             await self.compiler.start()
         except ProviderUnavailable as exc:
@@ -300,9 +346,12 @@ class LocalSandboxProvider:
             orphans = self._sweep_orphans()
             if orphans:
                 log.warning("removed %d runtime director(ies) of servers that were killed", orphans)
-        self.tools_dir.mkdir(exist_ok=True)
-        self.tools_dir.chmod(0o755)
         write_etc(self.runtime / "etc")
+        seccomp_path: Path | None = None
+        if self.settings.sandbox_seccomp:
+            seccomp_path = self.runtime / "seccomp.bpf"
+            seccomp_path.write_bytes(seccomp.program(seccomp.arch_of()))
+            seccomp_path.chmod(0o644)
         assets = self._stage_assets()
         cfg = JailConfig(
             bwrap=bwrap,
@@ -317,6 +366,7 @@ class LocalSandboxProvider:
             disable_userns="--disable-userns" in help_text,
             rlimit_fallback=cgroups.version == 0,
             extra_ro_binds=extra,
+            seccomp=seccomp_path,
         )
         version = _run([bwrap, "--version"]).stdout.strip()
         caps = (
@@ -331,7 +381,10 @@ class LocalSandboxProvider:
             else f"plain directory, files capped at {self.settings.sandbox_disk_mb} MiB each"
         )
         who = f"host uid {host_uid}" if host_uid is not None else f"uid {os.geteuid()} (not root)"
-        self.isolation = f"{version}; {caps}; files: {disk}; jails run as {who}; no network"
+        syscalls = "seccomp filter" if seccomp_path else "no seccomp filter"
+        self.isolation = (
+            f"{version}; {caps}; files: {disk}; jails run as {who}; no network; {syscalls}"
+        )
         return cfg, cgroups, root
 
     def _hold_instance_lock(self) -> None:
@@ -408,10 +461,62 @@ class LocalSandboxProvider:
             self._instance_lock = -1
         self._started = False
 
+    # -- the host's memory -----------------------------------------------------------
+    #
+    # A sandbox reserves its tmpfs (when the files are one) for as long as it lives, and its
+    # memory limit while an execution runs in it. Admission keeps the sum of what is reserved
+    # within the server's budget (IRIS_SANDBOX_MEMORY_BUDGET_MB, default: the host's RAM), and
+    # one project within its share of it (IRIS_SANDBOX_PROJECT_SHARE): past either, that
+    # project gets a 503 with Retry-After, and the others go on.
+
+    @property
+    def memory_budget(self) -> int:
+        configured = self.settings.sandbox_memory_budget_mb
+        return configured * 1024 * 1024 if configured else _host_memory()
+
+    def _tmpfs_bytes(self) -> int:
+        return self.cfg.disk_bytes if self.can_mount else 0
+
+    def _reserved(self, project_id: str | None = None) -> int:
+        if project_id is None:
+            jails = len(self._jails) + len(self._pool) + len(self._pool_tasks)
+            running = sum(self._running.values())
+        else:
+            jails = sum(1 for j in self._jails.values() if j.owner and j.owner[1] == project_id)
+            running = self._running.get(project_id, 0)
+        return jails * self._tmpfs_bytes() + running * self.cfg.limits.memory_bytes
+
+    def _admit(self, project_id: str, extra: int, what: str) -> None:
+        budget = self.memory_budget
+        # A project may always hold one sandbox running one execution (if the server has room).
+        one = self._tmpfs_bytes() + self.cfg.limits.memory_bytes
+        share = max(one, int(budget * self.settings.sandbox_project_share))
+        if self._reserved() + extra > budget:
+            raise ProviderUnavailable(
+                f"the server's memory for sandboxes ({budget // 2**20} MiB) is fully reserved;"
+                f" cannot {what}",
+                retry_after_s=5,
+            )
+        if self._reserved(project_id) + extra > share:
+            raise ProviderUnavailable(
+                f"this project holds its share of the server's memory for sandboxes"
+                f" ({share // 2**20} MiB); cannot {what} until one of its executions ends or"
+                " one of its sandboxes is closed",
+                retry_after_s=5,
+            )
+
     # -- the port --------------------------------------------------------------------
 
     async def create(self, sandbox_id: str, project_id: str, lifetime_s: float) -> CreatedSandbox:
         jail = self._pool.pop(0) if self._pool else None
+        try:
+            # A spare jail's tmpfs is reserved already (as the pool's): it becomes the project's.
+            extra = 0 if jail else self._tmpfs_bytes()
+            await self._admit_waiting(project_id, extra, "create a sandbox")
+        except ProviderUnavailable:
+            if jail is not None:
+                self._pool.insert(0, jail)
+            raise
         if jail is None:
             jail = await self._new_jail()
         jail.owner = (sandbox_id, project_id)
@@ -431,6 +536,9 @@ class LocalSandboxProvider:
 
     def _refill_pool(self) -> None:
         missing = self.settings.sandbox_warm_pool - len(self._pool) - len(self._pool_tasks)
+        room = self.memory_budget - self._reserved()
+        if self._tmpfs_bytes():
+            missing = min(missing, room // self._tmpfs_bytes())
         for _ in range(max(0, missing)):
             task = asyncio.create_task(self._add_to_pool())
             self._pool_tasks.add(task)
@@ -441,11 +549,6 @@ class LocalSandboxProvider:
             self._pool.append(await self._new_jail())
         except ProviderUnavailable as exc:
             log.warning("could not prepare a spare sandbox: %s", exc)
-
-    @property
-    def tools_socket(self) -> Path:
-        """Where the local server must listen for the sandboxes' tool calls."""
-        return self.tools_dir / TOOLS_SOCKET_NAME
 
     async def is_alive(self, provider_ref: str) -> bool:
         jail = self._jails.get(provider_ref)
@@ -468,55 +571,91 @@ class LocalSandboxProvider:
         if jail is None or jail.dead is not None:
             raise SandboxLost(f"jail {provider_ref} is not running on this server")
         python = job.language == "python"
+        project = job.project_id
         async with jail.lock:
-            began = time.monotonic()
-            runner_task = asyncio.create_task(jail.take_runner(python))
-            request: dict[str, Any] = {
-                "projectId": job.project_id,
-                "sessionId": job.session_id,
-                "context": job.context,
-                "cwd": SANDBOX_HOME,
-                "workdir": EXEC_DIR,
-                "tools": None
-                if job.grant is None
-                else {
-                    "url": "http://localhost/mcp",
-                    "socket": JAIL_TOOLS_SOCKET,
-                    "token": job.grant.token,
-                },
-            }
-            if python:
-                # Python compiles in its runner: nothing to do on the host.
-                request |= {
-                    "source": job.source,
-                    "filename": "main.py",
-                    "outputLimit": job.output_limit_bytes,
-                }
-            else:
-                try:
-                    compiled = await self.compiler.compile(job.source, job.language)
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await jail.put_back(await runner_task)
-                    raise
-                if compiled.error is not None:
-                    await jail.put_back(await runner_task)
-                    setup_ms = (time.monotonic() - began) * 1000
-                    return RunOutcome(error=compiled.error, setup_ms=setup_ms)
-                request |= {
-                    "code": compiled.code,
-                    "specifiers": compiled.specifiers,
-                    "filename": FILENAME if job.language == "typescript" else "main.js",
-                }
-            runner = await runner_task
-            jail.prepare_next(python)
-            jail.current = runner
+            await self._admit_waiting(project, self.cfg.limits.memory_bytes, "start an execution")
+            self._running[project] = self._running.get(project, 0) + 1
             try:
-                report = await runner.execute(
-                    request, job.timeout_s, job.output_limit_bytes, job.on_output
-                )
+                return await self._run(jail, job, python)
             finally:
-                jail.current = None
-            if jail.dead is not None:
-                raise SandboxLost(f"the sandbox was stopped during the execution ({jail.dead})")
-            return outcome(report, began, job, self.settings.sandbox_memory_mb)
+                self._running[project] -= 1
+                if not self._running[project]:
+                    del self._running[project]
+                self._memory_freed.set()
+
+    async def _admit_waiting(self, project: str, extra: int, what: str) -> None:
+        """Admit, waiting up to IRIS_SANDBOX_ADMISSION_WAIT_S for memory that executions
+        hold (a burst of one project's executions queues, then gets 503s)."""
+        deadline = time.monotonic() + self.settings.sandbox_admission_wait_s
+        while True:
+            try:
+                self._admit(project, extra, what)
+                return
+            except ProviderUnavailable:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+            self._memory_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._memory_freed.wait(), left)
+
+    async def _run(self, jail: Jail, job: ExecutionJob, python: bool) -> RunOutcome:
+        began = time.monotonic()
+        if jail.last is not None:
+            # The last execution answered; its processes may still be ending (or it
+            # forged its end): this one starts once they are all gone.
+            await jail.last.gone()
+            jail.last = None
+        runner_task = asyncio.create_task(jail.take_runner(python))
+        request: dict[str, Any] = {
+            "projectId": job.project_id,
+            "sessionId": job.session_id,
+            "context": job.context,
+            "cwd": SANDBOX_HOME,
+            "workdir": EXEC_DIR,
+            "tools": None
+            if job.grant is None
+            else {
+                "url": "http://localhost/mcp",
+                "socket": JAIL_TOOLS_SOCKET,
+                "token": job.grant.token,
+            },
+        }
+        if python:
+            # Python compiles in its runner: nothing to do on the host.
+            request |= {
+                "source": job.source,
+                "filename": "main.py",
+                "outputLimit": job.output_limit_bytes,
+            }
+        else:
+            try:
+                compiled = await self.compiler.compile(job.source, job.language, job.project_id)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await jail.put_back(await runner_task)
+                raise
+            if compiled.error is not None:
+                await jail.put_back(await runner_task)
+                setup_ms = (time.monotonic() - began) * 1000
+                return RunOutcome(error=compiled.error, setup_ms=setup_ms)
+            request |= {
+                "code": compiled.code,
+                "specifiers": compiled.specifiers,
+                "filename": FILENAME if job.language == "typescript" else "main.js",
+            }
+        runner = await runner_task
+        jail.prepare_next(python)
+        if jail.tools is not None:
+            jail.tools.reset()
+        jail.current = runner
+        try:
+            report = await runner.execute(
+                request, job.timeout_s, job.output_limit_bytes, job.on_output
+            )
+        finally:
+            jail.current = None
+            jail.last = runner
+        if jail.dead is not None:
+            raise SandboxLost(f"the sandbox was stopped during the execution ({jail.dead})")
+        return outcome(report, began, job, self.settings.sandbox_memory_mb)

@@ -1,0 +1,245 @@
+"""The jail's seccomp filter: a classic BPF program that bubblewrap installs (``--seccomp
+FD``) just before it runs the sandboxed program.
+
+Namespaces and dropped capabilities stop most of the kernel's surface, not all of it:
+io_uring, userfaultfd, bpf and perf events are classic ways in, and AF_VSOCK sockets are not
+covered by the network namespace. The filter answers those system calls with an error
+(EPERM; ENOSYS for clone3, so that the C library falls back to clone), and lets through the
+socket families sandboxed code needs: AF_UNIX (the tool socket), AF_INET/AF_INET6 (no route
+anyway: the network namespace is empty) but not raw or packet sockets, and AF_NETLINK for
+NETLINK_ROUTE only (the C library reads the interfaces with it). Everything else runs as is.
+
+The program is built for the machine's architecture (x86_64 or aarch64); a system call made
+through another ABI (32-bit x86, x32) is refused."""
+
+from __future__ import annotations
+
+import errno
+import platform
+import struct
+from dataclasses import dataclass
+
+# struct seccomp_data: int nr; u32 arch; u64 instruction_pointer; u64 args[6].
+_NR, _ARCH = 0, 4
+
+
+def _arg(i: int) -> int:
+    """Offset of the low 32 bits of argument ``i`` (little-endian)."""
+    return 16 + 8 * i
+
+
+# Classic BPF opcodes.
+_LD_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
+_JEQ = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
+_JGE = 0x35  # BPF_JMP | BPF_JGE | BPF_K
+_AND = 0x54  # BPF_ALU | BPF_AND | BPF_K
+_RET = 0x06  # BPF_RET | BPF_K
+
+ALLOW = 0x7FFF0000
+
+
+def _errno(code: int) -> int:
+    return 0x00050000 | code
+
+
+@dataclass(frozen=True, slots=True)
+class Arch:
+    audit: int
+    #: System calls refused outright, by name (as in the kernel's tables).
+    numbers: dict[str, int]
+    #: Numbers at or above this are another ABI's (x32 on x86_64).
+    foreign_from: int | None = None
+
+
+# Names shared by both architectures' tables (the generic numbers from 403 on are common).
+_COMMON = {
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
+    "pidfd_getfd": 438,
+    "mount_setattr": 442,
+}
+
+X86_64 = Arch(
+    audit=0xC000003E,
+    foreign_from=0x40000000,
+    numbers=_COMMON
+    | {
+        "ptrace": 101,
+        "syslog": 103,
+        "uselib": 134,
+        "modify_ldt": 154,
+        "pivot_root": 155,
+        "acct": 163,
+        "settimeofday": 164,
+        "mount": 165,
+        "umount2": 166,
+        "swapon": 167,
+        "swapoff": 168,
+        "reboot": 169,
+        "iopl": 172,
+        "ioperm": 173,
+        "init_module": 175,
+        "delete_module": 176,
+        "quotactl": 179,
+        "lookup_dcookie": 212,
+        "clock_settime": 227,
+        "kexec_load": 246,
+        "add_key": 248,
+        "request_key": 249,
+        "keyctl": 250,
+        "unshare": 272,
+        "perf_event_open": 298,
+        "fanotify_init": 300,
+        "name_to_handle_at": 303,
+        "open_by_handle_at": 304,
+        "clock_adjtime": 305,
+        "setns": 308,
+        "process_vm_readv": 310,
+        "process_vm_writev": 311,
+        "kcmp": 312,
+        "finit_module": 313,
+        "kexec_file_load": 320,
+        "bpf": 321,
+        "userfaultfd": 323,
+    },
+)
+
+AARCH64 = Arch(
+    audit=0xC00000B7,
+    numbers=_COMMON
+    | {
+        "lookup_dcookie": 18,
+        "umount2": 39,
+        "mount": 40,
+        "pivot_root": 41,
+        "quotactl": 60,
+        "acct": 89,
+        "unshare": 97,
+        "kexec_load": 104,
+        "init_module": 105,
+        "delete_module": 106,
+        "clock_settime": 112,
+        "syslog": 116,
+        "ptrace": 117,
+        "reboot": 142,
+        "settimeofday": 170,
+        "add_key": 217,
+        "request_key": 218,
+        "keyctl": 219,
+        "swapon": 224,
+        "swapoff": 225,
+        "perf_event_open": 241,
+        "fanotify_init": 262,
+        "name_to_handle_at": 264,
+        "open_by_handle_at": 265,
+        "clock_adjtime": 266,
+        "setns": 268,
+        "process_vm_readv": 270,
+        "process_vm_writev": 271,
+        "kcmp": 272,
+        "finit_module": 273,
+        "bpf": 280,
+        "userfaultfd": 282,
+        "kexec_file_load": 294,
+    },
+)
+
+#: socket(2), socketpair(2) and clone3(2), whose arguments (or existence) are checked.
+_SOCKET = {X86_64.audit: 41, AARCH64.audit: 198}
+_SOCKETPAIR = {X86_64.audit: 53, AARCH64.audit: 199}
+_CLONE3 = 435
+
+AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
+SOCK_RAW, SOCK_PACKET = 3, 10
+NETLINK_ROUTE = 0
+
+
+def arch_of(machine: str | None = None) -> Arch:
+    machine = machine or platform.machine()
+    if machine in {"x86_64", "amd64", "AMD64"}:
+        return X86_64
+    if machine in {"aarch64", "arm64"}:
+        return AARCH64
+    raise ValueError(f"no seccomp filter for the {machine} architecture")
+
+
+Insn = tuple[int, int | str, int | str, int]
+
+
+def program(arch: Arch) -> bytes:
+    """The filter, as the array of ``struct sock_filter`` bubblewrap reads."""
+    deny = _errno(errno.EPERM)
+    code: list[Insn | str] = [
+        (_LD_ABS, 0, 0, _ARCH),
+        (_JEQ, 1, 0, arch.audit),
+        (_RET, 0, 0, deny),  # another ABI (e.g. 32-bit x86 through int 0x80)
+        (_LD_ABS, 0, 0, _NR),
+    ]
+    if arch.foreign_from is not None:
+        code += [(_JGE, "deny", 0, arch.foreign_from)]
+    for number in sorted(set(arch.numbers.values())):
+        code += [(_JEQ, "deny", 0, number)]
+    code += [
+        (_JEQ, "enosys", 0, _CLONE3),
+        (_JEQ, "socket", 0, _SOCKET[arch.audit]),
+        (_JEQ, "socketpair", 0, _SOCKETPAIR[arch.audit]),
+        (_RET, 0, 0, ALLOW),
+        "deny",
+        (_RET, 0, 0, deny),
+        "enosys",
+        (_RET, 0, 0, _errno(errno.ENOSYS)),
+        "socketpair",
+        (_LD_ABS, 0, 0, _arg(0)),
+        (_JEQ, "allow", "nofamily", AF_UNIX),
+        "socket",
+        (_LD_ABS, 0, 0, _arg(0)),
+        (_JEQ, "allow", 0, AF_UNIX),
+        (_JEQ, "inet", 0, AF_INET),
+        (_JEQ, "inet", 0, AF_INET6),
+        (_JEQ, "netlink", "nofamily", AF_NETLINK),
+        "inet",
+        (_LD_ABS, 0, 0, _arg(1)),
+        (_AND, 0, 0, 0xF),  # the type without SOCK_NONBLOCK / SOCK_CLOEXEC
+        (_JEQ, "eperm", 0, SOCK_RAW),
+        (_JEQ, "eperm", "allow", SOCK_PACKET),
+        "netlink",
+        (_LD_ABS, 0, 0, _arg(2)),
+        (_JEQ, "allow", "nofamily", NETLINK_ROUTE),
+        "nofamily",
+        (_RET, 0, 0, _errno(errno.EAFNOSUPPORT)),
+        "allow",
+        (_RET, 0, 0, ALLOW),
+        "eperm",  # (jumps only go forward)
+        (_RET, 0, 0, deny),
+    ]
+    return _assemble(code)
+
+
+def _assemble(code: list[Insn | str]) -> bytes:
+    labels: dict[str, int] = {}
+    insns: list[Insn] = []
+    for item in code:
+        if isinstance(item, str):
+            labels[item] = len(insns)
+        else:
+            insns.append(item)
+    out = bytearray()
+    for i, (op, jt, jf, k) in enumerate(insns):
+
+        def offset(target: int | str, i: int = i) -> int:
+            if isinstance(target, int):
+                return target
+            jump = labels[target] - (i + 1)
+            if not 0 <= jump <= 255:
+                raise ValueError(f"jump to {target} out of range")
+            return jump
+
+        out += struct.pack("<HBBI", op, offset(jt), offset(jf), k)
+    return bytes(out)
