@@ -103,3 +103,16 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValidationError):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_every_setting_is_documented() -> None:
+    """docs/configuration.md names every variable a setting is read from."""
+    from iris_exec.settings import ALIASES, PREFIX
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    missing = [
+        ALIASES.get(name, PREFIX + name.upper())
+        for name in Settings.model_fields
+        if f"`{ALIASES.get(name, PREFIX + name.upper())}`" not in docs
+    ]
+    assert missing == []
