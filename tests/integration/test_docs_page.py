@@ -44,3 +44,18 @@ def test_the_openapi_document_declares_the_bearer_key(server: LocalServer) -> No
     assert page.status_code == 200
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert "cdn" not in page.text.lower()
+
+
+def test_the_openapi_document_lists_every_query_parameter(server: LocalServer) -> None:
+    schema = httpx.get(server.url + "/openapi.json").json()
+
+    def names(path: str, method: str) -> set[str]:
+        operation = schema["paths"][path][method]
+        return {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+
+    assert names("/api/iris/sandboxes", "get") == {"status", "limit", "cursor"}
+    assert names("/api/iris/executions", "get") == {"sandboxId", "status", "limit", "cursor"}
+    assert names("/api/iris/executions/{execution_id}", "get") == {"after", "limit"}
+    assert names("/api/iris/sandbox", "get") == {"sandboxId"}
+    assert names("/api/iris/sandbox", "delete") == {"sandboxId", "all"}
+    assert names("/api/iris/audit", "get") == {"since", "until", "limit"}

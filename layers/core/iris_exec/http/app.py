@@ -287,6 +287,27 @@ def _sandbox_id_param(request: Request) -> str | None:
     return None if value is None else validate_sandbox_id(value)
 
 
+def _query(*specs: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    """OpenAPI query parameters of a route that reads them itself (strictly, with the
+    contract's messages): (name, description, schema)."""
+    return {
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
+            for name, text, schema in specs
+        ]
+    }
+
+
+_LIMIT = {"type": "integer", "minimum": 1}
+_CURSOR = ("cursor", "nextCursor of the page before", {"type": "string"})
+_SANDBOX_ID = ("sandboxId", "a sandbox of your project (sb_...)", {"type": "string"})
+_AFTER = (
+    "after",
+    "only log lines after this one (the last cursor)",
+    {"type": "integer", "minimum": 0},
+)
+
+
 def _declare_bearer_auth(app: FastAPI) -> None:
     """The OpenAPI document says every route but /health takes `Authorization: Bearer
     sk_live_...` (so /docs's "Authorize" works); authentication itself is `authenticated`."""
@@ -383,7 +404,16 @@ def create_app(
     if EXECUTIONS_LIST in enabled:
         from iris_exec.services import history
 
-        @app.get("/api/iris/executions", summary="Your project's executions, newest first")
+        @app.get(
+            "/api/iris/executions",
+            summary="Your project's executions, newest first",
+            openapi_extra=_query(
+                _SANDBOX_ID,
+                ("status", "queued, running, succeeded, failed or timed_out", {"type": "string"}),
+                ("limit", "rows per page, 1-100 (default 20)", _LIMIT),
+                _CURSOR,
+            ),
+        )
         async def executions_list(request: Request, caller: Caller) -> Response:
             params = request.query_params
             return respond(
@@ -400,7 +430,15 @@ def create_app(
     if SANDBOXES_LIST in enabled:
         from iris_exec.services import history
 
-        @app.get("/api/iris/sandboxes", summary="Your project's sandboxes, newest first")
+        @app.get(
+            "/api/iris/sandboxes",
+            summary="Your project's sandboxes, newest first",
+            openapi_extra=_query(
+                ("status", "running, closed, expired or failed", {"type": "string"}),
+                ("limit", "rows per page, 1-100 (default 20)", _LIMIT),
+                _CURSOR,
+            ),
+        )
         async def sandboxes_list(request: Request, caller: Caller) -> Response:
             params = request.query_params
             return respond(
@@ -418,7 +456,10 @@ def create_app(
 
         @app.get(
             "/api/iris/executions/{execution_id}",
-            summary="Status, log lines and (when done) the answer of an asynchronous execution",
+            summary="Status, log lines and (when done) the answer of an execution",
+            openapi_extra=_query(
+                _AFTER, ("limit", "log lines at most (default and most 10000)", _LIMIT)
+            ),
         )
         async def execution_get(request: Request, caller: Caller, execution_id: str) -> Response:
             after = _int_param(request, "after", 0, 0, 10**9)
@@ -432,6 +473,7 @@ def create_app(
         @app.get(
             "/api/iris/executions/{execution_id}/events",
             summary="Live log lines of an asynchronous execution (Server-Sent Events)",
+            openapi_extra=_query(_AFTER),
         )
         async def execution_events(request: Request, caller: Caller, execution_id: str) -> Response:
             after = _int_param(request, "after", 0, 0, 10**9)
@@ -453,7 +495,9 @@ def create_app(
 
     if SANDBOX_GET in enabled:
 
-        @app.get("/api/iris/sandbox", summary="Status of one sandbox")
+        @app.get(
+            "/api/iris/sandbox", summary="Status of one sandbox", openapi_extra=_query(_SANDBOX_ID)
+        )
         async def sandbox_get(request: Request, caller: Caller) -> Response:
             sandbox_id = _sandbox_id_param(request)
             if sandbox_id is None:
@@ -462,7 +506,14 @@ def create_app(
 
     if SANDBOX_DELETE in enabled:
 
-        @app.delete("/api/iris/sandbox", summary="Close one sandbox, or all of your project's")
+        @app.delete(
+            "/api/iris/sandbox",
+            summary="Close one sandbox, or all of your project's",
+            openapi_extra=_query(
+                _SANDBOX_ID,
+                ("all", "true: close every sandbox of your project", {"type": "string"}),
+            ),
+        )
         async def sandbox_delete(request: Request, caller: Caller) -> Response:
             sandbox_id = _sandbox_id_param(request)
             close_all = request.query_params.get("all")
@@ -485,7 +536,15 @@ def create_app(
 
     if AUDIT in enabled:
 
-        @app.get("/api/iris/audit", summary="Your project's audit trail, newest first")
+        @app.get(
+            "/api/iris/audit",
+            summary="Your project's audit trail, newest first",
+            openapi_extra=_query(
+                ("since", "ISO 8601 time or epoch milliseconds", {"type": "string"}),
+                ("until", "ISO 8601 time or epoch milliseconds", {"type": "string"}),
+                ("limit", "events at most, 1-500 (default 100)", _LIMIT),
+            ),
+        )
         async def audit(request: Request, caller: Caller) -> Response:
             params = request.query_params
             limit = strict_int(params.get("limit", "100"), "limit", 1, MAX_AUDIT_LIMIT)
