@@ -67,6 +67,10 @@ class ToolSockets(Protocol):
         """Listen on ``path`` for the tool calls of one sandbox."""
 
 
+#: Built into the assets directory but never staged into jails.
+WEB_ASSETS = ("console", "docs")
+
+
 def default_assets_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "assets"
 
@@ -428,7 +432,8 @@ class LocalSandboxProvider:
         rebuild (`make assets`) while the server runs."""
         staged = self.runtime / "assets"
         shutil.rmtree(staged, ignore_errors=True)
-        shutil.copytree(self.assets_dir, staged)
+        # The web console and /docs are the server's, not the sandboxes'.
+        shutil.copytree(self.assets_dir, staged, ignore=shutil.ignore_patterns(*WEB_ASSETS))
         for path in [staged, *staged.rglob("*")]:
             path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
         return staged
