@@ -38,7 +38,7 @@ from tests.support.app import sqlite_container
 from tests.support.e2b_standin import E2BStandIn
 
 pytestmark = pytest.mark.anyio
-ALPHA = Principal("alpha", "key_a")
+ALPHA = Principal("alpha", "harness")  # the service's own principal: no API key behind it
 API_HOST = "api.iris.test"
 Language = Literal["typescript", "javascript", "python"]
 

@@ -41,6 +41,10 @@ class LocalServer:
             "IRIS_PORT": str(self.port),
             "IRIS_TEST_CANARY": CANARY,
             "AWS_SECRET_ACCESS_KEY": CANARY,
+            # One server serves a whole test session, dozens of projects' sandboxes live at
+            # once: the host-memory admission cap (tests/integration/test_tenants.py tests
+            # it with its own budget) would refuse them long before the tests end.
+            "IRIS_SANDBOX_MEMORY_BUDGET_MB": "10000000",
             **{f"IRIS_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.proc: subprocess.Popen[str] | None = None

@@ -21,10 +21,12 @@ FRAME_MIN_COST = 64
 
 
 def channel_budget(output_limit: int) -> int:
-    """Bytes the runner's channel may carry in one execution, every frame counted: the
-    output cap as JSON frames (escaping can make text up to 6x longer), plus room for the
-    frames that are not output."""
-    return output_limit * 7 + 1024 * 1024
+    """What the runner's channel may carry in one execution, every frame counted at
+    FRAME_MIN_COST at least: enough for output at its cap written a byte at a time (each
+    output frame carries a byte at least; 300,000 `console.log('a')` are 300,000 frames),
+    plus room for the frames that are not output. Bounded all the same: a flood of frames
+    that are not output stops there."""
+    return output_limit * FRAME_MIN_COST + 1024 * 1024
 
 
 def well_formed(text: str) -> str:

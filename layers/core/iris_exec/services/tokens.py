@@ -36,6 +36,10 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+#: The ids of API keys (services/auth.py); other principals are the service's own.
+API_KEY_ID_PREFIX = "key_"
+
+
 class ExecutionTokens:
     """Mints and verifies tokens. The key may be given lazily (a callable), so that a
     function that never mints or verifies one never fetches it."""
@@ -160,6 +164,10 @@ class ExecutionTokens:
         return claims
 
     def _key_active(self, project_id: str, key_id: str, now: float) -> bool:
+        if not key_id.startswith(API_KEY_ID_PREFIX):
+            # Started by the service itself (the CLI's in-process run), not by an API key:
+            # nothing to revoke. Tokens are signed, so no caller can claim such an id.
+            return True
         if self._active_keys.get((project_id, key_id), 0.0) > now:
             return True
         assert self._keys is not None

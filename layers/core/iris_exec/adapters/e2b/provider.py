@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from iris_exec.adapters.e2b.control import E2BControl, api_error
-from iris_exec.adapters.runner_protocol import Collector, outcome
+from iris_exec.adapters.runner_protocol import Collector, channel_budget, outcome
 from iris_exec.domain.errors import ConfigurationError, ProviderUnavailable, SandboxLost
 from iris_exec.domain.models import CreatedSandbox, ExecutionJob, ProviderSandbox, RunOutcome
 from iris_exec.settings import Settings
@@ -62,8 +62,6 @@ RUN_DIR = "/root/.iris"
 #: Printed by the root shell after every process of the code is dead; the runner's frames
 #: follow. JSON never holds a raw NUL, so no frame can contain it.
 FRAMES_MARK = "\x00IRIS-FRAMES\x00\n"
-#: Frame bytes read back beyond the output limit (the result, the error, the stamps).
-FRAMES_SLACK_BYTES = 256 * 1024
 #: Tool calls leave the sandbox with the token added by E2B's egress proxy.
 EGRESS_HEADER = "egress-header"
 #: Fallback when the egress rules are not available: the token travels in the request file.
@@ -313,7 +311,9 @@ class E2BSandboxProvider:
                 "NODE_EXTRA_CA_CERTS": SYSTEM_CA_BUNDLE,
             }.items()
         )
-        frames_cap = job.output_limit_bytes + FRAMES_SLACK_BYTES
+        # The frames are JSON: escaped text, a frame per write. The same budget as the
+        # runner's channel anywhere (runner_protocol), so output at its cap always fits.
+        frames_cap = channel_budget(job.output_limit_bytes)
         as_code = f"/usr/bin/setpriv --reuid={CODE_USER} --regid={CODE_USER} --init-groups"
         # Kill every process of the code's user: kill(-1) as that user, again until none is
         # left (a process forking as fast as it can cannot outrun it for long).
