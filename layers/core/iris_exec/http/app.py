@@ -300,7 +300,11 @@ def _query(*specs: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
 
 _LIMIT = {"type": "integer", "minimum": 1}
 _CURSOR = ("cursor", "nextCursor of the page before", {"type": "string"})
-_SANDBOX_ID = ("sandboxId", "a sandbox of your project (sb_...)", {"type": "string"})
+_SANDBOX_ID = (
+    "sandboxId",
+    "a sandbox of your project",
+    {"type": "string", "pattern": "^sb_[A-Za-z0-9]{8,64}$"},
+)
 _AFTER = (
     "after",
     "only log lines after this one (the last cursor)",
@@ -511,7 +515,11 @@ def create_app(
             summary="Close one sandbox, or all of your project's",
             openapi_extra=_query(
                 _SANDBOX_ID,
-                ("all", "true: close every sandbox of your project", {"type": "string"}),
+                (
+                    "all",
+                    "true: close every sandbox of your project",
+                    {"type": "string", "enum": ["true"]},
+                ),
             ),
         )
         async def sandbox_delete(request: Request, caller: Caller) -> Response:
