@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,13 @@ BYSTANDER_MAX_S = 3.0
 @pytest.fixture(scope="module")
 def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     data = tmp_path_factory.mktemp("tenants") / "data"
-    settings = {"compile_deadline_s": 1.5, "tool_calls_per_minute": 150, "tool_socket_header_s": 1}
+    settings = {
+        "compile_deadline_s": 1.5,
+        "tool_calls_per_minute": 150,
+        "tool_socket_header_s": 1,
+        # The bystander runs back to back for the whole module: more than 100 a minute.
+        "rate_limit_per_minute": 100_000,
+    }
     with LocalServer(data, **settings) as server:
         yield server
 
@@ -47,7 +54,8 @@ def attacker(tenants: LocalServer, attacker_key: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def bystander(tenants: LocalServer) -> str:
-    return tenants.create_key("bystander")
+    # A project of its own per test: its tool budget (150 a minute here) is per project.
+    return tenants.create_key(f"bystander-{uuid.uuid4().hex[:8]}")
 
 
 def run(server: LocalServer, key: str, code: str, **fields: Any) -> dict[str, Any]:
@@ -103,7 +111,9 @@ class Bystander:
         while not self._stop.is_set():
             n += 1
             self.one(n)
-            time.sleep(0.05)
+            # With tool calls, at a pace within the module's per-project tool budget
+            # (150 a minute, a sliding window): the bystander must not be its own attacker.
+            time.sleep(0.05 if self.code == TRIVIAL else 0.5)
 
     def __enter__(self) -> Bystander:
         self.one(0)  # its sandbox exists before the attack starts
