@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,6 +31,15 @@ IRIS_TOOLS = {
     "getMetrics",
 }  # fmt: skip
 EXECUTION_TOOLS = {"executeCode", "getSandbox", "closeSandbox", "getExecution"}
+
+
+@pytest.fixture
+def key(server: LocalServer) -> str:
+    """A project of its own per test: the session's shared key would meet its rate limit
+    (100 in any minute, a sliding window) as this module runs."""
+    return server.create_key(f"mcp-{uuid.uuid4().hex[:10]}")
+
+
 RPC_HEADERS = {
     "Accept": "application/json, text/event-stream",
     "MCP-Protocol-Version": "2025-06-18",

@@ -157,11 +157,11 @@ def _answer(structured: dict[str, Any], text: str) -> CallToolResult:
     """The structured answer (made to fit Lambda's response limit where there is one, as
     the HTTP API's answers are) and its readable text."""
     if _response_limit is not None:
-        if "result" in structured or "logs" in structured:
-            structured = fit_answer(structured, _response_limit - ENVELOPE_BYTES)
-        elif "output" in structured:  # a result itself: fit it as the answer it is part of
+        if "output" in structured:  # a result itself: fit it as the answer it is part of
             fitted = fit_answer({"result": structured}, _response_limit - ENVELOPE_BYTES)
             structured = fitted["result"]
+        elif "result" in structured or "logs" in structured:  # an execution's page
+            structured = fit_answer(structured, _response_limit - ENVELOPE_BYTES)
     return CallToolResult(content=[TextContent(text=text)], structured_content=structured)
 
 
