@@ -119,7 +119,6 @@ def first_answers(python: str, build: Path, runtime: Path, layer: Path) -> None:
 
     from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
     from iris_exec.adapters.dynamodb.tables import TABLES, create_tables
-    from iris_exec.adapters.local.provider import default_assets_dir
     from iris_exec.services.auth import AuthService
     from iris_exec.services.clock import system_clock
     from tests.support.dynamodb_local import ACCESS_KEY, REGION, SECRET_KEY, DynamoDBLocal
@@ -151,7 +150,7 @@ def first_answers(python: str, build: Path, runtime: Path, layer: Path) -> None:
                 "IRIS_DYNAMODB_ENDPOINT": dynamodb.endpoint_url,
                 "IRIS_E2B_API_KEY_SECRET": "iris/e2b",
                 "IRIS_TOKEN_SIGNING_KEY_SECRET": "iris/signing",
-                "IRIS_E2B_ASSETS_DIR": str(default_assets_dir()),
+                "IRIS_E2B_ASSETS_DIR": "/opt/iris",
                 "IRIS_TOOL_STORE": "postgres",
                 "IRIS_DATABASE_URL": "postgresql://unused@127.0.0.1:9/unused",
                 "IRIS_PUBLIC_URL": "https://api.example.com/prod",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from iris_exec.adapters.e2b.provider import E2BSandboxProvider
-from iris_exec.adapters.local.provider import LocalSandboxProvider, default_assets_dir
+from iris_exec.adapters.local.provider import LocalSandboxProvider
 from iris_exec.domain.errors import SandboxLost
 from iris_exec.domain.models import ExecutionJob
 from iris_exec.domain.ports import SandboxProvider
@@ -40,9 +40,7 @@ async def provider(
     standin: E2BStandIn = request.getfixturevalue("e2b")
     for name, value in standin.env.items():
         monkeypatch.setenv(name, value)
-    settings = Settings(
-        e2b_assets_dir=str(default_assets_dir()), public_url="https://api.example.test/dev"
-    )
+    settings = Settings(public_url="https://api.example.test/dev")
     remote = E2BSandboxProvider(settings, api_key=lambda: standin.api_key)
     await remote.start()
     yield remote

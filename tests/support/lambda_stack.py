@@ -19,7 +19,6 @@ import pytest
 
 from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
 from iris_exec.adapters.dynamodb.tables import TABLES, create_tables
-from iris_exec.adapters.local.provider import default_assets_dir
 from iris_exec.services.auth import AuthService
 from iris_exec.services.clock import system_clock
 from tests.support.dynamodb_local import DynamoDBLocal
@@ -111,7 +110,6 @@ def lambda_stack(
             "IRIS_DATABASE_URL": postgres.dsn,
             "IRIS_TOKEN_SIGNING_KEY": "s" * 64,
             "IRIS_E2B_API_KEY": e2b.api_key,
-            "IRIS_E2B_ASSETS_DIR": str(default_assets_dir()),
             "POWERTOOLS_METRICS_NAMESPACE": "IrisExecTest",
             **{f"IRIS_{k.upper()}": v for k, v in settings.items()},
         }.items():
