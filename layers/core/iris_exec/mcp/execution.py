@@ -150,18 +150,17 @@ def _readable(result: dict[str, Any], sandbox_id: str) -> str:
 #: Room in Lambda's response for the JSON-RPC envelope and the text block beside the
 #: structured answer (the text shows at most TEXT_OUTPUT_CHARS of output).
 ENVELOPE_BYTES = 64 * 1024
-_response_limit: int | None = None
 
 
-def _answer(structured: dict[str, Any], text: str) -> CallToolResult:
-    """The structured answer (made to fit Lambda's response limit where there is one, as
-    the HTTP API's answers are) and its readable text."""
-    if _response_limit is not None:
+def _answer(structured: dict[str, Any], text: str, limit: int | None) -> CallToolResult:
+    """The structured answer (made to fit ``limit``, Lambda's response limit where there is
+    one, as the HTTP API's answers are) and its readable text."""
+    if limit is not None:
         if "output" in structured:  # a result itself: fit it as the answer it is part of
-            fitted = fit_answer({"result": structured}, _response_limit - ENVELOPE_BYTES)
+            fitted = fit_answer({"result": structured}, limit - ENVELOPE_BYTES)
             structured = fitted["result"]
         elif "result" in structured or "logs" in structured:  # an execution's page
-            structured = fit_answer(structured, _response_limit - ENVELOPE_BYTES)
+            structured = fit_answer(structured, limit - ENVELOPE_BYTES)
     return CallToolResult(content=[TextContent(text=text)], structured_content=structured)
 
 
@@ -197,8 +196,7 @@ def register_execution_tools(
     server: MCPServer[Any], container: Container, *, code_mode: bool
 ) -> None:
     """executeCode, getSandbox, closeSandbox and getExecution on ``server``."""
-    global _response_limit
-    _response_limit = container.settings.response_limit_bytes
+    limit = container.settings.response_limit_bytes
     description = EXECUTE_SUMMARY + ("\n" + IRIS_API if code_mode else " In code, `import { iris }"
         " from './iris-prime'` (Python: `from iris_prime import iris`) calls the IRIS tools"
         " listed beside this one.")  # fmt: skip
@@ -253,7 +251,7 @@ def register_execution_tools(
         or still running when executeCode answered; once it has ended, its result too."""
         with contract_errors():
             body = container.background.describe(principal_of(ctx), executionId, after)
-        return _answer(body, _describe_text(body))
+        return _answer(body, _describe_text(body), limit)
 
     @server.tool(name="getSandbox", annotations=ToolAnnotations(readOnlyHint=True))
     async def get_sandbox(
@@ -263,7 +261,7 @@ def register_execution_tools(
         with contract_errors():
             sandbox = validate_sandbox_id(sandboxId)
             body = await container.sandboxes.describe(principal_of(ctx), sandbox)
-        return _answer(body, f"sandbox {sandboxId}: {body.get('status')}")
+        return _answer(body, f"sandbox {sandboxId}: {body.get('status')}", limit)
 
     @server.tool(name="closeSandbox", annotations=ToolAnnotations(destructiveHint=True))
     async def close_sandbox(
@@ -272,7 +270,9 @@ def register_execution_tools(
         """Close a sandbox of your project: its processes and files are gone."""
         with contract_errors():
             await container.sandboxes.close(principal_of(ctx), validate_sandbox_id(sandboxId))
-        return _answer({"sandboxId": sandboxId, "closed": True}, f"sandbox {sandboxId} closed")
+        return _answer(
+            {"sandboxId": sandboxId, "closed": True}, f"sandbox {sandboxId} closed", limit
+        )
 
     del execute_code, get_execution, get_sandbox, close_sandbox  # registered on the server
 
@@ -311,7 +311,7 @@ async def _execute(
             f"started execution {started['executionId']} in sandbox {started['sandboxId']};"
             " read its log lines and result with getExecution"
         )
-        return _answer(started, text)
+        return _answer(started, text, settings.response_limit_bytes)
     if settings.mcp_wait_s is not None:
         # The transport has a time limit (API Gateway's 29 s): run in the background (a
         # background run is its own idempotent request) and wait for it while we may.
@@ -339,7 +339,9 @@ async def _execute(
         await pump.flush()
     result = answer["result"]
     return _answer(
-        {**result, "sandboxId": answer["sandboxId"]}, _readable(result, answer["sandboxId"])
+        {**result, "sandboxId": answer["sandboxId"]},
+        _readable(result, answer["sandboxId"]),
+        settings.response_limit_bytes,
     )
 
 
@@ -369,7 +371,9 @@ async def _follow(
             if not isinstance(result, dict):
                 raise ToolError(f"Execution {execution_id} failed: {body.get('reason')}")
             return _answer(
-                {**result, "sandboxId": body["sandboxId"]}, _readable(result, body["sandboxId"])
+                {**result, "sandboxId": body["sandboxId"]},
+                _readable(result, body["sandboxId"]),
+                container.settings.response_limit_bytes,
             )
         if loop.time() >= deadline:
             running = {
@@ -383,6 +387,6 @@ async def _follow(
                 f" call getExecution with executionId {execution_id} and after {len(lines)}"
                 " for its next log lines and, once it ends, its result"
             )
-            return _answer(running, text)
+            return _answer(running, text, container.settings.response_limit_bytes)
         await asyncio.sleep(min(poll_s, max(0.0, deadline - loop.time())))
         poll_s = min(poll_s * 1.5, FOLLOW_POLL_MAX_S)

@@ -126,15 +126,18 @@ class ExecutionTokens:
     def verify(self, token: str) -> ToolGrant:
         """The grant a token carries, for one tool call; 401 if forged, malformed, expired
         or no longer live (see the module's text), 429 past the project's tool budget."""
-        grant = self.signed_grant(token)
-        self._check_live(self._claims(token), self._clock())
-        return grant
+        claims = self._claims(token)  # parsed and checked once per tool call
+        self._check_live(claims, self._clock())
+        return self._grant(claims, token)
 
     def signed_grant(self, token: str) -> ToolGrant:
         """The grant a token carries if it is signed and unexpired, without asking whether
         its execution still runs (API Gateway's authorizer, whose answers are cached: the
         tool server itself asks at every call)."""
-        claims = self._claims(token)
+        return self._grant(self._claims(token), token)
+
+    @staticmethod
+    def _grant(claims: dict[str, Any], token: str) -> ToolGrant:
         return ToolGrant(
             project_id=str(claims["p"]),
             sandbox_id=str(claims["s"]),
