@@ -483,9 +483,8 @@ class _Follower:
 
     def _receive(self, text: str) -> None:
         *lines, self._pending = (self._pending + text).split("\n")
-        for line in lines:
-            self.delivered += 1
-            self._collector.lines([line])
+        self.delivered += len(lines)
+        self._collector.lines(lines)
 
     async def stop(self) -> int:
         """Stop following; how many lines were delivered (a partial last one is not)."""

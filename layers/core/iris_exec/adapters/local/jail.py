@@ -412,7 +412,10 @@ class Runner:
             await asyncio.to_thread(self.group.remove)
 
     async def _read_events(self, collector: Collector) -> None:
-        pending = b""
+        # A line's pieces wait in a list until its newline comes: a long line is not
+        # copied once per read.
+        pieces: list[bytes] = []
+        pending = 0
         # One frame can be as large as the output cap (plus JSON escaping); not more.
         max_line = collector.limit * 7 + 65536
         while True:
@@ -421,10 +424,14 @@ class Runner:
                 # Every holder of fd 3 is gone: the process tree has ended.
                 collector.done.set()
                 return
-            pending += data
-            *lines, pending = pending.split(b"\n")
-            collector.lines(lines)
-            if len(pending) > max_line:
+            pieces.append(data)
+            if b"\n" in data:
+                *lines, rest = b"".join(pieces).split(b"\n")
+                pieces, pending = [rest], len(rest)
+                collector.lines(lines)
+            else:
+                pending += len(data)
+            if pending > max_line:
                 collector.report.output_exceeded = True
                 collector.stopped = True
                 collector.done.set()
