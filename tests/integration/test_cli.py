@@ -51,6 +51,18 @@ def test_run_exits_1_when_the_code_fails(tmp_path: Path, data_dir: Path) -> None
     assert '"name": "Error"' in done.stdout and "broken" in done.stdout
 
 
+def test_runs_in_process_log_no_asyncio_warnings(tmp_path: Path, data_dir: Path) -> None:
+    # Killing a jail used to reap its process behind the event loop's back, which then
+    # warned "child process pid N exit status already read" on about half of the runs.
+    ok, spin = tmp_path / "ok.ts", tmp_path / "spin.ts"
+    ok.write_text("return 1;\n")
+    spin.write_text("while (true) {}\n")
+    for script in (ok, spin):
+        done = cli(data_dir, "run", str(script), "--timeout-ms", "300")
+        assert done.returncode == (0 if script == ok else 1), done.stderr
+        assert "asyncio" not in done.stderr, done.stderr
+
+
 def test_run_of_a_missing_file_is_a_usage_error(tmp_path: Path, data_dir: Path) -> None:
     done = cli(data_dir, "run", str(tmp_path / "nope.ts"))
     assert done.returncode == 2
@@ -243,12 +255,14 @@ def test_a_clean_restart_calls_no_sandbox_failed(tmp_path: Path) -> None:
             sandbox = client.post("/api/iris/execute", json={"code": "return 1"}).json()[
                 "sandboxId"
             ]
+    first_log = first.log_path.read_text()  # the second server writes the same file
     with LocalServer(data) as second:
         with second.client(key) as client:
             described = client.get("/api/iris/sandbox", params={"sandboxId": sandbox}).json()
         log = second.log_path.read_text()
     assert described["status"] == "closed" and described["active"] is False
     assert "marked failed" not in log
+    assert "asyncio" not in first_log + log
 
 
 def _path_without(tmp_path: Path, *missing: str) -> str:

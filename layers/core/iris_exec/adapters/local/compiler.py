@@ -9,6 +9,7 @@ import itertools
 import json
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,13 +88,13 @@ class Compiler:
             line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
         except TimeoutError:
             line = b""
-        if not line or not json.loads(line).get("ready"):
+        if not _is_ready_line(line):
             err = b""
             if proc.stderr is not None:
                 with contextlib.suppress(TimeoutError):
                     err = await asyncio.wait_for(proc.stderr.read(4096), 1.0)
             with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+                os.kill(proc.pid, signal.SIGKILL)  # not proc.kill(): it reaps (Runner.destroy)
             raise ProviderUnavailable(
                 "the code compiler failed to start: "
                 + (err.decode("utf-8", "replace").strip() or "no ready signal")
@@ -199,3 +200,13 @@ class Compiler:
     async def close(self) -> None:
         async with self._lock:
             await self._stop()
+
+
+def _is_ready_line(line: bytes) -> bool:
+    """The compiler's first line is {"ready": true}; anything else (nothing, noise from a
+    broken Node install) means it did not start."""
+    try:
+        first = json.loads(line) if line else None
+    except ValueError:
+        return False
+    return isinstance(first, dict) and first.get("ready") is True

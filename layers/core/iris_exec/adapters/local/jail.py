@@ -318,7 +318,7 @@ class Runner:
                 os.close(read_fd)
             if proc is not None and proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                    os.killpg(proc.pid, signal.SIGKILL)  # see destroy()
             if group is not None:
                 await asyncio.to_thread(_kill_and_remove, group)
             raise
@@ -440,10 +440,11 @@ class Runner:
     async def destroy(self) -> None:
         """Kill the whole process tree: the jail's pid namespace dies with bubblewrap."""
         if self.proc.returncode is None:
+            # The launcher leads its own process group, so this kills it too. Not
+            # ``self.proc.kill()``: Popen polls (and so reaps) before it signals, and the
+            # event loop's child watcher then warns "exit status already read".
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
         if self.group is not None:
             await asyncio.to_thread(self.group.kill_all)
         with contextlib.suppress(ProcessLookupError):
