@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from iris_exec.adapters.local.provider import LocalSandboxProvider
+from iris_exec.domain.models import ExecutionJob
 from iris_exec.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -43,5 +44,31 @@ async def test_closing_a_sandbox_whose_runner_died_logs_no_asyncio_warning(
             await provider.kill(ref)
         assert runner.proc.returncode == -signal.SIGKILL
         assert not [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    finally:
+        await provider.shutdown()
+
+
+def _groups(provider: LocalSandboxProvider) -> set[str]:
+    return {p.name for base in provider.cgroups.bases for p in base.iterdir() if p.is_dir()}
+
+
+async def test_closed_sandboxes_leave_no_cgroup_behind(tmp_path: Path) -> None:
+    provider = LocalSandboxProvider(Settings(data_dir=tmp_path / "data", sandbox_warm_pool=0))
+    await provider.start()
+    if not provider.cgroups.version:
+        await provider.shutdown()
+        pytest.skip("no writable cgroup on this machine")
+    try:
+        for language in ("typescript", "python"):
+            ref = (await provider.create("sb_" + uuid.uuid4().hex[:16], "p1", 600)).provider_ref
+            job = ExecutionJob(
+                execution_id="ex_teardown1", source="return 1", language=language,
+                project_id="p1", session_id="s1", context={}, timeout_s=20,
+                output_limit_bytes=1 << 20,
+            )  # fmt: skip
+            assert (await provider.run(ref, job)).succeeded
+            # A runner for the next execution waits, warm, in its own cgroup.
+            await provider.kill(ref)
+        assert _groups(provider) == set()
     finally:
         await provider.shutdown()

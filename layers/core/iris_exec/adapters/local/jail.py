@@ -452,6 +452,13 @@ class Runner:
         if self.proc.stdin is not None and not self.proc.stdin.is_closing():
             self.proc.stdin.close()
 
+    async def discard(self) -> None:
+        """Destroy a runner that will run nothing (a warm one no longer wanted), its
+        cgroup too: an execution removes its own group once it has read its figures."""
+        await self.destroy()
+        if self.group is not None:
+            await asyncio.to_thread(self.group.remove)
+
 
 def _kill_and_remove(group: CgroupGroup) -> None:
     group.kill_all()

@@ -200,7 +200,7 @@ class Jail:
         if task is not None and self._next_python != python:
             # A warm runner of the other language: not the one wanted this time.
             with contextlib.suppress(Exception):
-                await (await task).destroy()
+                await (await task).discard()
             task = None
         if task is not None:
             try:
@@ -209,7 +209,10 @@ class Jail:
                 log.warning(
                     "warm runner of %s failed to start (%s); starting another", self.jail_id, exc
                 )
-        if runner is None or not runner.alive:
+        if runner is not None and not runner.alive:
+            await runner.discard()  # died while it waited: its cgroup goes with it
+            runner = None
+        if runner is None:
             runner = await self._spawn(python)
         return runner
 
@@ -221,7 +224,7 @@ class Jail:
             self._next = asyncio.ensure_future(future)
             self._next_python = False
         else:
-            await runner.destroy()
+            await runner.discard()
 
     async def destroy(self, reason: str) -> None:
         """Stop everything now (a running execution included), then remove the files."""
@@ -238,7 +241,7 @@ class Jail:
             except BaseException:
                 runner = None
             if runner is not None:
-                await runner.destroy()
+                await runner.discard()
         if self.tools is not None:
             await self.tools.aclose()
         async with self.lock:  # the execution that was running has finished reading
