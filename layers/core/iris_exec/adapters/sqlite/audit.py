@@ -6,7 +6,7 @@ import json
 import sqlite3
 from typing import Any
 
-from iris_exec.adapters.sqlite.database import Database
+from iris_exec.adapters.sqlite.database import Database, from_row
 from iris_exec.domain.models import AuditEvent, IdempotencyHit
 
 AUDIT_SCHEMA = """
@@ -37,19 +37,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 
 def _event(row: sqlite3.Row) -> AuditEvent:
-    return AuditEvent(
-        event_id=row["event_id"],
-        project_id=row["project_id"],
-        at=row["at"],
-        kind=row["kind"],
-        actor=row["actor"],
-        sandbox_id=row["sandbox_id"],
-        execution_id=row["execution_id"],
-        duration_ms=row["duration_ms"],
-        outcome=row["outcome"],
-        output_bytes=row["output_bytes"],
-        detail=row["detail"],
-    )
+    return from_row(AuditEvent, row)
 
 
 class SqliteAuditLog:

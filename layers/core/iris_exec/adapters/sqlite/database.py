@@ -9,9 +9,19 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from iris_exec.domain.errors import StoreUnavailable
+
+
+def from_row[T](cls: type[T], row: sqlite3.Row, **converted: Any) -> T:
+    """A record dataclass from a row whose columns carry its fields' names; ``converted``
+    gives the fields whose stored form differs (an enum kept as text, JSON)."""
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    return cls(**{name: row[name] for name in names if name not in converted}, **converted)
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (

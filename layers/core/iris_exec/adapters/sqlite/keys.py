@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 
-from iris_exec.adapters.sqlite.database import Database
+from iris_exec.adapters.sqlite.database import Database, from_row
 from iris_exec.domain.errors import AlreadyExists
 from iris_exec.domain.models import ApiKeyRecord
 
 
 def _record(row: sqlite3.Row) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        key_id=row["key_id"],
-        key_hash=row["key_hash"],
-        prefix=row["prefix"],
-        project_id=row["project_id"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-        name=row["name"],
-        usage_key=row["usage_key"],
-    )
+    return from_row(ApiKeyRecord, row)
 
 
 class SqliteKeyStore:

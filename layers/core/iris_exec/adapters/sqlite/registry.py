@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from iris_exec.adapters.sqlite.database import Database
+from iris_exec.adapters.sqlite.database import Database, from_row
 from iris_exec.domain.errors import AlreadyExists
 from iris_exec.domain.models import GoneReason, Position, SandboxRecord, SandboxStatus
 
@@ -17,23 +17,12 @@ _COLUMNS = (
 
 
 def _record(row: sqlite3.Row) -> SandboxRecord:
-    return SandboxRecord(
-        sandbox_id=row["sandbox_id"],
-        project_id=row["project_id"],
-        provider=row["provider"],
-        provider_ref=row["provider_ref"],
+    reason = row["closed_reason"]
+    return from_row(
+        SandboxRecord,
+        row,
         status=SandboxStatus(row["status"]),
-        created_at=row["created_at"],
-        last_used_at=row["last_used_at"],
-        expires_at=row["expires_at"],
-        lifetime_deadline=row["lifetime_deadline"],
-        closed_at=row["closed_at"],
-        closed_reason=GoneReason(row["closed_reason"]) if row["closed_reason"] else None,
-        detail=row["detail"],
-        lease_id=row["lease_id"],
-        lease_until=row["lease_until"],
-        executions=row["executions"],
-        tool_channel=row["tool_channel"],
+        closed_reason=GoneReason(reason) if reason else None,
     )
 
 
