@@ -81,14 +81,13 @@ class Report:
 class Collector:
     """Keeps output in arrival order, counts it against the cap, and notices the end.
 
-    ``clock`` stamps the start and the end as frames arrive (the local jail); a remote
+    The start and the end are stamped as their frames arrive (the local jail); a remote
     provider replaying a file passes ``frame_clock=True`` to use the runner's own stamps."""
 
     def __init__(
         self,
         output_limit: int,
         *,
-        clock: Callable[[], float] = time.monotonic,
         frame_clock: bool = False,
         on_output: Callable[[OutputChunk], None] | None = None,
     ) -> None:
@@ -100,7 +99,6 @@ class Collector:
         self.channel_limit = channel_budget(output_limit)
         self.done = asyncio.Event()
         self.stopped = False
-        self._clock = clock
         self._frame_clock = frame_clock
         self._on_output = on_output
         self._live: list[tuple[Stream, list[str]]] = []
@@ -109,7 +107,7 @@ class Collector:
         at = frame.get("at")
         if self._frame_clock and isinstance(at, int | float):
             return float(at) / 1000
-        return self._clock()
+        return time.monotonic()
 
     def add(self, stream: Stream, text: str) -> None:
         """Output from the program, counted against the cap; the listener hears it now."""

@@ -30,11 +30,6 @@ class ToolCaller:
     session_id: str | None = None
     execution_id: str | None = None
 
-    @property
-    def transaction(self) -> str | None:
-        """The pattern-mining transaction a record belongs to (session, else execution)."""
-        return self.session_id or self.execution_id
-
 
 @dataclass(frozen=True, slots=True)
 class EvaluationStats:
