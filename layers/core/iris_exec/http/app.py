@@ -30,7 +30,18 @@ from iris_exec.domain.errors import (
     StoreUnavailable,
 )
 from iris_exec.domain.models import FINAL_STATUSES, Principal
-from iris_exec.http.envelope import RequestContext, error_body
+from iris_exec.http.envelope import ErrorBody, RequestContext, error_body
+from iris_exec.services.answers import (
+    Answer,
+    AuditPage,
+    ExecutionAnswer,
+    ExecutionPage,
+    ExecutionStarted,
+    ExecutionView,
+    SandboxesClosed,
+    SandboxPage,
+    SandboxView,
+)
 from iris_exec.services.audit import MAX_LIMIT as MAX_AUDIT_LIMIT
 from iris_exec.services.clock import iso, new_id, parse_instant
 from iris_exec.services.output import fit_answer
@@ -111,7 +122,8 @@ def _ratelimit_headers(request: Request) -> dict[str, str]:
     return state.headers() if state is not None else {}
 
 
-def respond(request: Request, body: dict[str, Any], status: int = 200) -> JSONResponse:
+def respond(request: Request, answer: Answer, status: int = 200) -> JSONResponse:
+    body = answer.wire()
     limit = container_of(request).settings.response_limit_bytes
     if limit is not None:  # Lambda's response limit (services/output.py)
         body = fit_answer(body, limit)
@@ -269,7 +281,7 @@ async def execution_stream(
             status = record.status
             yield _sse("status", {"status": status})
         if record.status in FINAL_STATUSES and not lines:
-            yield _sse("done", background.body(record, [], cursor))
+            yield _sse("done", background.body(record, [], cursor).wire())
             return
         now = asyncio.get_running_loop().time()
         if lines:
@@ -312,6 +324,55 @@ _AFTER = (
 )
 
 
+class EventStream(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+#: Every route can answer these (a bad parameter, no key, the rate limit, a store or the
+#: provider unavailable, a bug).
+COMMON_ERRORS = (400, 401, 429, 500, 503)
+EXECUTE_ERRORS = (403, 404, 409, 410, 413, 422)
+_ERROR_TEXT = {
+    400: "Bad Request: a malformed body or parameter",
+    401: "Unauthorized: no, malformed or inactive API key (the answer adds `hint`)",
+    403: "Forbidden: `projectId` is not the key's project",
+    404: "Not Found: unknown, or another project's",
+    409: "Conflict: the sandbox is busy, or this Idempotency-Key's request still runs",
+    410: "Gone: the sandbox was closed, expired, evicted or failed (`reason`, `goneAt`)",
+    413: "Payload Too Large: code over 100 KiB",
+    422: "Unprocessable Entity: this Idempotency-Key was used with another body",
+    429: "Too Many Requests: over the rate limit, or every sandbox busy at the quota",
+    500: "Internal Server Error (logged with the requestId)",
+    503: "Service Unavailable: the sandbox provider or a store; retry after Retry-After",
+}
+
+
+def answers(
+    model: type[Answer] | None, *errors: int, accepted: type[Answer] | None = None
+) -> dict[str, Any]:
+    """A route's documented answers: ``model`` (200), ``accepted`` (202) and the error
+    envelope for each status in ``errors`` and COMMON_ERRORS."""
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorBody, "description": _ERROR_TEXT[status]}
+        for status in sorted({*COMMON_ERRORS, *errors})
+    }
+    if accepted is not None:
+        responses[202] = {"model": accepted, "description": "Accepted: running in the background"}
+    return {"response_model": model, "responses": responses}
+
+
+def _errors_as_json(responses: dict[str, Any]) -> None:
+    """Errors are JSON whatever the route answers on success (an event stream); FastAPI's
+    own 422 for a path parameter goes (this API answers 400 instead)."""
+    if "HTTPValidationError" in json.dumps(responses.get("422", {})):
+        del responses["422"]
+    for response in responses.values():
+        content = response.get("content", {})
+        for media_type in list(content):
+            if media_type != "application/json" and "ErrorBody" in json.dumps(content[media_type]):
+                content["application/json"] = content.pop(media_type)
+
+
 def _declare_bearer_auth(app: FastAPI) -> None:
     """The OpenAPI document says every route but /health takes `Authorization: Bearer
     sk_live_...` (so /docs's "Authorize" works); authentication itself is `authenticated`."""
@@ -331,9 +392,12 @@ def _declare_bearer_auth(app: FastAPI) -> None:
                 }
             }
             for path, operations in schema.get("paths", {}).items():
-                if path != "/health":
-                    for operation in operations.values():
+                for operation in operations.values():
+                    if path != "/health":
                         operation["security"] = [{"apiKey": []}]
+                    _errors_as_json(operation.get("responses", {}))
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schema["components"].get("schemas", {}).pop(unused, None)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -372,6 +436,7 @@ def create_app(
         @app.post(
             "/api/iris/execute",
             summary="Run code in a sandbox",
+            **answers(ExecutionAnswer, *EXECUTE_ERRORS, accepted=ExecutionStarted),
             openapi_extra={
                 "requestBody": {
                     "required": True,
@@ -390,17 +455,17 @@ def create_app(
             command = within_sync_limit(command, settings)
             key = request.headers.get("idempotency-key")
             if command.background:
-                body, replayed = await container.idempotent.execute(
-                    caller, command, key, container.background.submit
+                started, replayed = await container.idempotent.once(
+                    caller, command, key, container.background.submit, ExecutionStarted
                 )
-                response = respond(request, body, 202)
+                response = respond(request, started, 202)
                 # Relative to .../api/iris/execute, whatever stage prefix is in front.
-                response.headers["Location"] = f"executions/{body['executionId']}"
+                response.headers["Location"] = f"executions/{started.execution_id}"
                 if _prefers_async(request):
                     response.headers["Preference-Applied"] = "respond-async"
             else:
-                body, replayed = await container.idempotent.execute(caller, command, key)
-                response = respond(request, body)
+                answer, replayed = await container.idempotent.execute(caller, command, key)
+                response = respond(request, answer)
             if replayed:
                 response.headers["Idempotent-Replayed"] = "true"
             return response
@@ -411,6 +476,7 @@ def create_app(
         @app.get(
             "/api/iris/executions",
             summary="Your project's executions, newest first",
+            **answers(ExecutionPage),
             openapi_extra=_query(
                 _SANDBOX_ID,
                 ("status", "queued, running, succeeded, failed or timed_out", {"type": "string"}),
@@ -437,6 +503,7 @@ def create_app(
         @app.get(
             "/api/iris/sandboxes",
             summary="Your project's sandboxes, newest first",
+            **answers(SandboxPage),
             openapi_extra=_query(
                 ("status", "running, closed, expired or failed", {"type": "string"}),
                 ("limit", "rows per page, 1-100 (default 20)", _LIMIT),
@@ -461,6 +528,7 @@ def create_app(
         @app.get(
             "/api/iris/executions/{execution_id}",
             summary="Status, log lines and (when done) the answer of an execution",
+            **answers(ExecutionView, 404),
             openapi_extra=_query(
                 _AFTER, ("limit", "log lines at most (default and most 10000)", _LIMIT)
             ),
@@ -477,6 +545,8 @@ def create_app(
         @app.get(
             "/api/iris/executions/{execution_id}/events",
             summary="Live log lines of an asynchronous execution (Server-Sent Events)",
+            response_class=EventStream,
+            **answers(None, 404),
             openapi_extra=_query(_AFTER),
         )
         async def execution_events(request: Request, caller: Caller, execution_id: str) -> Response:
@@ -500,7 +570,10 @@ def create_app(
     if SANDBOX_GET in enabled:
 
         @app.get(
-            "/api/iris/sandbox", summary="Status of one sandbox", openapi_extra=_query(_SANDBOX_ID)
+            "/api/iris/sandbox",
+            summary="Status of one sandbox",
+            openapi_extra=_query(_SANDBOX_ID),
+            **answers(SandboxView, 404),
         )
         async def sandbox_get(request: Request, caller: Caller) -> Response:
             sandbox_id = _sandbox_id_param(request)
@@ -513,6 +586,7 @@ def create_app(
         @app.delete(
             "/api/iris/sandbox",
             summary="Close one sandbox, or all of your project's",
+            **answers(SandboxesClosed, 404),
             openapi_extra=_query(
                 _SANDBOX_ID,
                 (
@@ -533,13 +607,14 @@ def create_app(
             if sandbox_id is not None:
                 await container.sandboxes.close(caller, sandbox_id)
                 return respond(
-                    request, {"message": f"Sandbox {sandbox_id} closed", "timestamp": now}
+                    request, SandboxesClosed(message=f"Sandbox {sandbox_id} closed", timestamp=now)
                 )
             if close_all is not None:
                 closed = await container.sandboxes.close_all(caller)
-                return respond(
-                    request, {"message": "All sandboxes closed", "closed": closed, "timestamp": now}
+                answer = SandboxesClosed(
+                    message="All sandboxes closed", closed=closed, timestamp=now
                 )
+                return respond(request, answer)
             raise BadRequest("Give sandboxId=<id> or all=true")
 
     if AUDIT in enabled:
@@ -547,6 +622,7 @@ def create_app(
         @app.get(
             "/api/iris/audit",
             summary="Your project's audit trail, newest first",
+            **answers(AuditPage),
             openapi_extra=_query(
                 ("since", "ISO 8601 time or epoch milliseconds", {"type": "string"}),
                 ("until", "ISO 8601 time or epoch milliseconds", {"type": "string"}),
