@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +187,28 @@ def test_an_answer_read_back_from_its_json_is_the_same_answer() -> None:
     assert answer.result.stored() == {**result, "metadata": metadata}
     without = {key: value for key, value in whole.items() if key != "returnValue"}
     assert "returnValue" not in RunResult.model_validate(without).wire()
+
+
+def test_documenting_the_answers_costs_a_lambda_function_no_validators() -> None:
+    """A function's app documents its answers without FastAPI's response_model= (which
+    builds a validator per model and imports pydantic.v1 at start: ~100 ms of CPU of every
+    cold start); the schemas are made when the document is asked for."""
+    program = (
+        "import sys, types\n"
+        "from iris_exec.settings import Settings\n"
+        "from iris_exec.http.app import SANDBOX_GET, create_app\n"
+        "app = create_app(types.SimpleNamespace(settings=Settings()), routes={SANDBOX_GET})\n"
+        "assert 'pydantic.v1' not in sys.modules, 'pydantic.v1 was imported'\n"
+        "assert all(getattr(r, 'response_model', None) is None for r in app.routes)\n"
+        "assert '/api/iris/sandbox' in app.openapi()['paths']\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    ran = subprocess.run(  # a fresh interpreter, as a cold start
+        [sys.executable, "-c", program],
+        env={**os.environ, "PYTHONPATH": str(root / "layers" / "core")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr

@@ -25,6 +25,8 @@ class Answer(BaseModel):
         validate_by_alias=True,
         serialize_by_alias=True,
         frozen=True,
+        # Built on first use: a Lambda function builds the few answers of its route only.
+        defer_build=True,
     )
 
     def wire(self) -> dict[str, Any]:
