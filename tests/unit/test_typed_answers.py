@@ -212,3 +212,21 @@ def test_documenting_the_answers_costs_a_lambda_function_no_validators() -> None
         check=False,
     )
     assert ran.returncode == 0, ran.stderr
+
+
+async def test_ids_are_checked_whole_in_the_body_and_in_the_query(container: Container) -> None:
+    """The schema's patterns and the hand-read parameters agree: an id followed by a
+    newline is no id (Python's `$` alone would have let it through)."""
+    key = container.auth.create_key("alpha")[0]
+    transport = httpx.ASGITransport(app=create_app(container))
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as http:
+        answers = [
+            await http.post("/api/iris/execute", json={"code": "1", "sandboxId": "sb_12345678\n"}),
+            await http.post("/api/iris/execute", json={"code": "1", "sessionId": "s\n"}),
+            await http.get("/api/iris/sandbox", params={"sandboxId": "sb_12345678\n"}),
+            await http.get("/api/iris/executions/ex_12345678%0A"),
+        ]
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["statusCode"] == 400

@@ -49,14 +49,13 @@ from iris_exec.settings import Settings
 log = logging.getLogger(__name__)
 
 EXECUTION_ID_PATTERN = re.compile(r"^ex_[A-Za-z0-9]{8,64}$")
-UNFINISHED = UNFINISHED_STATUSES
 #: A worker is declared dead after this many heartbeats without a sign of life.
 MISSED_HEARTBEATS = 3
 MAX_LOG_PAGE = 10_000
 
 
 def validate_execution_id(execution_id: str) -> str:
-    if not EXECUTION_ID_PATTERN.match(execution_id):
+    if not EXECUTION_ID_PATTERN.fullmatch(execution_id):
         raise BadRequest("executionId must look like 'ex_' followed by 8-64 letters or digits")
     return execution_id
 
@@ -279,7 +278,7 @@ class BackgroundExecutions:
         record = self.store.get(principal.project_id, execution_id)
         if record is None:
             raise NotFound(f"Execution {execution_id} not found")
-        if record.status in UNFINISHED and record.alive_until < self._clock():
+        if record.status in UNFINISHED_STATUSES and record.alive_until < self._clock():
             self._declare_dead(record)
             record = self.store.get(principal.project_id, execution_id) or record
         return record

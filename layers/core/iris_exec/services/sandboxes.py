@@ -52,7 +52,7 @@ GONE_EVENTS: dict[GoneReason, AuditKind] = {
 
 
 def validate_sandbox_id(sandbox_id: str) -> str:
-    if not SANDBOX_ID_PATTERN.match(sandbox_id):
+    if not SANDBOX_ID_PATTERN.fullmatch(sandbox_id):
         raise BadRequest("sandboxId must look like 'sb_' followed by 8-64 letters or digits")
     return sandbox_id
 
