@@ -55,7 +55,7 @@ async def run(e2b: E2BStandIn, data: Path) -> None:
     first = await container.executions.execute(PRINCIPAL, command)
     new = e2b.requests[start:]
     start = len(e2b.requests)
-    reuse = ExecuteCommand("return 1", "typescript", timeout_s=30, sandbox_id=first["sandboxId"])
+    reuse = ExecuteCommand("return 1", "typescript", timeout_s=30, sandbox_id=first.sandbox_id)
     await container.executions.execute(PRINCIPAL, reuse)
     reused = e2b.requests[start:]
     print(f"  round trips, new sandbox:    {kinds(new)}   (target <= 6)")
@@ -64,13 +64,13 @@ async def run(e2b: E2BStandIn, data: Path) -> None:
 
     for size in (1 << 20, 16 << 20):
         code = OUTPUT.replace("{n}", str(size))
-        job = ExecuteCommand(code, "typescript", timeout_s=60, sandbox_id=first["sandboxId"])
+        job = ExecuteCommand(code, "typescript", timeout_s=60, sandbox_id=first.sandbox_id)
         tracemalloc.start()
         tracemalloc.reset_peak()
         answer = await container.executions.execute(PRINCIPAL, job)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        kept = len(answer["result"]["output"])
+        kept = len(answer.result.output)
         print(
             f"  {size >> 20:2d} MiB of stdout: peak Python allocations {peak / 2**20:5.1f} MiB"
             f" (output kept: {kept / 2**20:.2f} MiB, the output limit)"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-from iris_exec.domain.models import ExecutionRecord
+import pytest
+
+from iris_exec.domain.models import ExecutionEnd, ExecutionRecord, ExecutionStatus
 from iris_exec.domain.ports import ExecutionStore
 
 NOW = 1_800_000_000.0
-RUNNING = frozenset({"running"})
-UNFINISHED = frozenset({"queued", "running"})
 
 
 def record(n: int = 1, project: str = "p1", **changes: object) -> ExecutionRecord:
@@ -38,37 +38,52 @@ def test_a_record_round_trips_and_is_private_to_its_project(
     assert execution_store.get("p1", "ex_0000000000000404") is None
 
 
-def test_updates_apply_only_from_the_expected_status(execution_store: ExecutionStore) -> None:
+def test_an_execution_starts_beats_and_ends_once(execution_store: ExecutionStore) -> None:
     ex = record()
     execution_store.create(ex)
-    changes = {"status": "running", "started_at": NOW + 1, "alive_until": NOW + 31}
-    assert execution_store.update(
-        "p1", ex.execution_id, expect=frozenset({"queued"}), changes=changes
-    )
+    assert execution_store.start("p1", ex.execution_id, started_at=NOW + 1, alive_until=NOW + 31)
     # A second delivery of the same worker event finds it no longer queued.
-    assert not execution_store.update(
-        "p1", ex.execution_id, expect=frozenset({"queued"}), changes=changes
+    assert not execution_store.start(
+        "p1", ex.execution_id, started_at=NOW + 2, alive_until=NOW + 32
     )
     # Another project cannot touch it.
-    assert not execution_store.update("p2", ex.execution_id, expect=RUNNING, changes=changes)
+    assert not execution_store.beat("p2", ex.execution_id, alive_until=NOW + 99)
+    assert not execution_store.finish("p2", ex.execution_id, ExecutionEnd("failed", NOW))
+    assert execution_store.beat("p1", ex.execution_id, alive_until=NOW + 41)
     answer = {"success": True, "output": "=== Results ===\n1", "logs": ["[stdout] hi"]}
-    done = {"status": "succeeded", "finished_at": NOW + 5, "result": answer, "log_lines": 1}
-    assert execution_store.update("p1", ex.execution_id, expect=UNFINISHED, changes=done)
+    done = ExecutionEnd("succeeded", NOW + 5, result=answer, log_lines=1)
+    assert execution_store.finish("p1", ex.execution_id, done)
     got = execution_store.get("p1", ex.execution_id)
     assert got == replace(
         ex,
         status="succeeded",
         started_at=NOW + 1,
-        alive_until=NOW + 31,
+        alive_until=NOW + 41,
         finished_at=NOW + 5,
         result=answer,
         log_lines=1,
     )
     # Ended is ended: a late heartbeat or a late "declared dead" changes nothing.
-    assert not execution_store.update(
-        "p1", ex.execution_id, expect=UNFINISHED, changes={"status": "failed", "reason": "x"}
+    assert not execution_store.beat("p1", ex.execution_id, alive_until=NOW + 99)
+    assert not execution_store.finish(
+        "p1", ex.execution_id, ExecutionEnd("failed", NOW + 6, reason="x")
     )
     assert execution_store.get("p1", ex.execution_id) == got
+
+
+def test_an_ending_without_a_count_keeps_the_log_lines_stored(
+    execution_store: ExecutionStore,
+) -> None:
+    ex = record(log_lines=7)
+    execution_store.create(ex)
+    assert execution_store.finish("p1", ex.execution_id, ExecutionEnd("failed", NOW, reason="x"))
+    got = execution_store.get("p1", ex.execution_id)
+    assert got is not None and got.log_lines == 7 and got.reason == "x"
+
+
+def test_an_execution_cannot_end_unfinished() -> None:
+    with pytest.raises(ValueError, match="cannot end running"):
+        ExecutionEnd("running", NOW)
 
 
 def test_declaring_dead_needs_the_signs_of_life_to_have_stopped(
@@ -76,13 +91,9 @@ def test_declaring_dead_needs_the_signs_of_life_to_have_stopped(
 ) -> None:
     ex = record(alive_until=NOW + 30)
     execution_store.create(ex)
-    dead = {"status": "failed", "reason": "worker stopped", "finished_at": NOW + 40}
-    assert not execution_store.update(
-        "p1", ex.execution_id, expect=UNFINISHED, changes=dead, alive_before=NOW + 29
-    )
-    assert execution_store.update(
-        "p1", ex.execution_id, expect=UNFINISHED, changes=dead, alive_before=NOW + 31
-    )
+    dead = ExecutionEnd("failed", NOW + 40, reason="worker stopped")
+    assert not execution_store.finish("p1", ex.execution_id, dead, alive_before=NOW + 29)
+    assert execution_store.finish("p1", ex.execution_id, dead, alive_before=NOW + 31)
     got = execution_store.get("p1", ex.execution_id)
     assert got is not None and got.status == "failed" and got.reason == "worker stopped"
     assert got.result is None
@@ -97,9 +108,7 @@ def test_stale_executions_are_listed_oldest_first_until_they_end(
     stale = execution_store.list_stale(NOW + 50, 10)
     assert [r.execution_id for r in stale] == [record(n).execution_id for n in (4, 2, 1)]
     assert len(execution_store.list_stale(NOW + 50, 2)) == 2
-    execution_store.update(
-        "p1", record(2).execution_id, expect=UNFINISHED, changes={"status": "timed_out"}
-    )
+    execution_store.finish("p1", record(2).execution_id, ExecutionEnd("timed_out", NOW + 60))
     assert [r.execution_id for r in execution_store.list_stale(float("inf"), 10)] == [
         record(n).execution_id for n in (4, 1, 3)
     ]
@@ -130,9 +139,7 @@ def test_large_output_is_kept_whole(execution_store: ExecutionStore) -> None:
     lines = [huge, *(f"[stdout] {i}" for i in range(20_000))]
     execution_store.append_logs("p1", ex.execution_id, 0, lines)
     answer = {"success": True, "output": huge, "logs": lines}
-    execution_store.update(
-        "p1", ex.execution_id, expect=UNFINISHED, changes={"status": "succeeded", "result": answer}
-    )
+    execution_store.finish("p1", ex.execution_id, ExecutionEnd("succeeded", NOW, result=answer))
     got = execution_store.get("p1", ex.execution_id)
     assert got is not None and got.result == answer
     assert execution_store.logs("p1", ex.execution_id, 0, 100_000) == lines
@@ -143,9 +150,9 @@ def test_concurrent_enders_agree_on_one_ending(execution_store: ExecutionStore) 
     execution_store.create(ex)
     wins: list[str] = []
 
-    def end(status: str) -> None:
-        changes = {"status": status, "reason": status}
-        if execution_store.update("p1", ex.execution_id, expect=UNFINISHED, changes=changes):
+    def end(status: ExecutionStatus) -> None:
+        end = ExecutionEnd(status, NOW, reason=status)
+        if execution_store.finish("p1", ex.execution_id, end):
             wins.append(status)
 
     threads = [threading.Thread(target=end, args=(s,)) for s in ["failed", "succeeded"] * 4]
@@ -161,12 +168,7 @@ def test_concurrent_enders_agree_on_one_ending(execution_store: ExecutionStore) 
 def test_purge_drops_only_finished_executions(execution_store: ExecutionStore) -> None:
     execution_store.create(record(1))
     execution_store.create(record(2))
-    execution_store.update(
-        "p1",
-        record(2).execution_id,
-        expect=UNFINISHED,
-        changes={"status": "succeeded", "finished_at": NOW},
-    )
+    execution_store.finish("p1", record(2).execution_id, ExecutionEnd("succeeded", NOW))
     purged = execution_store.purge(NOW + 10)
     if purged:  # SQLite purges; DynamoDB leaves it to its TTL (and says 0)
         assert execution_store.get("p1", record(2).execution_id) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from iris_exec.domain.models import GoneReason, Position
+from iris_exec.domain.models import ExecutionEnd, GoneReason, Position
 from iris_exec.domain.ports import ExecutionStore, SandboxRegistry
 from tests.contract.test_execution_store import record as execution
 from tests.contract.test_registry import NOW
@@ -66,10 +66,8 @@ def test_executions_newest_first_filtered_and_private(execution_store: Execution
         )
     execution_store.create(execution(99, project="p2", created_at=NOW + 10))
     answer = {"success": True, "executionTime": 41, "logs": []}
-    done = {"status": "succeeded", "finished_at": NOW + 20, "result": answer}
-    assert execution_store.update(
-        "p1", execution(3).execution_id, expect=frozenset({"queued"}), changes=done
-    )
+    done = ExecutionEnd("succeeded", NOW + 20, result=answer)
+    assert execution_store.finish("p1", execution(3).execution_id, done)
 
     def read(limit: int, before: Position | None) -> tuple[list[str], Position | None]:
         records, following = execution_store.list_recent(
@@ -102,11 +100,8 @@ def test_a_filtered_page_is_full_even_when_most_rows_do_not_match(
     for i in range(12):
         execution_store.create(execution(i + 1, created_at=NOW + i))
     for n in (2, 9):
-        assert execution_store.update(
-            "p1",
-            execution(n).execution_id,
-            expect=frozenset({"queued"}),
-            changes={"status": "failed", "finished_at": NOW + 30, "reason": "x"},
+        assert execution_store.finish(
+            "p1", execution(n).execution_id, ExecutionEnd("failed", NOW + 30, reason="x")
         )
     records, following = execution_store.list_recent(
         "p1", sandbox_id=None, status="failed", limit=2, before=None

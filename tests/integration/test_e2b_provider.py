@@ -83,7 +83,7 @@ async def test_a_create_retried_after_a_502_registers_one_sandbox(
     container = build(tmp_path, e2b)
     before = set(e2b.sandboxes)
     e2b.fail_next_create(status=502, after_create=True)  # created, but the answer is lost
-    answer = await container.executions.execute(ALPHA, command())
+    answer = (await container.executions.execute(ALPHA, command())).wire()
     assert answer["success"]
     created = set(e2b.sandboxes) - before
     assert len(created) == 1
@@ -97,7 +97,7 @@ async def test_reconnecting_never_resets_the_lifetime(
     tmp_path: Path, e2b: E2BStandIn, sdk_env: None
 ) -> None:
     container = build(tmp_path, e2b)
-    first = await container.executions.execute(ALPHA, command(timeout_s=10))
+    first = (await container.executions.execute(ALPHA, command(timeout_s=10))).wire()
     record = container.registry.get("alpha", first["sandboxId"])
     assert record is not None
     await container.executions.execute(ALPHA, command(sandbox_id=first["sandboxId"], timeout_s=10))
@@ -111,7 +111,7 @@ async def test_a_reconnect_never_extends_a_sandbox_past_its_lifetime(
     tmp_path: Path, e2b: E2BStandIn, sdk_env: None
 ) -> None:
     container = build(tmp_path, e2b, max_lifetime_s=40)
-    first = await container.executions.execute(ALPHA, command(timeout_s=10))
+    first = (await container.executions.execute(ALPHA, command(timeout_s=10))).wire()
     record = container.registry.get("alpha", first["sandboxId"])
     assert record is not None
     await container.executions.execute(ALPHA, command(sandbox_id=first["sandboxId"], timeout_s=10))
@@ -123,7 +123,7 @@ async def test_a_sandbox_killed_behind_our_back_is_410_with_the_reason(
     tmp_path: Path, e2b: E2BStandIn, sdk_env: None
 ) -> None:
     container = build(tmp_path, e2b)
-    first = await container.executions.execute(ALPHA, command())
+    first = (await container.executions.execute(ALPHA, command())).wire()
     record = container.registry.get("alpha", first["sandboxId"])
     assert record is not None
     e2b.kill_behind_our_back(record.provider_ref)
@@ -133,7 +133,7 @@ async def test_a_sandbox_killed_behind_our_back_is_410_with_the_reason(
     assert "stopped outside this service" in gone.value.message or "killed" in gone.value.message
     after = container.registry.get("alpha", first["sandboxId"])
     assert after is not None and after.status is not SandboxStatus.RUNNING
-    status = await container.sandboxes.describe(ALPHA, first["sandboxId"])
+    status = (await container.sandboxes.describe(ALPHA, first["sandboxId"])).wire()
     assert status["active"] is False
 
 
@@ -155,7 +155,7 @@ async def test_with_egress_injection_no_token_enters_the_sandbox(
     tmp_path: Path, e2b: E2BStandIn, sdk_env: None
 ) -> None:
     container = build(tmp_path, e2b, egress=True)
-    answer = await container.executions.execute(ALPHA, command("return 1"))
+    answer = (await container.executions.execute(ALPHA, command("return 1"))).wire()
     record = container.registry.get("alpha", answer["sandboxId"])
     assert record is not None and record.tool_channel == EGRESS_HEADER
     remote = e2b.sandbox(record.provider_ref)
@@ -185,7 +185,7 @@ async def test_without_egress_rules_the_token_rides_in_the_request_and_the_recor
     tmp_path: Path, e2b: E2BStandIn, sdk_env: None
 ) -> None:
     container = build(tmp_path, e2b, egress=False)
-    answer = await container.executions.execute(ALPHA, command("return 1"))
+    answer = (await container.executions.execute(ALPHA, command("return 1"))).wire()
     record = container.registry.get("alpha", answer["sandboxId"])
     assert record is not None and record.tool_channel == SANDBOX_TOKEN
     remote = e2b.sandbox(record.provider_ref)
@@ -198,7 +198,7 @@ async def test_an_execution_leaves_no_files_behind(
     tmp_path: Path, e2b: E2BStandIn, sdk_env: None
 ) -> None:
     container = build(tmp_path, e2b)
-    answer = await container.executions.execute(ALPHA, command("return 1"))
+    answer = (await container.executions.execute(ALPHA, command("return 1"))).wire()
     record = container.registry.get("alpha", answer["sandboxId"])
     assert record is not None
     root = e2b.sandbox(record.provider_ref).root
@@ -212,7 +212,7 @@ async def test_orphans_are_stopped_by_reconcile(
     container = build(tmp_path, e2b, create_grace_s=0)
     provider = container.provider
     orphan = await provider.create("sb_orphan00000001", "alpha", 600)  # never registered
-    kept = await container.executions.execute(ALPHA, command())
+    kept = (await container.executions.execute(ALPHA, command())).wire()
     assert e2b.sandbox(orphan.provider_ref).alive
     await container.sandboxes.reconcile()
     assert not e2b.sandbox(orphan.provider_ref).alive
@@ -252,7 +252,7 @@ async def test_output_is_followed_live_while_the_code_runs(tmp_path: Path, e2b: 
         on_output=lambda chunk: heard.append((time.monotonic() - began, chunk.text)),
     )
     ended = time.monotonic() - began
-    assert answer["result"]["logs"] == ["[stdout] early", "[stdout] late"]
+    assert answer.result.logs == ["[stdout] early", "[stdout] late"]
     assert [text for _, text in heard] == ["early\n", "late\n"]  # each once, in order
     assert heard[0][0] < ended - 2.0  # 'early' arrived while the code still slept
 
@@ -266,14 +266,14 @@ async def test_python_runs_in_an_e2b_sandbox_with_the_same_shapes(
     ok = await container.executions.execute(
         ALPHA, ExecuteCommand(code=code, language="python", timeout_s=20)
     )
-    assert ok["result"]["logs"] == ["[stdout] python 3"]
-    assert ok["result"]["output"].startswith("=== Results ===\n[\n  1,\n  2\n]")
+    assert ok.result.logs == ["[stdout] python 3"]
+    assert ok.result.output.startswith("=== Results ===\n[\n  1,\n  2\n]")
     failed = await container.executions.execute(
         ALPHA,
         ExecuteCommand(
             code="raise RuntimeError('no')", language="python", timeout_s=20,
-            sandbox_id=ok["sandboxId"],
+            sandbox_id=ok.sandbox_id,
         ),
     )  # fmt: skip
-    assert failed["result"]["error"]["name"] == "RuntimeError"
-    assert failed["result"]["metadata"]["language"] == "python"
+    assert failed.result.error is not None and failed.result.error.name == "RuntimeError"
+    assert failed.result.metadata.language == "python"

@@ -131,7 +131,7 @@ async def test_tool_calls_pass_the_egress_proxy_in_both_modes(
     container = build(tmp_path, e2b, mode=mode)
     seen = len(e2b.egress_requests)
     async with served(container, e2b):
-        answer = await container.executions.execute(ALPHA, ts(code, language=language))
+        answer = (await container.executions.execute(ALPHA, ts(code, language=language))).wire()
     assert answer["success"], answer["result"]["output"]
     assert answer["result"]["output"].startswith('=== Results ===\n"through_e2b"')
     record = container.registry.get("alpha", answer["sandboxId"])
@@ -169,8 +169,8 @@ async def test_two_stacks_sharing_one_e2b_key_leave_each_other_alone(
 ) -> None:
     dev = build(tmp_path, e2b, stack="iris-dev", create_grace_s=0)
     prod = build(tmp_path, e2b, stack="iris-prod", create_grace_s=0)
-    on_dev = await dev.executions.execute(ALPHA, ts("return 1"))
-    on_prod = await prod.executions.execute(ALPHA, ts("return 2"))
+    on_dev = (await dev.executions.execute(ALPHA, ts("return 1"))).wire()
+    on_prod = (await prod.executions.execute(ALPHA, ts("return 2"))).wire()
     await dev.sandboxes.reconcile()
     await prod.sandboxes.reconcile()
     for container, answer in ((dev, on_dev), (prod, on_prod)):
@@ -178,7 +178,7 @@ async def test_two_stacks_sharing_one_e2b_key_leave_each_other_alone(
         assert record is not None
         assert e2b.sandbox(record.provider_ref).alive
         assert e2b.sandbox(record.provider_ref).metadata["stack"] in {"iris-dev", "iris-prod"}
-    again = await prod.executions.execute(ALPHA, ts("return 3", on_prod["sandboxId"]))
+    again = (await prod.executions.execute(ALPHA, ts("return 3", on_prod["sandboxId"]))).wire()
     assert again["success"]
 
 
@@ -194,7 +194,7 @@ async def test_the_reaper_leaves_a_sandbox_that_is_being_created_alone(
         await asyncio.sleep(0.02)
     await container.sandboxes.reconcile()  # the registry has no record of it yet
     answer = await running
-    assert answer["success"], answer["result"]["output"]
+    assert answer.success, answer.result.output
 
 
 @pytest.mark.usefixtures("sdk_env")
@@ -202,7 +202,7 @@ async def test_a_second_e2b_sandbox_for_one_record_is_stopped(
     tmp_path: Path, e2b: E2BStandIn
 ) -> None:
     container = build(tmp_path, e2b, create_grace_s=0)
-    answer = await container.executions.execute(ALPHA, ts("return 1"))
+    answer = (await container.executions.execute(ALPHA, ts("return 1"))).wire()
     record = container.registry.get("alpha", answer["sandboxId"])
     assert record is not None
     twin = await AsyncSandbox.create(
@@ -229,9 +229,9 @@ async def test_code_deleting_its_files_is_not_taken_for_a_dead_sandbox(
         "fs.rmSync(os.homedir() + '/' + f, { recursive: true, force: true });\n"
         "return 'gone';"
     )
-    answer = await container.executions.execute(ALPHA, ts(code))
+    answer = (await container.executions.execute(ALPHA, ts(code))).wire()
     assert answer["success"], answer["result"]["output"]
-    again = await container.executions.execute(ALPHA, ts("return 2", answer["sandboxId"]))
+    again = (await container.executions.execute(ALPHA, ts("return 2", answer["sandboxId"]))).wire()
     assert again["success"], again
 
 
@@ -261,7 +261,7 @@ return tried;
 @pytest.mark.usefixtures("sdk_env")
 async def test_code_cannot_tamper_with_later_executions(tmp_path: Path, e2b: E2BStandIn) -> None:
     container = build(tmp_path, e2b)
-    answer = await container.executions.execute(ALPHA, ts(TAMPER))
+    answer = (await container.executions.execute(ALPHA, ts(TAMPER))).wire()
     assert answer["success"], answer["result"]["output"]
     assert '"written"' not in answer["result"]["output"], answer["result"]["output"]
     assert '"root"' not in answer["result"]["output"]
@@ -273,7 +273,7 @@ async def test_code_cannot_tamper_with_later_executions(tmp_path: Path, e2b: E2B
     assert leftovers == []
     probe = "import { execSync } from 'node:child_process';\n"
     probe += "return execSync('ps -eo user:12,args').toString();"
-    after = await container.executions.execute(ALPHA, ts(probe, answer["sandboxId"]))
+    after = (await container.executions.execute(ALPHA, ts(probe, answer["sandboxId"]))).wire()
     assert after["success"], after["result"]["output"]  # the trojan Node did not run it
     assert "sleep 300" not in after["result"]["output"]
     assert f"{CODE_USER}" in after["result"]["output"]  # the probe itself ran as the code's user
@@ -309,10 +309,10 @@ async def test_commands_planted_in_usr_local_never_run_as_root(
     plants `pgrep` or `rm` there must not have root run them (found by review: root in
     the next execution)."""
     container = build(tmp_path, e2b)
-    planted = await container.executions.execute(ALPHA, ts(PLANT_ROOT_COMMANDS))
+    planted = (await container.executions.execute(ALPHA, ts(PLANT_ROOT_COMMANDS))).wire()
     assert planted["success"], planted["result"]["output"]
     assert planted["result"]["returnValue"] == 0  # /usr/local was closed before the code ran
-    after = await container.executions.execute(ALPHA, ts(READ_RAN, planted["sandboxId"]))
+    after = (await container.executions.execute(ALPHA, ts(READ_RAN, planted["sandboxId"]))).wire()
     assert after["success"], after["result"]["output"]
     assert "root ran" not in str(after["result"]["returnValue"])
 
@@ -338,9 +338,11 @@ async def test_an_execution_costs_five_round_trips_new_and_four_reused(
     container = build(tmp_path, e2b)
     async with served(container, e2b):
         start = len(e2b.requests)
-        first = await container.executions.execute(ALPHA, ts(LOG_EVENT_TS))
+        first = (await container.executions.execute(ALPHA, ts(LOG_EVENT_TS))).wire()
         middle = len(e2b.requests)
-        second = await container.executions.execute(ALPHA, ts(LOG_EVENT_TS, first["sandboxId"]))
+        second = (
+            await container.executions.execute(ALPHA, ts(LOG_EVENT_TS, first["sandboxId"]))
+        ).wire()
         end = len(e2b.requests)
     assert first["success"] and second["success"]
     assert (middle - start, end - middle) == (5, 4)
@@ -351,7 +353,7 @@ async def test_sandboxes_carry_the_stack_and_list_only_their_own(
     tmp_path: Path, e2b: E2BStandIn
 ) -> None:
     container = build(tmp_path, e2b, stack="iris-blue")
-    answer = await container.executions.execute(ALPHA, ts("return 1"))
+    answer = (await container.executions.execute(ALPHA, ts("return 1"))).wire()
     listed = await container.provider.list_sandboxes()
     record = container.registry.get("alpha", answer["sandboxId"])
     assert record is not None

@@ -159,12 +159,7 @@ def test_a_lost_invocation_ends_failed_instead_of_queued_forever(stack: Stack) -
     record = background.store.get("lost", queued["executionId"])
     assert record is not None
     # Move the record's deadline into the past rather than wait the 20 s of grace.
-    background.store.update(
-        "lost",
-        queued["executionId"],
-        expect=frozenset({"queued"}),
-        changes={"alive_until": time.time() - 1},
-    )
+    background.store.beat("lost", queued["executionId"], alive_until=time.time() - 1)
     final = read(stack, key, queued["executionId"])
     assert final["status"] == "failed"
     assert "never started" in final["reason"]

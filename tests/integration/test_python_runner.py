@@ -889,7 +889,7 @@ def test_every_tool_from_python(tools: ToolServer, tmp_path: Path) -> None:
     assert out["after_close"] == 2
     # The records are the project's, on the server.
     caller = tools.caller(project)
-    assert tools.container.tools.get_metrics(caller, "latency", None)["count"] == 6
+    assert tools.container.tools.get_metrics(caller, "latency", None).count == 6
 
 
 def test_tool_errors_carry_the_servers_message(tools: ToolServer, tmp_path: Path) -> None:
@@ -973,7 +973,7 @@ def test_fifty_concurrent_calls_from_threads(tools: ToolServer, tmp_path: Path) 
     )
     assert ran.value == {"ids": 50, "values": list(range(50)), "versions": list(range(1, 11))}
     stats = tools.container.tools.get_metrics(tools.caller(project), "load", None)
-    assert (stats["count"], stats["mean"]) == (50, sum(range(50)) / 50)
+    assert (stats.count, stats.mean) == (50, sum(range(50)) / 50)
 
 
 def test_calls_in_flight_finish_before_the_runner_exits(tools: ToolServer, tmp_path: Path) -> None:
@@ -994,7 +994,7 @@ def test_calls_in_flight_finish_before_the_runner_exits(tools: ToolServer, tmp_p
     )
     assert ran.value == "ended while the call was in flight"
     patterns = tools.container.tools.discover_patterns(tools.caller(project), 1.0, 1.0, 10)
-    assert patterns["transactions"] == 1  # the event was stored
+    assert patterns.transactions == 1  # the event was stored
 
 
 def test_the_token_lives_only_in_memory(tools: ToolServer, tmp_path: Path) -> None:
@@ -1030,4 +1030,4 @@ def test_the_token_lives_only_in_memory(tools: ToolServer, tmp_path: Path) -> No
             assert token.encode() not in path.read_bytes(), path
     # ...and yet the calls were made with it.
     caller = tools.caller(project)
-    assert tools.container.tools.discover_patterns(caller, 1.0, 1.0, 10)["transactions"] == 1
+    assert tools.container.tools.discover_patterns(caller, 1.0, 1.0, 10).transactions == 1

@@ -1,9 +1,10 @@
 """Schemathesis against the app's own OpenAPI, on a real local server with a real key.
 
-For the execute, sandbox GET and sandbox DELETE operations, requests generated from the
-schema (positive: fitting it; negative: violating it) must never get a 5xx, and every error
-answer must carry the contract's envelope. Bounded: a fixed number of examples per operation
-and mode, derandomized (reproducible), no shrinking (a failure prints its curl command)."""
+For every route, requests generated from the schema (positive: fitting it; negative:
+violating it) must never get a 5xx, every error answer must carry the contract's envelope,
+and every answer must be one the document declares: its status, its content type, and a
+body that fits that status's schema. Bounded: a fixed number of examples per operation and
+mode, derandomized (reproducible), no shrinking (a failure prints its curl command)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ import copy
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import Case, GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.failures import FailureGroup
 from schemathesis.core.transport import Response
 
 from tests.support.server import LocalServer
@@ -25,8 +33,22 @@ ENVELOPE = {"error", "message", "statusCode", "timestamp", "path", "requestId"}
 EXECUTE = ("/api/iris/execute", "POST")
 SANDBOX_GET = ("/api/iris/sandbox", "GET")
 SANDBOX_DELETE = ("/api/iris/sandbox", "DELETE")
+SANDBOXES = ("/api/iris/sandboxes", "GET")
+EXECUTIONS = ("/api/iris/executions", "GET")
+EXECUTION = ("/api/iris/executions/{execution_id}", "GET")
+AUDIT = ("/api/iris/audit", "GET")
 #: Examples per (operation, mode): 120 for execute (which runs code), more for the cheap ones.
-EXAMPLES = {EXECUTE: 120, SANDBOX_GET: 150, SANDBOX_DELETE: 150}
+EXAMPLES = {
+    EXECUTE: 120,
+    SANDBOX_GET: 150,
+    SANDBOX_DELETE: 150,
+    SANDBOXES: 60,
+    EXECUTIONS: 60,
+    EXECUTION: 60,
+    AUDIT: 60,
+}
+#: What the answers must be, besides never a 5xx and errors in the envelope.
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 #: The contract's query parameters, which the app reads by hand and its schema omits.
 SANDBOX_ID = {"type": "string", "pattern": "^sb_[A-Za-z0-9]{8,64}$"}
 SANDBOX_PARAMETERS = {
@@ -50,6 +72,14 @@ MUST_SEE = {
     (SANDBOX_GET, GenerationMode.NEGATIVE): {400},
     (SANDBOX_DELETE, GenerationMode.POSITIVE): {200, 404},
     (SANDBOX_DELETE, GenerationMode.NEGATIVE): {400},
+    (SANDBOXES, GenerationMode.POSITIVE): {200},
+    (SANDBOXES, GenerationMode.NEGATIVE): {400},
+    (EXECUTIONS, GenerationMode.POSITIVE): {200},
+    (EXECUTIONS, GenerationMode.NEGATIVE): {400},
+    # Any string is a path parameter; one shaped like an id is then unknown.
+    (EXECUTION, GenerationMode.POSITIVE): {400},
+    (AUDIT, GenerationMode.POSITIVE): {200},
+    (AUDIT, GenerationMode.NEGATIVE): {400},
 }
 
 
@@ -106,18 +136,20 @@ def problems_with(response: Response) -> list[str]:
         found.append(f"statusCode {body['statusCode']} != {status}")
     if body["requestId"] != response.headers.get("x-request-id", [None])[0]:
         found.append("requestId differs from the X-Request-Id header")
-    if body["path"] != str(response.request.path_url).split("?")[0]:
+    # (both decoded: the answer names the path decoded, but for a `#` or `?` in it)
+    if unquote(body["path"]) != unquote(str(response.request.path_url).split("?")[0]):
         found.append(f"path {body['path']!r} is not the request's")
     if not body["message"]:
         found.append("empty message")
     return found
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.parametrize(
-    "operation", list(EXAMPLES), ids=[f"{method} {path}" for path, method in EXAMPLES]
+    ("operation", "mode"),
+    list(MUST_SEE),
+    ids=[f"{method} {path} {mode.value}" for (path, method), mode in MUST_SEE],
 )
-def test_generated_requests_never_get_a_5xx_and_errors_have_the_envelope(
+def test_generated_requests_get_documented_answers_never_a_5xx(
     fuzzed: Fuzzed,
     api_schema: schemathesis.BaseSchema,
     operation: tuple[str, str],
@@ -141,6 +173,10 @@ def test_generated_requests_never_get_a_5xx_and_errors_have_the_envelope(
         found = problems_with(response)
         curl = case.as_curl_command(headers=fuzzed.headers, base_url=fuzzed.server.url)
         assert not found, f"{found}\nreproduce: {curl}"
+        try:
+            case.validate_response(response, checks=CONFORMANCE, headers=fuzzed.headers)
+        except (AssertionError, FailureGroup) as exc:  # one failure, or several
+            raise AssertionError(f"{exc}\nreproduce: {curl}") from None
 
     exchange()
     assert set(statuses) >= MUST_SEE[operation, mode], statuses

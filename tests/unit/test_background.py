@@ -65,7 +65,7 @@ def command(code: str = "return 1", sandbox_id: str | None = None) -> ExecuteCom
 async def test_submit_records_the_execution_and_starts_one_worker(
     container: Container, dispatcher: Dispatcher
 ) -> None:
-    queued = await container.background.submit(ALPHA, command())
+    queued = (await container.background.submit(ALPHA, command())).wire()
     assert queued["status"] == "queued"
     assert dispatcher.started == [("alpha", queued["executionId"])]
     # The sandbox is leased to this execution from the start: nobody else can take it.
@@ -74,7 +74,7 @@ async def test_submit_records_the_execution_and_starts_one_worker(
     assert await container.background.work("alpha", queued["executionId"]) == "succeeded"
     # A second delivery of the same event does nothing.
     assert await container.background.work("alpha", queued["executionId"]) is None
-    body = container.background.describe(ALPHA, queued["executionId"])
+    body = container.background.describe(ALPHA, queued["executionId"]).wire()
     assert body["status"] == "succeeded" and body["logs"] == ["[stdout] return 1"]
     record = container.registry.get("alpha", queued["sandboxId"])
     assert record is not None and record.lease_id is None  # given back
@@ -95,7 +95,7 @@ async def test_a_worker_that_cannot_start_leaves_nothing_behind(
 async def test_an_existing_sandbox_given_back_when_the_worker_cannot_start(
     container: Container, dispatcher: Dispatcher, provider: FakeProvider
 ) -> None:
-    first = await container.executions.execute(ALPHA, command())
+    first = (await container.executions.execute(ALPHA, command())).wire()
     dispatcher.fail = ServiceUnavailable("no", retry_after_s=5)
     with pytest.raises(ServiceUnavailable):
         await container.background.submit(ALPHA, command(sandbox_id=first["sandboxId"]))
@@ -107,21 +107,16 @@ async def test_an_existing_sandbox_given_back_when_the_worker_cannot_start(
 async def test_a_worker_that_stops_beating_is_declared_dead_once(
     container: Container, clock: MovableClock
 ) -> None:
-    queued = await container.background.submit(ALPHA, command())
+    queued = (await container.background.submit(ALPHA, command())).wire()
     store = container.background.store
-    store.update(
-        "alpha",
-        queued["executionId"],
-        expect=frozenset({"queued"}),
-        changes={"status": "running", "started_at": clock(), "alive_until": clock() + 30},
-    )
+    store.start("alpha", queued["executionId"], started_at=clock(), alive_until=clock() + 30)
     clock.advance(29)
-    assert container.background.describe(ALPHA, queued["executionId"])["status"] == "running"
+    assert container.background.describe(ALPHA, queued["executionId"]).wire()["status"] == "running"
     assert container.background.sweep() == 0
     clock.advance(2)
     assert container.background.sweep() == 1
     assert container.background.sweep() == 0
-    body = container.background.describe(ALPHA, queued["executionId"])
+    body = container.background.describe(ALPHA, queued["executionId"]).wire()
     assert body["status"] == "failed" and "worker stopped" in body["reason"]
 
 
@@ -135,23 +130,23 @@ async def test_a_worker_declared_dead_stops_its_run(
     )
     fast.background.dispatcher = Dispatcher()
     provider.run_delay = 5.0
-    queued = await fast.background.submit(ALPHA, command())
+    queued = (await fast.background.submit(ALPHA, command())).wire()
     worker = asyncio.create_task(fast.background.work("alpha", queued["executionId"]))
     await asyncio.sleep(0.1)
     clock.advance(3600)  # every sign of life is now far in the past
     assert fast.background.sweep() == 1
     assert await asyncio.wait_for(worker, 2) is None  # it stopped instead of finishing
-    body = fast.background.describe(ALPHA, queued["executionId"])
+    body = fast.background.describe(ALPHA, queued["executionId"]).wire()
     assert body["status"] == "failed" and "worker stopped" in body["reason"]
 
 
 async def test_the_worker_records_why_the_infrastructure_failed(
     container: Container, provider: FakeProvider
 ) -> None:
-    queued = await container.background.submit(ALPHA, command())
+    queued = (await container.background.submit(ALPHA, command())).wire()
     provider.alive.clear()  # the sandbox died between the 202 and the worker
     assert await container.background.work("alpha", queued["executionId"]) == "failed"
-    body = container.background.describe(ALPHA, queued["executionId"])
+    body = container.background.describe(ALPHA, queued["executionId"]).wire()
     assert body["success"] is False and "result" not in body
     assert queued["sandboxId"] in body["reason"]
 
@@ -159,8 +154,10 @@ async def test_the_worker_records_why_the_infrastructure_failed(
 async def test_a_queued_execution_waits_for_its_busy_sandbox(
     container: Container, provider: FakeProvider
 ) -> None:
-    first = await container.background.submit(ALPHA, command("return 1"))
-    second = await container.background.submit(ALPHA, command("return 2", first["sandboxId"]))
+    first = (await container.background.submit(ALPHA, command("return 1"))).wire()
+    second = (
+        await container.background.submit(ALPHA, command("return 2", first["sandboxId"]))
+    ).wire()
     record = container.background.store.get("alpha", second["executionId"])
     assert record is not None and record.lease_id == ""  # it will lease the sandbox itself
     later = asyncio.create_task(container.background.work("alpha", second["executionId"]))
@@ -173,16 +170,16 @@ async def test_a_queued_execution_waits_for_its_busy_sandbox(
 async def test_a_lease_lost_while_queued_fails_clearly(
     container: Container, clock: MovableClock
 ) -> None:
-    queued = await container.background.submit(ALPHA, command())
+    queued = (await container.background.submit(ALPHA, command())).wire()
     clock.advance(30 + LEASE_GRACE_S + 1)  # the worker came far too late: the lease lapsed
     await container.executions.execute(ALPHA, command(sandbox_id=queued["sandboxId"]))
     assert await container.background.work("alpha", queued["executionId"]) == "failed"
-    body = container.background.describe(ALPHA, queued["executionId"])
+    body = container.background.describe(ALPHA, queued["executionId"]).wire()
     assert "given to another execution" in body["reason"]
 
 
 async def test_unknown_and_foreign_executions_are_404(container: Container) -> None:
-    queued = await container.background.submit(ALPHA, command())
+    queued = (await container.background.submit(ALPHA, command())).wire()
     with pytest.raises(NotFound):
         container.background.describe(Principal("beta", "key_b"), queued["executionId"])
     with pytest.raises(NotFound):
@@ -190,7 +187,7 @@ async def test_unknown_and_foreign_executions_are_404(container: Container) -> N
 
 
 async def test_a_closed_sandbox_is_410_at_submit(container: Container) -> None:
-    first = await container.executions.execute(ALPHA, command())
+    first = (await container.executions.execute(ALPHA, command())).wire()
     await container.sandboxes.close(ALPHA, first["sandboxId"])
     with pytest.raises(Gone):
         await container.background.submit(ALPHA, command(sandbox_id=first["sandboxId"]))

@@ -50,7 +50,7 @@ def command(sandbox_id: str | None = None, wait: bool = True) -> ExecuteCommand:
 
 
 async def run(container: Container, who: Principal = ALPHA, sandbox_id: str | None = None) -> str:
-    answer = await container.executions.execute(who, command(sandbox_id))
+    answer = (await container.executions.execute(who, command(sandbox_id))).wire()
     sandbox: str = answer["sandboxId"]
     return sandbox
 
@@ -79,7 +79,7 @@ async def test_use_pushes_the_idle_deadline_but_not_past_max_lifetime(
     assert await container.sandboxes.reap() == 0
     clock.advance(300)
     assert await container.sandboxes.reap() == 1
-    status = await container.sandboxes.describe(ALPHA, sandbox)
+    status = (await container.sandboxes.describe(ALPHA, sandbox)).wire()
     assert status["status"] == "expired" and status["active"] is False
 
 
@@ -88,7 +88,7 @@ async def test_an_expired_sandbox_is_gone_even_before_the_reaper_runs(
 ) -> None:
     sandbox = await run(container)
     clock.advance(301)
-    status = await container.sandboxes.describe(ALPHA, sandbox)
+    status = (await container.sandboxes.describe(ALPHA, sandbox)).wire()
     assert status["active"] is False and status["reason"] == "expired"
 
 
@@ -111,7 +111,7 @@ async def test_quota_is_per_project(container: Container) -> None:
         await run(container, ALPHA)
     beta = [await run(container, BETA) for _ in range(2)]
     for sandbox in beta:
-        assert (await container.sandboxes.describe(BETA, sandbox))["active"]
+        assert (await container.sandboxes.describe(BETA, sandbox)).wire()["active"]
 
 
 async def test_all_busy_at_quota_is_429(container: Container, provider: FakeProvider) -> None:
@@ -154,7 +154,7 @@ async def test_sandbox_lost_behind_our_back_is_410_failed(
     with pytest.raises(Gone) as gone:
         await run(container, sandbox_id=sandbox)
     assert gone.value.reason == "failed"
-    assert (await container.sandboxes.describe(ALPHA, sandbox))["status"] == "failed"
+    assert (await container.sandboxes.describe(ALPHA, sandbox)).wire()["status"] == "failed"
 
 
 async def test_provider_failing_on_create_leaves_nothing_behind(
@@ -184,7 +184,7 @@ async def test_reconcile_marks_lost_sandboxes_failed(
     sandbox = await run(container)
     provider.alive.clear()
     assert await container.sandboxes.reconcile() == 1
-    assert (await container.sandboxes.describe(ALPHA, sandbox))["status"] == "failed"
+    assert (await container.sandboxes.describe(ALPHA, sandbox)).wire()["status"] == "failed"
 
 
 async def test_other_projects_get_not_found(container: Container) -> None:
@@ -196,7 +196,7 @@ async def test_other_projects_get_not_found(container: Container) -> None:
     with pytest.raises(NotFound):
         await run(container, BETA, sandbox)
     assert await container.sandboxes.close_all(BETA) == 0
-    assert (await container.sandboxes.describe(ALPHA, sandbox))["active"]
+    assert (await container.sandboxes.describe(ALPHA, sandbox)).wire()["active"]
 
 
 async def test_a_provider_failing_to_kill_leaves_an_orphan_that_reconcile_stops(
@@ -205,7 +205,7 @@ async def test_a_provider_failing_to_kill_leaves_an_orphan_that_reconcile_stops(
     sandbox = await run(container)
     provider.fail_kill = ProviderUnavailable("E2B is down")
     await container.sandboxes.close(ALPHA, sandbox)  # still answered: the registry says closed
-    assert (await container.sandboxes.describe(ALPHA, sandbox))["status"] == "closed"
+    assert (await container.sandboxes.describe(ALPHA, sandbox)).wire()["status"] == "closed"
     assert len(provider.alive) == 1  # but the provider still runs it
     await container.sandboxes.reconcile()  # the provider is still failing: nothing lost
     provider.fail_kill = None
@@ -221,7 +221,7 @@ async def test_lifecycle_changes_are_audited_with_who_did_them(
     await container.sandboxes.close(ALPHA, closed)
     clock.advance(301)
     await container.sandboxes.reap()
-    trail = container.audit.query(ALPHA, None, None, 50)["events"]
+    trail = container.audit.query(ALPHA, None, None, 50).wire()["events"]
     by_kind = [(e["kind"], e["sandboxId"], e["actor"]) for e in trail if e["kind"] != "execution"]
     assert ("sandbox.created", kept, "key_a") in by_kind
     assert ("sandbox.closed", closed, "key_a") in by_kind

@@ -44,26 +44,26 @@ def command(code: str = "return 1", sandbox_id: str | None = None) -> ExecuteCom
 async def test_a_synchronous_answer_is_in_the_history_with_its_code_and_logs(
     container: Container,
 ) -> None:
-    answer = await container.executions.execute(ALPHA, command("print(1)"))
+    answer = (await container.executions.execute(ALPHA, command("print(1)"))).wire()
     execution_id = answer["result"]["metadata"]["executionId"]
-    body = container.background.describe(ALPHA, execution_id)
+    body = container.background.describe(ALPHA, execution_id).wire()
     assert body["status"] == "succeeded" and body["async"] is False
     assert (body["code"], body["language"], body["sessionId"]) == ("print(1)", "python", "s-1")
     assert body["logs"] == answer["result"]["logs"] and body["result"] == answer["result"]
-    listed = container.history.executions(ALPHA, None, None, 10, None)["executions"]
+    listed = container.history.executions(ALPHA, None, None, 10, None).wire()["executions"]
     assert [(e["executionId"], e["success"]) for e in listed] == [(execution_id, True)]
 
 
 async def test_a_lost_sandbox_is_recorded_failed_with_the_reason(
     container: Container, provider: FakeProvider
 ) -> None:
-    first = await container.executions.execute(ALPHA, command())
+    first = (await container.executions.execute(ALPHA, command())).wire()
     provider.fail_run = SandboxLost("the microVM vanished mid-run")
     with pytest.raises(Gone):
         await container.executions.execute(ALPHA, command(sandbox_id=first["sandboxId"]))
-    listed = container.history.executions(ALPHA, first["sandboxId"], "failed", 10, None)
+    listed = container.history.executions(ALPHA, first["sandboxId"], "failed", 10, None).wire()
     (row,) = listed["executions"]
-    body = container.background.describe(ALPHA, row["executionId"])
+    body = container.background.describe(ALPHA, row["executionId"]).wire()
     assert body["status"] == "failed" and "reason" in body
 
 
@@ -73,19 +73,19 @@ async def test_a_cancelled_run_is_recorded_failed(
     provider.run_delay = 60
     task = asyncio.create_task(container.executions.execute(ALPHA, command()))
     await asyncio.sleep(0.05)
-    (running,) = container.history.executions(ALPHA, None, "running", 10, None)["executions"]
+    (running,) = container.history.executions(ALPHA, None, "running", 10, None).wire()["executions"]
     task.cancel()  # the client went away, or the server is stopping
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert container.background.describe(ALPHA, running["executionId"])["status"] == "failed"
+    assert container.background.describe(ALPHA, running["executionId"]).wire()["status"] == "failed"
 
 
 async def test_a_run_whose_server_died_is_ended_by_the_sweeper(
     container: Container, clock: MovableClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The server dies after the code ran, before it could record the end.
-    monkeypatch.setattr(container.execution_store, "update", lambda *a, **k: False)
-    answer = await container.executions.execute(ALPHA, command())
+    monkeypatch.setattr(container.execution_store, "finish", lambda *a, **k: False)
+    answer = (await container.executions.execute(ALPHA, command())).wire()
     monkeypatch.undo()
     execution_id = answer["result"]["metadata"]["executionId"]
     assert container.background.store.get("alpha", execution_id).status == "running"  # type: ignore[union-attr]
@@ -93,14 +93,14 @@ async def test_a_run_whose_server_died_is_ended_by_the_sweeper(
     assert container.background.sweep() == 0
     clock.advance(60)  # past the limit and the grace: nobody is running it
     assert container.background.sweep() == 1
-    body = container.background.describe(ALPHA, execution_id)
+    body = container.background.describe(ALPHA, execution_id).wire()
     assert body["status"] == "failed" and "stopped" in body["reason"]
 
 
 async def test_a_history_that_cannot_record_refuses_and_gives_the_sandbox_back(
     container: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = await container.executions.execute(ALPHA, command())
+    first = (await container.executions.execute(ALPHA, command())).wire()
 
     def down(record: ExecutionRecord) -> None:
         raise StoreUnavailable("the store is down")

@@ -316,9 +316,10 @@ async def _run_in_process(
     container = _container(settings)
     async with local_engine(container, mcp_endpoint(container)):
         principal = Principal(project_id=project, key_id="cli")
-        return await container.executions.execute(
+        answer = await container.executions.execute(
             principal, command, on_output=show_chunk if stream else None
         )
+        return answer.wire()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -264,6 +264,7 @@ class Position:
 
 ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "timed_out"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "timed_out"})
+UNFINISHED_STATUSES: frozenset[str] = frozenset({"queued", "running"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,3 +296,21 @@ class ExecutionRecord:
     #: The answer's ``executionTime`` (ms the code ran), when done: lists show it without
     #: reading the whole answer.
     execution_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionEnd:
+    """How an execution ended, as ``ExecutionStore.finish`` records it."""
+
+    status: ExecutionStatus
+    finished_at: float
+    #: The answer's `result` without its log lines (kept apart), or None when none came.
+    result: dict[str, Any] | None = None
+    #: Why the infrastructure, not the code, ended it.
+    reason: str | None = None
+    #: How many log lines are stored; None leaves the count as it is.
+    log_lines: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in FINAL_STATUSES:
+            raise ValueError(f"an execution cannot end {self.status}")

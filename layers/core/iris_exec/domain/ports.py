@@ -9,6 +9,7 @@ from iris_exec.domain.models import (
     ApiKeyRecord,
     AuditEvent,
     CreatedSandbox,
+    ExecutionEnd,
     ExecutionJob,
     ExecutionRecord,
     ExecutionReport,
@@ -273,18 +274,27 @@ class ExecutionStore(Protocol):
 
     def get(self, project_id: str, execution_id: str) -> ExecutionRecord | None: ...
 
-    def update(
+    def start(
+        self, project_id: str, execution_id: str, *, started_at: float, alive_until: float
+    ) -> bool:
+        """A queued execution is now running. Atomic; False (and nothing changed) unless it
+        was queued and this project's (another delivery of the worker event took it)."""
+
+    def beat(self, project_id: str, execution_id: str, *, alive_until: float) -> bool:
+        """A sign of life: an unfinished execution's worker runs until ``alive_until`` at
+        least. Atomic; False (and nothing changed) if it has ended meanwhile."""
+
+    def finish(
         self,
         project_id: str,
         execution_id: str,
+        end: ExecutionEnd,
         *,
-        expect: frozenset[str],
-        changes: dict[str, Any],
         alive_before: float | None = None,
     ) -> bool:
-        """Apply ``changes`` (field name -> value of ExecutionRecord) only if the status is
-        one of ``expect`` (and, given ``alive_before``, ``alive_until`` is before it).
-        Atomic; False if the condition did not hold."""
+        """End an unfinished execution as ``end`` says; given ``alive_before``, only if its
+        signs of life stopped before then (declaring its worker dead). Atomic; False (and
+        nothing changed) if it had already ended or the condition did not hold."""
 
     def append_logs(self, project_id: str, execution_id: str, first: int, lines: list[str]) -> None:
         """Store lines ``first``, ``first + 1``... of the execution's log."""

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
@@ -30,7 +31,18 @@ from iris_exec.domain.errors import (
     StoreUnavailable,
 )
 from iris_exec.domain.models import FINAL_STATUSES, Principal
-from iris_exec.http.envelope import RequestContext, error_body
+from iris_exec.http.envelope import ErrorBody, RequestContext, error_body
+from iris_exec.services.answers import (
+    Answer,
+    AuditPage,
+    ExecutionAnswer,
+    ExecutionPage,
+    ExecutionStarted,
+    ExecutionView,
+    SandboxesClosed,
+    SandboxPage,
+    SandboxView,
+)
 from iris_exec.services.audit import MAX_LIMIT as MAX_AUDIT_LIMIT
 from iris_exec.services.clock import iso, new_id, parse_instant
 from iris_exec.services.output import fit_answer
@@ -111,7 +123,8 @@ def _ratelimit_headers(request: Request) -> dict[str, str]:
     return state.headers() if state is not None else {}
 
 
-def respond(request: Request, body: dict[str, Any], status: int = 200) -> JSONResponse:
+def respond(request: Request, answer: Answer, status: int = 200) -> JSONResponse:
+    body = answer.wire()
     limit = container_of(request).settings.response_limit_bytes
     if limit is not None:  # Lambda's response limit (services/output.py)
         body = fit_answer(body, limit)
@@ -269,7 +282,7 @@ async def execution_stream(
             status = record.status
             yield _sse("status", {"status": status})
         if record.status in FINAL_STATUSES and not lines:
-            yield _sse("done", background.body(record, [], cursor))
+            yield _sse("done", background.body(record, [], cursor).wire())
             return
         now = asyncio.get_running_loop().time()
         if lines:
@@ -312,6 +325,85 @@ _AFTER = (
 )
 
 
+class EventStream(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+#: Every route can answer these (a bad parameter, no key, the rate limit, a store or the
+#: provider unavailable, a bug).
+COMMON_ERRORS = (400, 401, 429, 500, 503)
+EXECUTE_ERRORS = (403, 404, 409, 410, 413, 422)
+_ERROR_TEXT = {
+    400: "Bad Request: a malformed body or parameter",
+    401: "Unauthorized: no, malformed or inactive API key (the answer adds `hint`)",
+    403: "Forbidden: `projectId` is not the key's project",
+    404: "Not Found: unknown, or another project's",
+    409: "Conflict: the sandbox is busy, or this Idempotency-Key's request still runs",
+    410: "Gone: the sandbox was closed, expired, evicted or failed (`reason`, `goneAt`)",
+    413: "Payload Too Large: code over 100 KiB",
+    422: "Unprocessable Entity: this Idempotency-Key was used with another body",
+    429: "Too Many Requests: over the rate limit, or every sandbox busy at the quota",
+    500: "Internal Server Error (logged with the requestId)",
+    503: "Service Unavailable: the sandbox provider or a store; retry after Retry-After",
+}
+
+
+def answers(
+    model: type[Answer] | None, *errors: int, accepted: type[Answer] | None = None
+) -> dict[str, Any]:
+    """A route's documented answers (for its ``openapi_extra``): ``model`` (200),
+    ``accepted`` (202) and the error envelope for each status in ``errors`` and
+    COMMON_ERRORS. Not FastAPI's ``response_model=``: that builds a validator per model
+    (and imports pydantic.v1) when the app is built, ~90 ms of every Lambda cold start;
+    the answers are models already, and their schemas are made when the document is."""
+    responses: dict[str, dict[str, Any]] = {
+        str(status): _documented(ErrorBody, _ERROR_TEXT[status])
+        for status in sorted({*COMMON_ERRORS, *errors})
+    }
+    if model is not None:
+        responses["200"] = _documented(model, "OK")
+    if accepted is not None:
+        responses["202"] = _documented(accepted, "Accepted: running in the background")
+    return {"responses": responses}
+
+
+def _documented(model: type[BaseModel], description: str) -> dict[str, Any]:
+    schema = {"$ref": f"{_COMPONENTS}{model.__name__}"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_COMPONENTS = "#/components/schemas/"
+#: Every model a route's answers name (the document holds the schema of each).
+DOCUMENTED: tuple[type[BaseModel], ...] = (
+    ErrorBody,
+    ExecutionAnswer,
+    ExecutionStarted,
+    ExecutionView,
+    ExecutionPage,
+    SandboxPage,
+    SandboxView,
+    SandboxesClosed,
+    AuditPage,
+)
+
+
+def _schemas() -> dict[str, Any]:
+    """The JSON schemas of DOCUMENTED and of the models they hold, as they are sent."""
+    from pydantic.json_schema import models_json_schema
+
+    _, found = models_json_schema(
+        [(model, "serialization") for model in DOCUMENTED], ref_template=_COMPONENTS + "{model}"
+    )
+    schemas: dict[str, Any] = found.get("$defs", {})
+    return schemas
+
+
+def _no_validation_422(responses: dict[str, Any]) -> None:
+    """FastAPI documents its own 422 for a path parameter; this API answers 400 instead."""
+    if "HTTPValidationError" in json.dumps(responses.get("422", {})):
+        del responses["422"]
+
+
 def _declare_bearer_auth(app: FastAPI) -> None:
     """The OpenAPI document says every route but /health takes `Authorization: Bearer
     sk_live_...` (so /docs's "Authorize" works); authentication itself is `authenticated`."""
@@ -331,9 +423,14 @@ def _declare_bearer_auth(app: FastAPI) -> None:
                 }
             }
             for path, operations in schema.get("paths", {}).items():
-                if path != "/health":
-                    for operation in operations.values():
+                for operation in operations.values():
+                    if path != "/health":
                         operation["security"] = [{"apiKey": []}]
+                    _no_validation_422(operation.get("responses", {}))
+            components = schema["components"].setdefault("schemas", {})
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components.pop(unused, None)
+            components.update(_schemas())
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -372,7 +469,8 @@ def create_app(
         @app.post(
             "/api/iris/execute",
             summary="Run code in a sandbox",
-            openapi_extra={
+            openapi_extra=answers(ExecutionAnswer, *EXECUTE_ERRORS, accepted=ExecutionStarted)
+            | {
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": ExecuteBody.model_json_schema()}},
@@ -390,17 +488,17 @@ def create_app(
             command = within_sync_limit(command, settings)
             key = request.headers.get("idempotency-key")
             if command.background:
-                body, replayed = await container.idempotent.execute(
-                    caller, command, key, container.background.submit
+                started, replayed = await container.idempotent.once(
+                    caller, command, key, container.background.submit, ExecutionStarted
                 )
-                response = respond(request, body, 202)
+                response = respond(request, started, 202)
                 # Relative to .../api/iris/execute, whatever stage prefix is in front.
-                response.headers["Location"] = f"executions/{body['executionId']}"
+                response.headers["Location"] = f"executions/{started.execution_id}"
                 if _prefers_async(request):
                     response.headers["Preference-Applied"] = "respond-async"
             else:
-                body, replayed = await container.idempotent.execute(caller, command, key)
-                response = respond(request, body)
+                answer, replayed = await container.idempotent.execute(caller, command, key)
+                response = respond(request, answer)
             if replayed:
                 response.headers["Idempotent-Replayed"] = "true"
             return response
@@ -411,7 +509,8 @@ def create_app(
         @app.get(
             "/api/iris/executions",
             summary="Your project's executions, newest first",
-            openapi_extra=_query(
+            openapi_extra=answers(ExecutionPage)
+            | _query(
                 _SANDBOX_ID,
                 ("status", "queued, running, succeeded, failed or timed_out", {"type": "string"}),
                 ("limit", "rows per page, 1-100 (default 20)", _LIMIT),
@@ -437,7 +536,8 @@ def create_app(
         @app.get(
             "/api/iris/sandboxes",
             summary="Your project's sandboxes, newest first",
-            openapi_extra=_query(
+            openapi_extra=answers(SandboxPage)
+            | _query(
                 ("status", "running, closed, expired or failed", {"type": "string"}),
                 ("limit", "rows per page, 1-100 (default 20)", _LIMIT),
                 _CURSOR,
@@ -461,9 +561,8 @@ def create_app(
         @app.get(
             "/api/iris/executions/{execution_id}",
             summary="Status, log lines and (when done) the answer of an execution",
-            openapi_extra=_query(
-                _AFTER, ("limit", "log lines at most (default and most 10000)", _LIMIT)
-            ),
+            openapi_extra=answers(ExecutionView, 404)
+            | _query(_AFTER, ("limit", "log lines at most (default and most 10000)", _LIMIT)),
         )
         async def execution_get(request: Request, caller: Caller, execution_id: str) -> Response:
             after = _int_param(request, "after", 0, 0, 10**9)
@@ -477,7 +576,8 @@ def create_app(
         @app.get(
             "/api/iris/executions/{execution_id}/events",
             summary="Live log lines of an asynchronous execution (Server-Sent Events)",
-            openapi_extra=_query(_AFTER),
+            response_class=EventStream,
+            openapi_extra=answers(None, 404) | _query(_AFTER),
         )
         async def execution_events(request: Request, caller: Caller, execution_id: str) -> Response:
             after = _int_param(request, "after", 0, 0, 10**9)
@@ -500,7 +600,9 @@ def create_app(
     if SANDBOX_GET in enabled:
 
         @app.get(
-            "/api/iris/sandbox", summary="Status of one sandbox", openapi_extra=_query(_SANDBOX_ID)
+            "/api/iris/sandbox",
+            summary="Status of one sandbox",
+            openapi_extra=_query(_SANDBOX_ID) | answers(SandboxView, 404),
         )
         async def sandbox_get(request: Request, caller: Caller) -> Response:
             sandbox_id = _sandbox_id_param(request)
@@ -513,7 +615,8 @@ def create_app(
         @app.delete(
             "/api/iris/sandbox",
             summary="Close one sandbox, or all of your project's",
-            openapi_extra=_query(
+            openapi_extra=answers(SandboxesClosed, 404)
+            | _query(
                 _SANDBOX_ID,
                 (
                     "all",
@@ -533,13 +636,14 @@ def create_app(
             if sandbox_id is not None:
                 await container.sandboxes.close(caller, sandbox_id)
                 return respond(
-                    request, {"message": f"Sandbox {sandbox_id} closed", "timestamp": now}
+                    request, SandboxesClosed(message=f"Sandbox {sandbox_id} closed", timestamp=now)
                 )
             if close_all is not None:
                 closed = await container.sandboxes.close_all(caller)
-                return respond(
-                    request, {"message": "All sandboxes closed", "closed": closed, "timestamp": now}
+                answer = SandboxesClosed(
+                    message="All sandboxes closed", closed=closed, timestamp=now
                 )
+                return respond(request, answer)
             raise BadRequest("Give sandboxId=<id> or all=true")
 
     if AUDIT in enabled:
@@ -547,7 +651,8 @@ def create_app(
         @app.get(
             "/api/iris/audit",
             summary="Your project's audit trail, newest first",
-            openapi_extra=_query(
+            openapi_extra=answers(AuditPage)
+            | _query(
                 ("since", "ISO 8601 time or epoch milliseconds", {"type": "string"}),
                 ("until", "ISO 8601 time or epoch milliseconds", {"type": "string"}),
                 ("limit", "events at most, 1-500 (default 100)", _LIMIT),

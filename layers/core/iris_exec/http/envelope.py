@@ -6,12 +6,30 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iris_exec.services.clock import new_id
 
 ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
+
+
+class ErrorBody(BaseModel):
+    """The contract's one error shape (some errors add fields: 401 `hint`, 410 `reason`
+    and `goneAt`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="The status's title: Bad Request, Not Found, ...")
+    message: str = Field(description="What went wrong and what to do")
+    statusCode: int
+    timestamp: str | None
+    path: str
+    requestId: str
+    hint: str | None = Field(default=None, description="401: how to send a key")
+    reason: str | None = Field(default=None, description="410: closed, expired, evicted, failed")
+    goneAt: str | None = Field(default=None, description="410: when")
 
 
 def error_body(

@@ -26,6 +26,7 @@ from pydantic import Field, JsonValue
 
 from iris_exec.domain.errors import BadRequest, IrisError, StoreUnavailable
 from iris_exec.domain.models import FINAL_STATUSES, OutputChunk, Principal
+from iris_exec.services.answers import ExecutionStarted, ExecutionView, RunResult
 from iris_exec.services.output import LiveLines, fit_answer
 from iris_exec.services.sandboxes import validate_sandbox_id
 
@@ -125,25 +126,23 @@ def contract_errors() -> Iterator[None]:
         raise tool_error(exc) from exc
 
 
-def _readable(result: dict[str, Any], sandbox_id: str) -> str:
+def _readable(result: RunResult, sandbox_id: str) -> str:
     """The short text block beside the structured answer."""
-    metadata = result.get("metadata") or {}
-    state = "succeeded" if result.get("success") else "failed"
+    state = "succeeded" if result.success else "failed"
     head = (
-        f"{state} in {result.get('executionTime', 0)} ms (sandbox {sandbox_id},"
-        f" execution {metadata.get('executionId', '?')})"
+        f"{state} in {result.execution_time} ms (sandbox {sandbox_id},"
+        f" execution {result.metadata.execution_id})"
     )
     parts = [head]
-    output = str(result.get("output") or "")
+    output = result.output
     if output:
         if len(output) > TEXT_OUTPUT_CHARS:
             output = (
                 output[:TEXT_OUTPUT_CHARS] + "\n... (truncated here; see the structured output)"
             )
         parts.append(output)
-    error = result.get("error")
-    if isinstance(error, dict):
-        parts.append(f"{error.get('name')}: {error.get('message')}")
+    if result.error is not None:
+        parts.append(f"{result.error.name}: {result.error.message}")
     return "\n".join(parts)
 
 
@@ -250,8 +249,8 @@ def register_execution_tools(
         """Status and log lines (after line `after`) of an execution started with async true
         or still running when executeCode answered; once it has ended, its result too."""
         with contract_errors():
-            body = container.background.describe(principal_of(ctx), executionId, after)
-        return _answer(body, _describe_text(body), limit)
+            view = container.background.describe(principal_of(ctx), executionId, after)
+        return _answer(view.wire(), _describe_text(view), limit)
 
     @server.tool(name="getSandbox", annotations=ToolAnnotations(readOnlyHint=True))
     async def get_sandbox(
@@ -260,8 +259,8 @@ def register_execution_tools(
         """Status of a sandbox: active, status, createdAt, lastUsedAt, expiresAt."""
         with contract_errors():
             sandbox = validate_sandbox_id(sandboxId)
-            body = await container.sandboxes.describe(principal_of(ctx), sandbox)
-        return _answer(body, f"sandbox {sandboxId}: {body.get('status')}", limit)
+            found = await container.sandboxes.describe(principal_of(ctx), sandbox)
+        return _answer(found.wire(), f"sandbox {sandboxId}: {found.status}", limit)
 
     @server.tool(name="closeSandbox", annotations=ToolAnnotations(destructiveHint=True))
     async def close_sandbox(
@@ -277,16 +276,15 @@ def register_execution_tools(
     del execute_code, get_execution, get_sandbox, close_sandbox  # registered on the server
 
 
-def _describe_text(body: dict[str, Any]) -> str:
-    lines = body.get("logs") or []
-    head = f"execution {body['executionId']}: {body['status']} ({len(lines)} new log lines," \
-        f" cursor {body.get('cursor')})"  # fmt: skip
+def _describe_text(view: ExecutionView) -> str:
+    lines = view.logs
+    head = f"execution {view.execution_id}: {view.status} ({len(lines)} new log lines," \
+        f" cursor {view.cursor})"  # fmt: skip
     tail = "\n".join(lines[-20:])
-    result = body.get("result")
-    if isinstance(result, dict):
-        return _readable(result, str(body.get("sandboxId")))
-    if body.get("reason"):
-        return f"{head}\n{body['reason']}"
+    if view.result is not None:
+        return _readable(view.result, view.sandbox_id)
+    if view.reason:
+        return f"{head}\n{view.reason}"
     return f"{head}\n{tail}" if tail else head
 
 
@@ -304,30 +302,27 @@ async def _execute(
     deadline = asyncio.get_running_loop().time() + (settings.mcp_wait_s or 0.0)
     command = parse_execute(json.dumps(body).encode(), principal, settings)
     if command.background:
-        started, _ = await container.idempotent.execute(
-            principal, command, key, container.background.submit
+        started, _ = await container.idempotent.once(
+            principal, command, key, container.background.submit, ExecutionStarted
         )
         text = (
-            f"started execution {started['executionId']} in sandbox {started['sandboxId']};"
+            f"started execution {started.execution_id} in sandbox {started.sandbox_id};"
             " read its log lines and result with getExecution"
         )
-        return _answer(started, text, settings.response_limit_bytes)
+        return _answer(started.wire(), text, settings.response_limit_bytes)
     if settings.mcp_wait_s is not None:
         # The transport has a time limit (API Gateway's 29 s): run in the background (a
         # background run is its own idempotent request) and wait for it while we may.
         command = replace(command, background=True)
-        started, _ = await container.idempotent.execute(
-            principal, command, key, container.background.submit
+        started, _ = await container.idempotent.once(
+            principal, command, key, container.background.submit, ExecutionStarted
         )
         return await _follow(ctx, container, principal, started, deadline)
     pump = _ProgressPump(ctx) if _progress_token(ctx) is not None else None
     pumping = asyncio.create_task(pump.run()) if pump else None
     try:
         answer, _ = await container.idempotent.execute(
-            principal,
-            command,
-            key,
-            (lambda p, c: container.executions.execute(p, c, on_output=pump.add)) if pump else None,
+            principal, command, key, on_output=pump.add if pump else None
         )
     finally:
         if pumping is not None:
@@ -337,10 +332,9 @@ async def _execute(
     if pump is not None:
         pump.lines.close()
         await pump.flush()
-    result = answer["result"]
     return _answer(
-        {**result, "sandboxId": answer["sandboxId"]},
-        _readable(result, answer["sandboxId"]),
+        {**answer.result.wire(), "sandboxId": answer.sandbox_id},
+        _readable(answer.result, answer.sandbox_id),
         settings.response_limit_bytes,
     )
 
@@ -349,41 +343,40 @@ async def _follow(
     ctx: Context,
     container: Container,
     principal: Principal,
-    started: dict[str, Any],
+    started: ExecutionStarted,
     deadline: float,
 ) -> CallToolResult:
     """Wait for a background execution until ``deadline`` (event-loop time), sending its
     lines as progress; poll no faster than the worker stores them, backing off."""
-    execution_id = started["executionId"]
+    execution_id = started.execution_id
     pump = _ProgressPump(ctx) if _progress_token(ctx) is not None else None
     loop = asyncio.get_running_loop()
     poll_s = max(FOLLOW_POLL_S, container.settings.execution_log_flush_s)
     lines: list[str] = []
     while True:
-        body = await asyncio.to_thread(
+        view = await asyncio.to_thread(
             container.background.describe, principal, execution_id, len(lines)
         )
-        lines.extend(body["logs"])
+        lines.extend(view.logs)
         if pump is not None:
             await pump.flush(lines)
-        if body["status"] in FINAL_STATUSES:
-            result = body.get("result")
-            if not isinstance(result, dict):
-                raise ToolError(f"Execution {execution_id} failed: {body.get('reason')}")
+        if view.status in FINAL_STATUSES:
+            if view.result is None:
+                raise ToolError(f"Execution {execution_id} failed: {view.reason}")
             return _answer(
-                {**result, "sandboxId": body["sandboxId"]},
-                _readable(result, body["sandboxId"]),
+                {**view.result.wire(), "sandboxId": view.sandbox_id},
+                _readable(view.result, view.sandbox_id),
                 container.settings.response_limit_bytes,
             )
         if loop.time() >= deadline:
             running = {
                 "executionId": execution_id,
-                "status": body["status"],
-                "sandboxId": body["sandboxId"],
+                "status": view.status,
+                "sandboxId": view.sandbox_id,
                 "cursor": len(lines),
             }
             text = (
-                f"execution {execution_id} is still {body['status']};"
+                f"execution {execution_id} is still {view.status};"
                 f" call getExecution with executionId {execution_id} and after {len(lines)}"
                 " for its next log lines and, once it ends, its result"
             )

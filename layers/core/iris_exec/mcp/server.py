@@ -13,11 +13,25 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp_types import Tool as MCPTool
-from pydantic import BaseModel, Field, JsonValue, PlainSerializer, ValidationError
+from pydantic import Field, JsonValue, ValidationError
 
 from iris_exec import __version__
 from iris_exec.domain.errors import IrisError, StoreUnavailable
 from iris_exec.domain.tools import ToolCaller, ToolInputError
+from iris_exec.services.tool_answers import (
+    Consensus,
+    Evaluation,
+    EventRecord,
+    Lineage,
+    LineageRecord,
+    MetricRecord,
+    MetricStats,
+    Patterns,
+    Prompt,
+    PromptList,
+    PromptLookup,
+    VoteResult,
+)
 from iris_exec.services.tools import ToolService
 
 log = logging.getLogger(__name__)
@@ -29,149 +43,6 @@ INSTRUCTIONS = (
     " (evaluations), consensus voting, telemetry events, a versioned prompt registry, lineage"
     " tracking and metrics. Every call is scoped to the project of your credential."
 )
-
-
-# -- result models (structured output) --------------------------------------------------
-
-
-def _json_number(value: float) -> int | float:
-    """1.0 as 1: a JSON number has no int/float kind, and JavaScript clients print 1; this
-    way Python clients (iris_prime) see the very same numbers."""
-    return int(value) if value.is_integer() and abs(value) < 2**53 else value
-
-
-Number = Annotated[float, PlainSerializer(_json_number, return_type=int | float)]
-
-
-class Pattern(BaseModel):
-    antecedent: list[str] = Field(description="Items that, together, predict the consequent")
-    consequent: list[str] = Field(description="Items predicted")
-    support: Number = Field(description="Share of transactions containing every item of the rule")
-    confidence: Number = Field(description="support(rule) / support(antecedent)")
-    lift: Number = Field(
-        description="confidence / support(consequent); above 1 means positive association"
-    )
-    count: int = Field(description="Transactions containing every item of the rule")
-
-
-class Patterns(BaseModel):
-    patterns: list[Pattern]
-    transactions: int = Field(description="Transactions the rules were mined from")
-
-
-class EvaluationStats(BaseModel):
-    total: int
-    correct: int
-    partial: int
-    incorrect: int
-    accuracy: Number = Field(description="Mean score over the project's evaluations")
-
-
-class Evaluation(BaseModel):
-    id: str
-    input: str
-    output: str
-    verdict: Literal["correct", "incorrect", "partial"]
-    score: Number
-    createdAt: str
-    stats: EvaluationStats
-
-
-class Tally(BaseModel):
-    approve: int
-    reject: int
-    abstain: int
-    total: int
-
-
-class VoteResult(BaseModel):
-    consensusId: str
-    agentId: str
-    vote: Literal["approve", "reject", "abstain"]
-    tally: Tally
-    status: Literal["pending", "approved", "rejected", "tied"]
-
-
-class CastVote(BaseModel):
-    agentId: str
-    vote: Literal["approve", "reject", "abstain"]
-    updatedAt: str
-
-
-class Consensus(BaseModel):
-    consensusId: str
-    votes: list[CastVote]
-    tally: Tally
-    status: Literal["pending", "approved", "rejected", "tied"]
-
-
-class EventRecord(BaseModel):
-    id: str
-    event: str
-    timestamp: str
-
-
-class Prompt(BaseModel):
-    name: str
-    version: int
-    template: str
-    variables: list[str]
-    createdAt: str
-
-
-class PromptLookup(BaseModel):
-    prompt: Prompt | None = Field(description="The prompt, or null if there is none")
-
-
-class PromptSummary(BaseModel):
-    name: str
-    latestVersion: int
-    updatedAt: str
-
-
-class PromptList(BaseModel):
-    prompts: list[PromptSummary]
-    next: str | None = Field(description="Pass as `after` for the next page; null at the end")
-
-
-class LineageRecord(BaseModel):
-    id: str
-    signature: str
-    parentId: str | None
-    createdAt: str
-
-
-class LineageEntry(BaseModel):
-    id: str
-    parentId: str | None
-    input: JsonValue
-    output: JsonValue
-    createdAt: str
-
-
-class Lineage(BaseModel):
-    signature: str
-    entries: list[LineageEntry]
-    next: str | None = Field(description="Pass as `after` for the next page; null at the end")
-
-
-class MetricRecord(BaseModel):
-    id: str
-    metric: str
-    value: Number
-    tags: dict[str, str]
-    timestamp: str
-
-
-class MetricStats(BaseModel):
-    metric: str
-    count: int
-    min: Number | None
-    max: Number | None
-    mean: Number | None
-    p50: Number | None
-    p95: Number | None
-    sampled: int = Field(description="How many of the most recent values p50 and p95 are of")
 
 
 # -- the server ---------------------------------------------------------------------------
@@ -254,7 +125,7 @@ def caller_of(ctx: Context) -> ToolCaller:
     return caller
 
 
-def _call(fn: Callable[[], Any]) -> Any:
+def _call[T](fn: Callable[[], T]) -> T:
     """Domain errors become tool errors the caller can act on; nothing internal leaks."""
     try:
         return fn()
@@ -294,10 +165,9 @@ def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
         (or per execution), items `event:<name>`, `event:<name>.<key>=<value>`, `verdict:<v>`,
         `vote:<v>`, `metric:<name>`. Sorted by lift, then confidence, then support."""
         caller = caller_of(ctx)
-        found = _call(
+        return _call(
             lambda: tools.discover_patterns(caller, minSupport, minConfidence, maxPatterns)
         )
-        return Patterns(patterns=found["patterns"], transactions=found["transactions"])
 
     @server.tool(name="evaluateOutput", structured_output=True)
     def evaluate_output(
@@ -311,9 +181,7 @@ def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
     ) -> Evaluation:
         """Store a reflexion (an evaluated output) and return the project's running stats."""
         caller = caller_of(ctx)
-        return Evaluation.model_validate(
-            _call(lambda: tools.evaluate_output(caller, input, output, verdict))
-        )
+        return _call(lambda: tools.evaluate_output(caller, input, output, verdict))
 
     @server.tool(name="submitVote", structured_output=True)
     def submit_vote(
@@ -324,9 +192,7 @@ def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
     ) -> VoteResult:
         """Cast (or replace) an agent's vote and return the tally and status."""
         caller = caller_of(ctx)
-        return VoteResult.model_validate(
-            _call(lambda: tools.submit_vote(caller, consensusId, agentId, vote))
-        )
+        return _call(lambda: tools.submit_vote(caller, consensusId, agentId, vote))
 
     @server.tool(name="getConsensus", structured_output=True)
     def get_consensus(
@@ -334,7 +200,7 @@ def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
     ) -> Consensus:
         """Every vote of a consensus, its tally and status."""
         caller = caller_of(ctx)
-        return Consensus.model_validate(_call(lambda: tools.get_consensus(caller, consensusId)))
+        return _call(lambda: tools.get_consensus(caller, consensusId))
 
     @server.tool(name="logEvent", structured_output=True)
     def log_event(
@@ -346,7 +212,7 @@ def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
     ) -> EventRecord:
         """Record a telemetry event."""
         caller = caller_of(ctx)
-        return EventRecord.model_validate(_call(lambda: tools.log_event(caller, event, metadata)))
+        return _call(lambda: tools.log_event(caller, event, metadata))
 
     @server.tool(name="savePrompt", structured_output=True)
     def save_prompt(
@@ -360,9 +226,7 @@ def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
     ) -> Prompt:
         """Save the next version of a prompt template."""
         caller = caller_of(ctx)
-        return Prompt.model_validate(
-            _call(lambda: tools.save_prompt(caller, name, template, variables))
-        )
+        return _call(lambda: tools.save_prompt(caller, name, template, variables))
 
     @server.tool(name="getPrompt", structured_output=True)
     def get_prompt(
@@ -380,7 +244,7 @@ def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
     def list_prompts(ctx: Context, after: After = None, limit: Limit = None) -> PromptList:
         """A page of the project's prompt names (by name) with their latest versions."""
         caller = caller_of(ctx)
-        return PromptList.model_validate(_call(lambda: tools.list_prompts(caller, after, limit)))
+        return _call(lambda: tools.list_prompts(caller, after, limit))
 
     @server.tool(name="trackLineage", structured_output=True)
     def track_lineage(
@@ -394,9 +258,7 @@ def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
     ) -> LineageRecord:
         """Append a step to the lineage of a signature."""
         caller = caller_of(ctx)
-        return LineageRecord.model_validate(
-            _call(lambda: tools.track_lineage(caller, signature, input, output, parentId))
-        )
+        return _call(lambda: tools.track_lineage(caller, signature, input, output, parentId))
 
     @server.tool(name="getLineage", structured_output=True)
     def get_lineage(
@@ -407,9 +269,7 @@ def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
     ) -> Lineage:
         """A page of the steps recorded for a signature, oldest first."""
         caller = caller_of(ctx)
-        return Lineage.model_validate(
-            _call(lambda: tools.get_lineage(caller, signature, after, limit))
-        )
+        return _call(lambda: tools.get_lineage(caller, signature, after, limit))
 
     @server.tool(name="recordMetric", structured_output=True)
     def record_metric(
@@ -422,9 +282,7 @@ def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
     ) -> MetricRecord:
         """Record one value of a metric."""
         caller = caller_of(ctx)
-        return MetricRecord.model_validate(
-            _call(lambda: tools.record_metric(caller, metric, value, tags))
-        )
+        return _call(lambda: tools.record_metric(caller, metric, value, tags))
 
     @server.tool(name="getMetrics", structured_output=True)
     def get_metrics(
@@ -437,4 +295,4 @@ def register_iris_tools(server: MCPServer[Any], tools: ToolService) -> None:
     ) -> MetricStats:
         """count, min, max, mean, p50 and p95 of a metric's values."""
         caller = caller_of(ctx)
-        return MetricStats.model_validate(_call(lambda: tools.get_metrics(caller, metric, since)))
+        return _call(lambda: tools.get_metrics(caller, metric, since))

@@ -3,10 +3,9 @@ change of a sandbox's life. Queryable per project; kept for IRIS_AUDIT_RETENTION
 
 from __future__ import annotations
 
-from typing import Any
-
 from iris_exec.domain.models import AuditEvent, AuditKind, ExecutionReport, Principal
 from iris_exec.domain.ports import AuditLog, ExecutionObserver
+from iris_exec.services.answers import AuditEntry, AuditPage
 from iris_exec.services.clock import Clock, iso, new_id
 from iris_exec.services.output import LABEL_CHARS
 
@@ -62,26 +61,26 @@ class AuditTrail:
 
     def query(
         self, principal: Principal, since: float | None, until: float | None, limit: int
-    ) -> dict[str, Any]:
+    ) -> AuditPage:
         events = self._log.query(principal.project_id, since, until, min(limit, MAX_LIMIT))
-        return {
-            "events": [
-                {
-                    "id": e.event_id,
-                    "at": iso(e.at),
-                    "kind": e.kind,
-                    "actor": e.actor,
-                    "sandboxId": e.sandbox_id,
-                    "executionId": e.execution_id,
-                    "durationMs": e.duration_ms,
-                    "outcome": e.outcome,
-                    "outputBytes": e.output_bytes,
-                    "detail": e.detail,
-                }
+        return AuditPage(
+            events=[
+                AuditEntry(
+                    id=e.event_id,
+                    at=iso(e.at),
+                    kind=e.kind,
+                    actor=e.actor,
+                    sandbox_id=e.sandbox_id,
+                    execution_id=e.execution_id,
+                    duration_ms=e.duration_ms,
+                    outcome=e.outcome,
+                    output_bytes=e.output_bytes,
+                    detail=e.detail,
+                )
                 for e in events
             ],
-            "timestamp": iso(self._clock()),
-        }
+            timestamp=iso(self._clock()),
+        )
 
     def purge(self) -> int:
         return self._log.purge(self._clock() - self._retention_s)

@@ -26,13 +26,21 @@ from iris_exec.domain.errors import (
 )
 from iris_exec.domain.models import (
     FINAL_STATUSES,
+    UNFINISHED_STATUSES,
+    ExecutionEnd,
     ExecutionRecord,
     ExecutionStatus,
     Principal,
 )
 from iris_exec.domain.ports import ExecutionStore, WorkDispatcher
+from iris_exec.services.answers import (
+    ExecutionAnswer,
+    ExecutionStarted,
+    ExecutionView,
+    RunResult,
+)
 from iris_exec.services.clock import Clock, iso, new_id
-from iris_exec.services.executions import ExecutionService, status_of, without_logs
+from iris_exec.services.executions import ExecutionService, status_of
 from iris_exec.services.output import LiveLines
 from iris_exec.services.requests import ExecuteCommand, command_from_dict, command_to_dict
 from iris_exec.services.sandboxes import Lease, SandboxService
@@ -41,14 +49,13 @@ from iris_exec.settings import Settings
 log = logging.getLogger(__name__)
 
 EXECUTION_ID_PATTERN = re.compile(r"^ex_[A-Za-z0-9]{8,64}$")
-UNFINISHED = frozenset({"queued", "running"})
 #: A worker is declared dead after this many heartbeats without a sign of life.
 MISSED_HEARTBEATS = 3
 MAX_LOG_PAGE = 10_000
 
 
 def validate_execution_id(execution_id: str) -> str:
-    if not EXECUTION_ID_PATTERN.match(execution_id):
+    if not EXECUTION_ID_PATTERN.fullmatch(execution_id):
         raise BadRequest("executionId must look like 'ex_' followed by 8-64 letters or digits")
     return execution_id
 
@@ -80,7 +87,7 @@ class BackgroundExecutions:
 
     # -- submitting ------------------------------------------------------------------------
 
-    async def submit(self, principal: Principal, command: ExecuteCommand) -> dict[str, Any]:
+    async def submit(self, principal: Principal, command: ExecuteCommand) -> ExecutionStarted:
         """Queue the execution and start its worker; the 202's body."""
         if self.dispatcher is None:
             raise ServiceUnavailable("Asynchronous executions are not configured here")
@@ -127,12 +134,12 @@ class BackgroundExecutions:
             record.sandbox_id,
             record.project_id,
         )
-        return {
-            "executionId": record.execution_id,
-            "status": record.status,
-            "sandboxId": record.sandbox_id,
-            "timestamp": iso(now),
-        }
+        return ExecutionStarted(
+            execution_id=record.execution_id,
+            status=record.status,
+            sandbox_id=record.sandbox_id,
+            timestamp=iso(now),
+        )
 
     # -- working ---------------------------------------------------------------------------
 
@@ -146,15 +153,8 @@ class BackgroundExecutions:
             log.warning("execution %s is not queued (%s); nothing to do", execution_id, found)
             return None
         now = self._clock()
-        if not self.store.update(
-            project_id,
-            execution_id,
-            expect=frozenset({"queued"}),
-            changes={
-                "status": "running",
-                "started_at": now,
-                "alive_until": now + self._alive_window_s,
-            },
+        if not self.store.start(
+            project_id, execution_id, started_at=now, alive_until=now + self._alive_window_s
         ):
             return None
         log_writer = _LogWriter(self.store, project_id, execution_id)
@@ -163,7 +163,7 @@ class BackgroundExecutions:
         flusher = asyncio.create_task(log_writer.run(stop, self._settings.execution_log_flush_s))
         beat = asyncio.create_task(self._heartbeat(record, runner))
         status: ExecutionStatus
-        answer: dict[str, Any] | None = None
+        answer: ExecutionAnswer | None = None
         reason: str | None = None
         try:
             answer = await runner
@@ -196,7 +196,7 @@ class BackgroundExecutions:
         beat.cancel()
         await asyncio.gather(flusher, beat, return_exceptions=True)
 
-    async def _run(self, record: ExecutionRecord, on_output: Any) -> dict[str, Any]:
+    async def _run(self, record: ExecutionRecord, on_output: Any) -> ExecutionAnswer:
         command = command_from_dict(record.request)
         principal = Principal(record.project_id, record.actor)
         if record.lease_id:
@@ -218,11 +218,10 @@ class BackgroundExecutions:
             await asyncio.sleep(self._settings.execution_heartbeat_s)
             try:
                 alive = await asyncio.to_thread(
-                    self.store.update,
+                    self.store.beat,
                     record.project_id,
                     record.execution_id,
-                    expect=frozenset({"running"}),
-                    changes={"alive_until": self._clock() + self._alive_window_s},
+                    alive_until=self._clock() + self._alive_window_s,
                 )
             except Exception:
                 # A store hiccup: the next beat tries again; missing three declares us dead.
@@ -236,19 +235,19 @@ class BackgroundExecutions:
         self,
         record: ExecutionRecord,
         status: ExecutionStatus,
-        answer: dict[str, Any] | None,
+        answer: ExecutionAnswer | None,
         reason: str | None,
         log_writer: _LogWriter,
     ) -> None:
         log_writer.live.close()
-        lines = answer["result"]["logs"] if answer is not None else log_writer.live.lines
+        lines = answer.result.logs if answer is not None else log_writer.live.lines
         log_writer.write(lines)
         # The result is kept without its log lines: they are stored once, in chunks, and put
         # back when it is read (kept twice, a megabyte of newlines cost a dozen).
         ended = self._end(
             record,
             status,
-            result=without_logs(answer["result"]) if answer is not None else None,
+            result=answer.result.stored() if answer is not None else None,
             reason=reason,
             log_lines=max(len(lines), log_writer.flushed),
         )
@@ -266,20 +265,9 @@ class BackgroundExecutions:
         log_lines: int | None = None,
         alive_before: float | None = None,
     ) -> bool:
-        changes: dict[str, Any] = {
-            "status": status,
-            "finished_at": self._clock(),
-            "result": result,
-            "reason": reason,
-        }
-        if log_lines is not None:
-            changes["log_lines"] = log_lines
-        return self.store.update(
-            record.project_id,
-            record.execution_id,
-            expect=UNFINISHED,
-            changes=changes,
-            alive_before=alive_before,
+        end = ExecutionEnd(status, self._clock(), result, reason, log_lines)
+        return self.store.finish(
+            record.project_id, record.execution_id, end, alive_before=alive_before
         )
 
     # -- reading -----------------------------------------------------------------------------
@@ -290,53 +278,50 @@ class BackgroundExecutions:
         record = self.store.get(principal.project_id, execution_id)
         if record is None:
             raise NotFound(f"Execution {execution_id} not found")
-        if record.status in UNFINISHED and record.alive_until < self._clock():
+        if record.status in UNFINISHED_STATUSES and record.alive_until < self._clock():
             self._declare_dead(record)
             record = self.store.get(principal.project_id, execution_id) or record
         return record
 
     def describe(
         self, principal: Principal, execution_id: str, after: int = 0, limit: int = MAX_LOG_PAGE
-    ) -> dict[str, Any]:
+    ) -> ExecutionView:
         """Status, the log lines after line ``after``, and the answer when it is done."""
         record = self.record(principal, execution_id)
         logs = self.store.logs(record.project_id, execution_id, after, limit)
         return self.body(record, logs, after)
 
-    def body(self, record: ExecutionRecord, logs: list[str], after: int) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "executionId": record.execution_id,
-            "status": record.status,
-            "sandboxId": record.sandbox_id,
-            "createdAt": iso(record.created_at),
-            "startedAt": iso(record.started_at),
-            "finishedAt": iso(record.finished_at),
-            "async": not record.request.get("sync", False),
-            "language": record.request.get("language"),
-            "sessionId": record.request.get("sessionId"),
-            "code": record.request.get("code"),
-            "logs": logs,
-            "cursor": after + len(logs),
-        }
-        if record.status in FINAL_STATUSES:
-            body["success"] = record.status == "succeeded"
-            if record.result is not None:
-                body["result"] = self._with_logs(record)
-            if record.reason is not None:
-                body["reason"] = record.reason
-        body["timestamp"] = iso(self._clock())
-        return body
+    def body(self, record: ExecutionRecord, logs: list[str], after: int) -> ExecutionView:
+        view = ExecutionView(
+            execution_id=record.execution_id,
+            status=record.status,
+            sandbox_id=record.sandbox_id,
+            created_at=iso(record.created_at),
+            started_at=iso(record.started_at),
+            finished_at=iso(record.finished_at),
+            async_=not record.request.get("sync", False),
+            language=record.request.get("language"),
+            session_id=record.request.get("sessionId"),
+            code=record.request.get("code"),
+            logs=logs,
+            cursor=after + len(logs),
+            timestamp=iso(self._clock()),
+        )
+        if record.status not in FINAL_STATUSES:
+            return view
+        ended: dict[str, Any] = {"success": record.status == "succeeded"}
+        if record.result is not None:
+            ended["result"] = self._with_logs(record)
+        if record.reason is not None:
+            ended["reason"] = record.reason
+        return view.model_copy(update=ended)
 
-    def _with_logs(self, record: ExecutionRecord) -> dict[str, Any]:
+    def _with_logs(self, record: ExecutionRecord) -> RunResult:
         result = record.result or {}
-        if "logs" in result:
-            return result  # stored before logs were kept apart
-        logs = self.store.logs(record.project_id, record.execution_id, 0, record.log_lines)
-        rebuilt = {key: value for key, value in result.items() if key != "metadata"}
-        rebuilt["logs"] = logs
-        if "metadata" in result:
-            rebuilt["metadata"] = result["metadata"]
-        return rebuilt
+        if "logs" not in result:  # (results stored before logs were kept apart hold them)
+            logs = self.store.logs(record.project_id, record.execution_id, 0, record.log_lines)
+            result = {**result, "logs": logs}
+        return RunResult.model_validate(result)
 
     # -- the dead ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from iris_exec.domain.errors import (
     ServiceUnavailable,
 )
 from iris_exec.domain.models import (
+    ExecutionEnd,
     ExecutionJob,
     ExecutionRecord,
     ExecutionReport,
@@ -25,6 +26,7 @@ from iris_exec.domain.models import (
     RunOutcome,
 )
 from iris_exec.domain.ports import ExecutionObserver, ExecutionStore, SandboxProvider
+from iris_exec.services.answers import CodeFailure, ExecutionAnswer, RunMetadata, RunResult
 from iris_exec.services.clock import Clock, iso, new_id
 from iris_exec.services.output import label, log_lines, sections
 from iris_exec.services.requests import ExecuteCommand, command_to_dict
@@ -39,17 +41,11 @@ GRANT_GRACE_S = 5.0
 SYNC_ALIVE_GRACE_S = 60.0
 
 
-def without_logs(result: dict[str, Any]) -> dict[str, Any]:
-    """A result as stored: its log lines are kept apart, in chunks, and put back on reading."""
-    return {key: value for key, value in result.items() if key != "logs"}
-
-
-def status_of(answer: dict[str, Any]) -> ExecutionStatus:
-    if answer.get("success"):
+def status_of(answer: ExecutionAnswer) -> ExecutionStatus:
+    if answer.success:
         return "succeeded"
     # The service's own reading (a program can name its error "TimeoutError" too).
-    limit = answer.get("result", {}).get("metadata", {}).get("limitHit")
-    return "timed_out" if limit == "timeout" else "failed"
+    return "timed_out" if answer.result.metadata.limit_hit == "timeout" else "failed"
 
 
 #: What the service itself saw of an execution's end, by the limit it hit (never taken from
@@ -104,7 +100,7 @@ class ExecutionService:
         principal: Principal,
         command: ExecuteCommand,
         on_output: Callable[[OutputChunk], None] | None = None,
-    ) -> dict[str, Any]:
+    ) -> ExecutionAnswer:
         """Run the code; errors of the code are data in the answer, not exceptions.
         ``on_output`` hears the output as the program prints it."""
         started = self._clock()
@@ -164,28 +160,19 @@ class ExecutionService:
         self,
         record: ExecutionRecord,
         status: ExecutionStatus,
-        answer: dict[str, Any] | None,
+        answer: ExecutionAnswer | None,
         reason: str | None,
     ) -> None:
         """Store the answer and its log lines. The code has run: a store failure here is
         logged, never turned into an error of the request."""
         assert self._history is not None
-        lines: list[str] = answer["result"]["logs"] if answer is not None else []
+        lines = answer.result.logs if answer is not None else []
         try:
             if lines:
                 self._history.append_logs(record.project_id, record.execution_id, 0, lines)
-            self._history.update(
-                record.project_id,
-                record.execution_id,
-                expect=frozenset({"running"}),
-                changes={
-                    "status": status,
-                    "finished_at": self._clock(),
-                    "result": without_logs(answer["result"]) if answer is not None else None,
-                    "reason": reason,
-                    "log_lines": len(lines),
-                },
-            )
+            result = answer.result.stored() if answer is not None else None
+            end = ExecutionEnd(status, self._clock(), result, reason, len(lines))
+            self._history.finish(record.project_id, record.execution_id, end)
         except Exception:
             log.exception("recording the end of execution %s failed", record.execution_id)
 
@@ -197,7 +184,7 @@ class ExecutionService:
         execution_id: str,
         on_output: Callable[[OutputChunk], None] | None = None,
         started: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> ExecutionAnswer:
         """Run the code in the leased sandbox, give the lease back, answer. ``on_output``
         hears the output as the program prints it; ``started`` is when the request began
         (before it waited for the sandbox), now by default."""
@@ -285,47 +272,41 @@ class ExecutionService:
         execution_id: str,
         started: float,
         created: bool,
-    ) -> dict[str, Any]:
-        metadata: dict[str, Any] = {
-            "sandboxId": sandbox_id,
-            "projectId": principal.project_id,
-        }
-        if command.session_id is not None:
-            metadata["sessionId"] = command.session_id
-        metadata.update(
-            {
-                "timestamp": iso(started),
-                "executionId": execution_id,
-                "language": command.language,
-                "setupTime": round(outcome.setup_ms),
-                "sandboxCreated": created,
-                "outputTruncated": outcome.output_truncated,
-            }
+    ) -> ExecutionAnswer:
+        metadata = RunMetadata(
+            sandbox_id=sandbox_id,
+            project_id=principal.project_id,
+            timestamp=iso(started),
+            execution_id=execution_id,
+            language=command.language,
+            setup_time=round(outcome.setup_ms),
+            sandbox_created=created,
+            output_truncated=outcome.output_truncated,
         )
+        if command.session_id is not None:
+            metadata = metadata.model_copy(update={"session_id": command.session_id})
         if outcome.limit_hit is not None:
-            metadata["limitHit"] = outcome.limit_hit
-        result: dict[str, Any] = {
-            "success": outcome.succeeded,
-            "output": sections(outcome),
-        }
+            metadata = metadata.model_copy(update={"limit_hit": outcome.limit_hit})
+        extra: dict[str, Any] = {}
         if outcome.value_json is not None:
             # The value itself, as JSON: no printed text can forge it (`output` shows it too).
-            result["returnValue"] = _json_value(outcome.value_json)
+            extra["return_value"] = _json_value(outcome.value_json)
         if outcome.error is not None:
-            error: dict[str, Any] = {"message": outcome.error.message, "name": outcome.error.name}
+            error = CodeFailure(message=outcome.error.message, name=outcome.error.name)
             if outcome.error.stack:
-                error["stack"] = outcome.error.stack
-            result["error"] = error
-        result.update(
-            {
-                "executionTime": round(outcome.execution_ms),
-                "logs": log_lines(outcome.output),
-                "metadata": metadata,
-            }
+                error = error.model_copy(update={"stack": outcome.error.stack})
+            extra["error"] = error
+        result = RunResult(
+            success=outcome.succeeded,
+            output=sections(outcome),
+            execution_time=round(outcome.execution_ms),
+            logs=log_lines(outcome.output),
+            metadata=metadata,
+            **extra,
         )
-        return {
-            "success": outcome.succeeded,
-            "result": result,
-            "sandboxId": sandbox_id,
-            "timestamp": iso(self._clock()),
-        }
+        return ExecutionAnswer(
+            success=outcome.succeeded,
+            result=result,
+            sandbox_id=sandbox_id,
+            timestamp=iso(self._clock()),
+        )

@@ -8,7 +8,6 @@ import binascii
 import json
 import math
 import re
-from typing import Any
 
 from iris_exec.domain.errors import BadRequest
 from iris_exec.domain.models import (
@@ -16,11 +15,17 @@ from iris_exec.domain.models import (
     ExecutionRecord,
     Position,
     Principal,
-    SandboxRecord,
     SandboxStatus,
 )
 from iris_exec.domain.ports import ExecutionStore, SandboxRegistry
+from iris_exec.services.answers import (
+    ExecutionPage,
+    ExecutionSummary,
+    SandboxPage,
+    SandboxSummary,
+)
 from iris_exec.services.clock import Clock, iso
+from iris_exec.services.sandboxes import summary_fields
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -84,36 +89,20 @@ class History:
 
     def sandboxes(
         self, principal: Principal, status: str | None, limit: int, cursor: str | None
-    ) -> dict[str, Any]:
+    ) -> SandboxPage:
         records, following = self._registry.list_recent(
             principal.project_id, status, limit, decode_cursor(cursor)
         )
         now = self._clock()
-        return {
-            "sandboxes": [self._sandbox(r, now) for r in records],
-            "nextCursor": encode_cursor(following),
-            "timestamp": iso(now),
-        }
-
-    @staticmethod
-    def _sandbox(record: SandboxRecord, now: float) -> dict[str, Any]:
         # `active` from the registry alone (no provider call per row); a running sandbox
         # past its deadline that the reaper has not closed yet is not active.
-        active = record.is_live(now)
-        body: dict[str, Any] = {
-            "sandboxId": record.sandbox_id,
-            "status": record.status.value,
-            "active": active,
-            "busy": active and record.is_busy(now),
-            "createdAt": iso(record.created_at),
-            "lastUsedAt": iso(record.last_used_at),
-            "expiresAt": iso(record.expires_at) if active else None,
-            "executions": record.executions,
-        }
-        if record.status is not SandboxStatus.RUNNING:
-            body["reason"] = (record.closed_reason or record.status).value
-            body["closedAt"] = iso(record.closed_at)
-        return body
+        return SandboxPage(
+            sandboxes=[
+                SandboxSummary(**summary_fields(r, now, active=r.is_live(now))) for r in records
+            ],
+            next_cursor=encode_cursor(following),
+            timestamp=iso(now),
+        )
 
     def executions(
         self,
@@ -122,7 +111,7 @@ class History:
         status: str | None,
         limit: int,
         cursor: str | None,
-    ) -> dict[str, Any]:
+    ) -> ExecutionPage:
         records, following = self._store.list_recent(
             principal.project_id,
             sandbox_id=sandbox_id,
@@ -130,26 +119,24 @@ class History:
             limit=limit,
             before=decode_cursor(cursor),
         )
-        return {
-            "executions": [self._execution(r) for r in records],
-            "nextCursor": encode_cursor(following),
-            "timestamp": iso(self._clock()),
-        }
+        return ExecutionPage(
+            executions=[self._execution(r) for r in records],
+            next_cursor=encode_cursor(following),
+            timestamp=iso(self._clock()),
+        )
 
     @staticmethod
-    def _execution(record: ExecutionRecord) -> dict[str, Any]:
+    def _execution(record: ExecutionRecord) -> ExecutionSummary:
         done = record.status in FINAL_STATUSES
-        return {
-            "executionId": record.execution_id,
-            "sandboxId": record.sandbox_id,
-            "status": record.status,
-            "async": not record.request.get("sync", False),
-            "language": record.request.get("language"),
-            "sessionId": record.request.get("sessionId"),
-            "createdAt": iso(record.created_at),
-            "finishedAt": iso(record.finished_at),
-            "executionTime": round(record.execution_ms)
-            if record.execution_ms is not None
-            else None,
-            "success": record.status == "succeeded" if done else None,
-        }
+        return ExecutionSummary(
+            execution_id=record.execution_id,
+            sandbox_id=record.sandbox_id,
+            status=record.status,
+            async_=not record.request.get("sync", False),
+            language=record.request.get("language"),
+            session_id=record.request.get("sessionId"),
+            created_at=iso(record.created_at),
+            finished_at=iso(record.finished_at),
+            execution_time=round(record.execution_ms) if record.execution_ms is not None else None,
+            success=record.status == "succeeded" if done else None,
+        )

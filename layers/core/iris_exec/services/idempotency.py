@@ -7,16 +7,16 @@ import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from iris_exec.domain.errors import BadRequest, Conflict, UnprocessableEntity
-from iris_exec.domain.models import Principal
+from iris_exec.domain.models import OutputChunk, Principal
 from iris_exec.domain.ports import IdempotencyStore
+from iris_exec.services.answers import Answer, ExecutionAnswer
 from iris_exec.services.clock import Clock
 from iris_exec.services.executions import ExecutionService
 from iris_exec.services.requests import ExecuteCommand
 
-Runner = Callable[[Principal, ExecuteCommand], Awaitable[dict[str, Any]]]
+type Runner[A: Answer] = Callable[[Principal, ExecuteCommand], Awaitable[A]]
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
 #: A claim outlives its execution's deadline by this much before a retry may take it over.
 CLAIM_GRACE_S = 30.0
@@ -47,11 +47,26 @@ class IdempotentExecutions:
         principal: Principal,
         command: ExecuteCommand,
         key: str | None,
-        run: Runner | None = None,
-    ) -> tuple[dict[str, Any], bool]:
-        """The answer of ``run`` (by default: execute now), and whether it is a replay of
-        an earlier one."""
-        run = run or self._executions.execute
+        on_output: Callable[[OutputChunk], None] | None = None,
+    ) -> tuple[ExecutionAnswer, bool]:
+        """Execute now (``on_output`` hears the output as it is printed); the answer, and
+        whether it is a replay of an earlier one."""
+
+        async def run(principal: Principal, command: ExecuteCommand) -> ExecutionAnswer:
+            return await self._executions.execute(principal, command, on_output)
+
+        return await self.once(principal, command, key, run, ExecutionAnswer)
+
+    async def once[A: Answer](
+        self,
+        principal: Principal,
+        command: ExecuteCommand,
+        key: str | None,
+        run: Runner[A],
+        kind: type[A],
+    ) -> tuple[A, bool]:
+        """The answer of ``run``, and whether it is a replay of an earlier one (kept as
+        its JSON, read back as ``kind``)."""
         if key is None:
             return await run(principal, command), False
         if not KEY_PATTERN.match(key):
@@ -75,11 +90,11 @@ class IdempotentExecutions:
                     headers={"Retry-After": "1"},
                 )
             assert hit.response is not None
-            return hit.response, True
+            return kind.model_validate(hit.response), True
         try:
             answer = await run(principal, command)
         except BaseException:
             self._store.release(scoped, print_)  # nothing was answered: a retry runs it
             raise
-        self._store.complete(scoped, print_, answer, self._clock())
+        self._store.complete(scoped, print_, answer.wire(), self._clock())
         return answer, False

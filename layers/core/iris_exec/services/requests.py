@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from iris_exec.domain.errors import BadRequest, Forbidden, PayloadTooLarge
 from iris_exec.domain.models import Language, Principal
-from iris_exec.services.sandboxes import validate_sandbox_id
+from iris_exec.services.sandboxes import SANDBOX_ID_PATTERN
 from iris_exec.settings import Settings
 
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -26,13 +26,19 @@ class ExecuteBody(BaseModel):
 
     code: str = Field(description="Source in `language`, 1 byte to 100 KiB of UTF-8")
     projectId: str | None = Field(None, description="Must equal the API key's project")
-    sessionId: str | None = Field(None, description="1-128 characters of [A-Za-z0-9._:-]")
+    sessionId: str | None = Field(
+        None, description="1-128 characters of [A-Za-z0-9._:-]", pattern=SESSION_PATTERN.pattern
+    )
     context: dict[str, Any] | None = Field(None, description="JSON object, at most 64 KiB")
-    sandboxId: str | None = Field(None, description="Reuse this sandbox of your project")
+    sandboxId: str | None = Field(
+        None, description="Reuse this sandbox of your project", pattern=SANDBOX_ID_PATTERN.pattern
+    )
     language: Literal["typescript", "javascript", "python"] = Field(
         "typescript", description="Language of `code`"
     )
-    timeoutMs: int | None = Field(None, description="Lower time limit for this run, in ms")
+    timeoutMs: int | None = Field(
+        None, description="Lower time limit for this run, in ms (at most the configured one)", ge=1
+    )
     async_: bool = Field(
         False,
         alias="async",
@@ -112,11 +118,22 @@ def max_body_bytes(settings: Settings) -> int:
     return WIRE_FACTOR * (settings.max_code_bytes + settings.max_context_bytes) + 64 * 1024
 
 
-def _describe(exc: ValidationError) -> str:
+#: The contract's words for a value of the right type that breaks its field's rule.
+_RULES = {
+    "sessionId": "'sessionId' must be 1-128 characters of letters, digits and . _ : -",
+    "sandboxId": "sandboxId must look like 'sb_' followed by 8-64 letters or digits",
+    "timeoutMs": "'timeoutMs' must be between 1 and {limit_ms}",
+}
+_RULE_ERRORS = frozenset({"string_pattern_mismatch", "greater_than_equal"})
+
+
+def _describe(exc: ValidationError, limit_ms: int) -> str:
     messages = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "body"
-        if err["type"] == "extra_forbidden":
+        if err["type"] in _RULE_ERRORS and where in _RULES:
+            messages.append(_RULES[where].format(limit_ms=limit_ms))
+        elif err["type"] == "extra_forbidden":
             messages.append(f"unknown field '{where}'")
         elif err["type"] == "missing":
             messages.append(f"'{where}' is required")
@@ -142,10 +159,11 @@ def parse_execute(raw: bytes, principal: Principal, settings: Settings) -> Execu
             raise PayloadTooLarge(
                 f"code is {size} bytes; the limit is {settings.max_code_bytes} bytes (UTF-8)"
             )
+    limit_ms = int(settings.execution_timeout_s * 1000)
     try:
         body = ExecuteBody.model_validate(data)
     except ValidationError as exc:
-        raise BadRequest(_describe(exc)) from exc
+        raise BadRequest(_describe(exc, limit_ms)) from exc
     if not body.code.strip():
         raise BadRequest("'code' must not be empty")
     if "\x00" in body.code:
@@ -154,16 +172,11 @@ def parse_execute(raw: bytes, principal: Principal, settings: Settings) -> Execu
         raise Forbidden(
             "projectId does not match your API key's project; omit it or use your own project"
         )
-    if body.sessionId is not None and not SESSION_PATTERN.match(body.sessionId):
-        raise BadRequest("'sessionId' must be 1-128 characters of letters, digits and . _ : -")
     context = body.context or {}
     if len(json.dumps(context, separators=(",", ":"))) > settings.max_context_bytes:
         raise BadRequest(f"'context' is larger than {settings.max_context_bytes} bytes as JSON")
-    if body.sandboxId is not None:
-        validate_sandbox_id(body.sandboxId)
-    limit_ms = int(settings.execution_timeout_s * 1000)
-    if body.timeoutMs is not None and not 1 <= body.timeoutMs <= limit_ms:
-        raise BadRequest(f"'timeoutMs' must be between 1 and {limit_ms}")
+    if body.timeoutMs is not None and body.timeoutMs > limit_ms:  # (the least is the schema's)
+        raise BadRequest(_RULES["timeoutMs"].format(limit_ms=limit_ms))
     timeout_s = body.timeoutMs / 1000 if body.timeoutMs else settings.execution_timeout_s
     return ExecuteCommand(
         code=body.code,

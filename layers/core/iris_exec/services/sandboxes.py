@@ -29,6 +29,7 @@ from iris_exec.domain.models import (
     SandboxStatus,
 )
 from iris_exec.domain.ports import SandboxProvider, SandboxRegistry
+from iris_exec.services.answers import SandboxView
 from iris_exec.services.audit import SYSTEM, AuditTrail
 from iris_exec.services.clock import Clock, iso, new_id
 from iris_exec.settings import Settings
@@ -51,7 +52,7 @@ GONE_EVENTS: dict[GoneReason, AuditKind] = {
 
 
 def validate_sandbox_id(sandbox_id: str) -> str:
-    if not SANDBOX_ID_PATTERN.match(sandbox_id):
+    if not SANDBOX_ID_PATTERN.fullmatch(sandbox_id):
         raise BadRequest("sandboxId must look like 'sb_' followed by 8-64 letters or digits")
     return sandbox_id
 
@@ -80,6 +81,25 @@ def _gone(record: SandboxRecord) -> Gone:
         reason=reason.value,
         at=iso(record.closed_at),
     )
+
+
+def summary_fields(record: SandboxRecord, now: float, *, active: bool) -> dict[str, Any]:
+    """A ``SandboxSummary``'s fields, by name (``active`` as the caller found it out): a
+    sandbox still running has no reason nor closedAt."""
+    fields: dict[str, Any] = {
+        "sandbox_id": record.sandbox_id,
+        "status": record.status.value,
+        "active": active,
+        "busy": active and record.is_busy(now),
+        "created_at": iso(record.created_at),
+        "last_used_at": iso(record.last_used_at),
+        "expires_at": iso(record.expires_at) if active else None,
+        "executions": record.executions,
+    }
+    if record.status is not SandboxStatus.RUNNING:
+        fields["reason"] = (record.closed_reason or GoneReason(record.status.value)).value
+        fields["closed_at"] = iso(record.closed_at)
+    return fields
 
 
 class SandboxService:
@@ -263,7 +283,7 @@ class SandboxService:
 
     # -- inspection and closing ----------------------------------------------------------
 
-    async def describe(self, principal: Principal, sandbox_id: str) -> dict[str, Any]:
+    async def describe(self, principal: Principal, sandbox_id: str) -> SandboxView:
         record = self._registry.get(principal.project_id, sandbox_id)
         if record is None:
             raise NotFound(f"Sandbox {sandbox_id} not found")
@@ -277,23 +297,9 @@ class SandboxService:
                 record = await self._finish(
                     record, GoneReason.FAILED, "the sandbox stopped outside this service"
                 )
-        active = record.status is SandboxStatus.RUNNING
-        body: dict[str, Any] = {
-            "sandboxId": record.sandbox_id,
-            "active": active,
-            "status": record.status.value,
-            "busy": active and record.is_busy(now),
-            "createdAt": iso(record.created_at),
-            "lastUsedAt": iso(record.last_used_at),
-            "expiresAt": iso(record.expires_at) if active else None,
-            "executions": record.executions,
-            "totalActive": len(self._registry.list_live(principal.project_id, now)),
-            "timestamp": iso(now),
-        }
-        if not active:
-            body["reason"] = (record.closed_reason or GoneReason(record.status.value)).value
-            body["closedAt"] = iso(record.closed_at)
-        return body
+        summary = summary_fields(record, now, active=record.status is SandboxStatus.RUNNING)
+        total = len(self._registry.list_live(principal.project_id, now))
+        return SandboxView(**summary, total_active=total, timestamp=iso(now))
 
     async def close(self, principal: Principal, sandbox_id: str) -> None:
         """Close one sandbox of the caller's project; closing a closed one is fine."""

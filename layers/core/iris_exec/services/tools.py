@@ -1,7 +1,7 @@
 """The IRIS tools' semantics (CONTRACT.md, "The module inside the sandbox").
 
 Every call is scoped to the caller's project, which comes from the credential. Results are
-plain JSON-ready dicts in the contract's shapes; bad arguments raise ToolInputError with
+the models of ``tool_answers`` (the contract's shapes); bad arguments raise ToolInputError with
 a message that says what to fix."""
 
 from __future__ import annotations
@@ -18,11 +18,33 @@ from iris_exec.domain.tools import (
     ToolCaller,
     ToolInputError,
     ToolLimitError,
+    Verdict,
     VoteTally,
 )
 from iris_exec.services import patterns
 from iris_exec.services.clock import Clock, iso, new_id, parse_instant
 from iris_exec.services.ratelimit import RateLimiter
+from iris_exec.services.tool_answers import (
+    CastVote,
+    Consensus,
+    ConsensusStatus,
+    Evaluation,
+    EvaluationStats,
+    EventRecord,
+    Lineage,
+    LineageEntry,
+    LineageRecord,
+    MetricRecord,
+    MetricStats,
+    Pattern,
+    Patterns,
+    Prompt,
+    PromptList,
+    PromptSummary,
+    Tally,
+    Vote,
+    VoteResult,
+)
 from iris_exec.settings import Settings
 
 MAX_NAME = 200
@@ -84,14 +106,15 @@ def _page_size(limit: int | None) -> int:
     return limit
 
 
-def _tally(counts: VoteTally) -> tuple[dict[str, int], str]:
-    tally = {"approve": counts.approve, "reject": counts.reject, "abstain": counts.abstain}
-    tally["total"] = counts.approve + counts.reject + counts.abstain
-    if tally["approve"] == 0 and tally["reject"] == 0:
+def _tally(counts: VoteTally) -> tuple[Tally, ConsensusStatus]:
+    total = counts.approve + counts.reject + counts.abstain
+    tally = Tally(approve=counts.approve, reject=counts.reject, abstain=counts.abstain, total=total)
+    status: ConsensusStatus
+    if counts.approve == 0 and counts.reject == 0:
         status = "pending"
-    elif tally["approve"] > tally["reject"]:
+    elif counts.approve > counts.reject:
         status = "approved"
-    elif tally["reject"] > tally["approve"]:
+    elif counts.reject > counts.approve:
         status = "rejected"
     else:
         status = "tied"
@@ -143,7 +166,7 @@ class ToolService:
 
     def discover_patterns(
         self, caller: ToolCaller, min_support: float, min_confidence: float, max_patterns: int
-    ) -> dict[str, Any]:
+    ) -> Patterns:
         """Rules and the number of transactions they were mined from."""
         support = _threshold(min_support, "minSupport")
         confidence = _threshold(min_confidence, "minConfidence")
@@ -155,21 +178,21 @@ class ToolService:
         baskets = patterns.transactions(records)
         budget = patterns.Budget(self._settings.mining_budget_s)
         found = [
-            {
-                "antecedent": list(rule.antecedent),
-                "consequent": list(rule.consequent),
-                "support": rule.support,
-                "confidence": rule.confidence,
-                "lift": rule.lift,
-                "count": rule.count,
-            }
+            Pattern(
+                antecedent=list(rule.antecedent),
+                consequent=list(rule.consequent),
+                support=rule.support,
+                confidence=rule.confidence,
+                lift=rule.lift,
+                count=rule.count,
+            )
             for rule in patterns.rules(baskets, support, confidence, max_patterns, budget)
         ]
-        return {"patterns": found, "transactions": len(baskets)}
+        return Patterns(patterns=found, transactions=len(baskets))
 
     def evaluate_output(
-        self, caller: ToolCaller, input_text: str, output_text: str, verdict: str
-    ) -> dict[str, Any]:
+        self, caller: ToolCaller, input_text: str, output_text: str, verdict: Verdict
+    ) -> Evaluation:
         _text(input_text, "input")
         _text(output_text, "output")
         if verdict not in VERDICT_SCORES:
@@ -180,25 +203,25 @@ class ToolService:
         stats = self._store.add_evaluation(
             caller, record_id, input_text, output_text, verdict, score, now
         )
-        return {
-            "id": record_id,
-            "input": input_text,
-            "output": output_text,
-            "verdict": verdict,
-            "score": score,
-            "createdAt": iso(now),
-            "stats": {
-                "total": stats.total,
-                "correct": stats.correct,
-                "partial": stats.partial,
-                "incorrect": stats.incorrect,
-                "accuracy": stats.score_sum / stats.total if stats.total else 0.0,
-            },
-        }
+        return Evaluation(
+            id=record_id,
+            input=input_text,
+            output=output_text,
+            verdict=verdict,
+            score=score,
+            createdAt=iso(now),
+            stats=EvaluationStats(
+                total=stats.total,
+                correct=stats.correct,
+                partial=stats.partial,
+                incorrect=stats.incorrect,
+                accuracy=stats.score_sum / stats.total if stats.total else 0.0,
+            ),
+        )
 
     def submit_vote(
-        self, caller: ToolCaller, consensus_id: str, agent_id: str, vote: str
-    ) -> dict[str, Any]:
+        self, caller: ToolCaller, consensus_id: str, agent_id: str, vote: Vote
+    ) -> VoteResult:
         _name(consensus_id, "consensusId")
         _name(agent_id, "agentId")
         if vote not in VOTES:
@@ -206,31 +229,31 @@ class ToolService:
         self._charge(caller, consensus_id, agent_id, vote)
         counts = self._store.put_vote(caller, consensus_id, agent_id, vote, self._clock())
         tally, status = _tally(counts)
-        return {
-            "consensusId": consensus_id,
-            "agentId": agent_id,
-            "vote": vote,
-            "tally": tally,
-            "status": status,
-        }
+        return VoteResult(
+            consensusId=consensus_id,
+            agentId=agent_id,
+            vote=vote,
+            tally=tally,
+            status=status,
+        )
 
-    def get_consensus(self, caller: ToolCaller, consensus_id: str) -> dict[str, Any]:
+    def get_consensus(self, caller: ToolCaller, consensus_id: str) -> Consensus:
         _name(consensus_id, "consensusId")
         votes, counts = self._store.get_votes(caller.project_id, consensus_id, MAX_VOTES_LISTED)
         tally, status = _tally(counts)
-        return {
-            "consensusId": consensus_id,
-            "votes": [
-                {"agentId": v.agent_id, "vote": v.vote, "updatedAt": iso(v.updated_at)}
+        return Consensus(
+            consensusId=consensus_id,
+            votes=[
+                CastVote(agentId=v.agent_id, vote=v.vote, updatedAt=iso(v.updated_at))
                 for v in votes
             ],
-            "tally": tally,
-            "status": status,
-        }
+            tally=tally,
+            status=status,
+        )
 
     def log_event(
         self, caller: ToolCaller, event: str, metadata: dict[str, Any] | None
-    ) -> dict[str, Any]:
+    ) -> EventRecord:
         _name(event, "event")
         metadata = {} if metadata is None else metadata
         if not isinstance(metadata, dict):
@@ -239,11 +262,11 @@ class ToolService:
         self._charge(caller, event, metadata)
         record_id, now = new_id("evt_"), self._clock()
         self._store.add_event(caller, record_id, event, metadata, now)
-        return {"id": record_id, "event": event, "timestamp": iso(now)}
+        return EventRecord(id=record_id, event=event, timestamp=iso(now))
 
     def save_prompt(
         self, caller: ToolCaller, name: str, template: str, variables: list[str] | None
-    ) -> dict[str, Any]:
+    ) -> Prompt:
         _name(name, "name")
         _text(template, "template")
         if not template:
@@ -278,9 +301,7 @@ class ToolService:
             saved.name, saved.version, saved.template, saved.variables, saved.created_at
         )
 
-    def get_prompt(
-        self, caller: ToolCaller, name: str, version: int | None
-    ) -> dict[str, Any] | None:
+    def get_prompt(self, caller: ToolCaller, name: str, version: int | None) -> Prompt | None:
         _name(name, "name")
         if version is not None and (
             isinstance(version, bool) or not isinstance(version, int) or version < 1
@@ -296,30 +317,32 @@ class ToolService:
     @staticmethod
     def _prompt(
         name: str, version: int, template: str, variables: list[str], created_at: float
-    ) -> dict[str, Any]:
-        return {
-            "name": name,
-            "version": version,
-            "template": template,
-            "variables": variables,
-            "createdAt": iso(created_at),
-        }
+    ) -> Prompt:
+        return Prompt(
+            name=name,
+            version=version,
+            template=template,
+            variables=variables,
+            createdAt=iso(created_at),
+        )
 
     def list_prompts(
         self, caller: ToolCaller, after: str | None = None, limit: int | None = None
-    ) -> dict[str, Any]:
+    ) -> PromptList:
         """A page of prompt names (by name); ``next`` is the ``after`` of the next page."""
         size = _page_size(limit)
         if after is not None:
             _name(after, "after")
         found = self._store.list_prompts(caller.project_id, after, size)
-        return {
-            "prompts": [
-                {"name": p.name, "latestVersion": p.latest_version, "updatedAt": iso(p.updated_at)}
+        return PromptList(
+            prompts=[
+                PromptSummary(
+                    name=p.name, latestVersion=p.latest_version, updatedAt=iso(p.updated_at)
+                )
                 for p in found
             ],
-            "next": found[-1].name if len(found) == size else None,
-        }
+            next=found[-1].name if len(found) == size else None,
+        )
 
     def track_lineage(
         self,
@@ -328,7 +351,7 @@ class ToolService:
         input_value: Any,
         output_value: Any,
         parent_id: str | None,
-    ) -> dict[str, Any]:
+    ) -> LineageRecord:
         _name(signature, "signature")
         _json_size(input_value, "input")
         _json_size(output_value, "output")
@@ -344,12 +367,9 @@ class ToolService:
                 f"parentId {parent_id!r} is not a lineage id of this project; pass the id a"
                 " previous trackLineage returned, or omit it"
             )
-        return {
-            "id": record_id,
-            "signature": signature,
-            "parentId": parent_id,
-            "createdAt": iso(now),
-        }
+        return LineageRecord(
+            id=record_id, signature=signature, parentId=parent_id, createdAt=iso(now)
+        )
 
     def get_lineage(
         self,
@@ -357,7 +377,7 @@ class ToolService:
         signature: str,
         after: str | None = None,
         limit: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> Lineage:
         """A page of the lineage, oldest first: at most ``limit`` entries and about
         PAGE_MAX_BYTES; ``next`` is the ``after`` of the next page (null at the end)."""
         _name(signature, "signature")
@@ -371,24 +391,24 @@ class ToolService:
                 " `next` of the previous page"
             )
         page, more = found
-        return {
-            "signature": signature,
-            "entries": [
-                {
-                    "id": e.id,
-                    "parentId": e.parent_id,
-                    "input": e.input,
-                    "output": e.output,
-                    "createdAt": iso(e.created_at),
-                }
+        return Lineage(
+            signature=signature,
+            entries=[
+                LineageEntry(
+                    id=e.id,
+                    parentId=e.parent_id,
+                    input=e.input,
+                    output=e.output,
+                    createdAt=iso(e.created_at),
+                )
                 for e in page
             ],
-            "next": page[-1].id if more and page else None,
-        }
+            next=page[-1].id if more and page else None,
+        )
 
     def record_metric(
         self, caller: ToolCaller, metric: str, value: float, tags: dict[str, str] | None
-    ) -> dict[str, Any]:
+    ) -> MetricRecord:
         _name(metric, "metric")
         if (
             isinstance(value, bool)
@@ -407,17 +427,13 @@ class ToolService:
         self._charge(caller, metric, value, tags)
         record_id, now = new_id("met_"), self._clock()
         self._store.add_metric(caller, record_id, metric, float(value), tags, now)
-        return {
-            "id": record_id,
-            "metric": metric,
-            "value": float(value),
-            "tags": tags,
-            "timestamp": iso(now),
-        }
+        return MetricRecord(
+            id=record_id, metric=metric, value=float(value), tags=tags, timestamp=iso(now)
+        )
 
     def get_metrics(
         self, caller: ToolCaller, metric: str, since: str | float | None
-    ) -> dict[str, Any]:
+    ) -> MetricStats:
         _name(metric, "metric")
         try:
             start = parse_instant(since, "since")
@@ -425,16 +441,16 @@ class ToolService:
             raise ToolInputError(exc.message) from exc
         summary = self._store.metric_summary(caller.project_id, metric, start, METRIC_SAMPLE)
         if not summary.count:
-            return {"metric": metric, "count": 0, "min": None, "max": None, "mean": None,
-                    "p50": None, "p95": None, "sampled": 0}  # fmt: skip
+            return MetricStats(metric=metric, count=0, min=None, max=None, mean=None,
+                               p50=None, p95=None, sampled=0)  # fmt: skip
         values = sorted(summary.recent)
-        return {
-            "metric": metric,
-            "count": summary.count,
-            "min": summary.min,
-            "max": summary.max,
-            "mean": summary.total / summary.count,
-            "p50": _percentile(values, 0.5),
-            "p95": _percentile(values, 0.95),
-            "sampled": len(values),
-        }
+        return MetricStats(
+            metric=metric,
+            count=summary.count,
+            min=summary.min,
+            max=summary.max,
+            mean=summary.total / summary.count,
+            p50=_percentile(values, 0.5),
+            p95=_percentile(values, 0.95),
+            sampled=len(values),
+        )

@@ -37,7 +37,12 @@ from iris_exec.adapters.dynamodb import (
     store_errors,
     text,
 )
-from iris_exec.domain.models import ExecutionRecord, Position
+from iris_exec.domain.models import (
+    UNFINISHED_STATUSES,
+    ExecutionEnd,
+    ExecutionRecord,
+    Position,
+)
 
 if TYPE_CHECKING:
     from iris_exec.adapters.awsapi import DynamoDB
@@ -46,6 +51,7 @@ if TYPE_CHECKING:
 META = "meta"
 PART_BYTES = 300_000
 OPEN = "1"
+QUEUED = frozenset({"queued"})
 
 
 def _parts(data: bytes) -> list[bytes]:
@@ -79,26 +85,6 @@ def _record(item: Item, result: dict[str, Any] | None) -> ExecutionRecord:
         log_lines=int(item["logLines"]["N"]),
         execution_ms=get_opt_float(item, "executionTime"),
     )
-
-
-#: ExecutionRecord field -> (attribute, how its value is stored; None means REMOVE).
-_ATTRIBUTES = {
-    "status": "status",
-    "lease_id": "leaseId",
-    "alive_until": "aliveUntil",
-    "started_at": "startedAt",
-    "finished_at": "finishedAt",
-    "reason": "reason",
-    "log_lines": "logLines",
-}
-
-
-def _value(name: str, value: Any) -> Value:
-    if name in ("status", "lease_id", "reason"):
-        return text(str(value))
-    if name == "log_lines":
-        return integer(int(value))
-    return num(float(value))
 
 
 class DynamoExecutionStore:
@@ -183,48 +169,20 @@ class DynamoExecutionStore:
             raise RuntimeError(f"execution {execution_id}: {len(chunks)} of {count} result parts")
         return b"".join(chunks)
 
-    def update(
+    def _change(
         self,
         project_id: str,
         execution_id: str,
-        *,
         expect: frozenset[str],
-        changes: dict[str, Any],
+        sets: dict[str, Value],
+        removes: tuple[str, ...] = (),
         alive_before: float | None = None,
     ) -> bool:
-        values: dict[str, Value] = {":project": text(project_id)}
-        names: dict[str, str] = {"#status": "status"}
-        sets: list[str] = []
-        removes: list[str] = []
-        for field, value in changes.items():
-            if field == "result":
-                continue
-            attribute = _ATTRIBUTES.get(field)
-            if attribute is None:
-                raise ValueError(f"cannot change {field} of an execution")
-            names[f"#{attribute}"] = attribute
-            if value is None:
-                removes.append(f"#{attribute}")
-            else:
-                values[f":{attribute}"] = _value(field, value)
-                sets.append(f"#{attribute} = :{attribute}")
-        if "result" in changes:
-            if changes["result"] is None:
-                removes.append("resultParts")
-            else:
-                count = self._put_parts(
-                    execution_id, project_id, "result#{part:04d}", changes["result"]
-                )
-                values[":parts"] = integer(count)
-                sets.append("resultParts = :parts")
-                execution_ms = changes["result"].get("executionTime")
-                if isinstance(execution_ms, int | float):
-                    # Kept on the record too: lists show it without reading the parts.
-                    values[":executionTime"] = num(execution_ms)
-                    sets.append("executionTime = :executionTime")
-        if changes.get("status") not in (None, "queued", "running"):
-            removes.append("#open")  # finished: out of the sweeper's index
-            names["#open"] = "open"
+        """SET ``sets`` (attribute -> value) and REMOVE ``removes`` if the status is one of
+        ``expect`` (and, given ``alive_before``, ``aliveUntil`` is before it)."""
+        names = {f"#{name}": name for name in (*sets, *removes, "status")}
+        values: dict[str, Value] = {f":{name}": value for name, value in sets.items()}
+        values[":project"] = text(project_id)
         for i, status in enumerate(sorted(expect)):
             values[f":expect{i}"] = text(status)
         expected = ", ".join(f":expect{i}" for i in range(len(expect)))
@@ -232,17 +190,15 @@ class DynamoExecutionStore:
         if alive_before is not None:
             condition += " AND aliveUntil < :aliveBefore"
             values[":aliveBefore"] = num(alive_before)
-        expression = ""
-        if sets:
-            expression += "SET " + ", ".join(sets)
+        expression = "SET " + ", ".join(f"#{name} = :{name}" for name in sets)
         if removes:
-            expression += " REMOVE " + ", ".join(removes)
+            expression += " REMOVE " + ", ".join(f"#{name}" for name in removes)
         try:
             with store_errors("updating an execution"):
                 self._client.update_item(
                     TableName=self._table,
                     Key={"executionId": text(execution_id), "sk": text(META)},
-                    UpdateExpression=expression.strip(),
+                    UpdateExpression=expression,
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
@@ -252,6 +208,47 @@ class DynamoExecutionStore:
                 return False
             raise
         return True
+
+    def start(
+        self, project_id: str, execution_id: str, *, started_at: float, alive_until: float
+    ) -> bool:
+        sets = {"status": text("running"), "startedAt": num(started_at)}
+        sets["aliveUntil"] = num(alive_until)
+        return self._change(project_id, execution_id, QUEUED, sets)
+
+    def beat(self, project_id: str, execution_id: str, *, alive_until: float) -> bool:
+        sets = {"aliveUntil": num(alive_until)}
+        return self._change(project_id, execution_id, UNFINISHED_STATUSES, sets)
+
+    def finish(
+        self,
+        project_id: str,
+        execution_id: str,
+        end: ExecutionEnd,
+        *,
+        alive_before: float | None = None,
+    ) -> bool:
+        sets = {"status": text(end.status), "finishedAt": num(end.finished_at)}
+        # Finished: out of the sweeper's index.
+        removes = ["open"]
+        if end.reason is None:
+            removes.append("reason")
+        else:
+            sets["reason"] = text(end.reason)
+        if end.log_lines is not None:
+            sets["logLines"] = integer(end.log_lines)
+        if end.result is None:
+            removes.append("resultParts")
+        else:
+            count = self._put_parts(execution_id, project_id, "result#{part:04d}", end.result)
+            sets["resultParts"] = integer(count)
+            execution_ms = end.result.get("executionTime")
+            if isinstance(execution_ms, int | float):
+                # Kept on the record too: lists show it without reading the parts.
+                sets["executionTime"] = num(execution_ms)
+        return self._change(
+            project_id, execution_id, UNFINISHED_STATUSES, sets, tuple(removes), alive_before
+        )
 
     def _put_parts(self, execution_id: str, project_id: str, sk: str, value: Any) -> int:
         """``value`` as JSON, in items of at most PART_BYTES keyed ``sk.format(part=i)``.

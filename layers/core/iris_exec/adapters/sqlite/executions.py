@@ -8,7 +8,14 @@ from typing import Any
 
 from iris_exec.adapters import logchunks
 from iris_exec.adapters.sqlite.database import Database
-from iris_exec.domain.models import ExecutionRecord, Position
+from iris_exec.domain.models import (
+    UNFINISHED_STATUSES,
+    ExecutionEnd,
+    ExecutionRecord,
+    Position,
+)
+
+QUEUED = frozenset({"queued"})
 
 EXECUTIONS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -42,18 +49,6 @@ CREATE TABLE IF NOT EXISTS execution_log_chunks (
     PRIMARY KEY (execution_id, first_line)
 );
 """
-
-#: ExecutionRecord fields a caller may change, and how each is stored.
-_COLUMNS: dict[str, Any] = {
-    "status": str,
-    "lease_id": str,
-    "alive_until": float,
-    "started_at": lambda v: v,
-    "finished_at": lambda v: v,
-    "result": lambda v: None if v is None else json.dumps(v),
-    "reason": lambda v: v,
-    "log_lines": int,
-}
 
 
 def _record(row: sqlite3.Row, with_result: bool = True) -> ExecutionRecord:
@@ -103,32 +98,57 @@ class SqliteExecutionStore:
             ).fetchone()
         return _record(row) if row is not None else None
 
-    def update(
+    def _change(
         self,
         project_id: str,
         execution_id: str,
-        *,
-        expect: frozenset[str],
         changes: dict[str, Any],
+        expect: frozenset[str],
         alive_before: float | None = None,
     ) -> bool:
-        unknown = set(changes) - set(_COLUMNS)
-        if unknown:
-            raise ValueError(f"cannot change {sorted(unknown)} of an execution")
-        assignments = ", ".join(f"{name} = ?" for name in changes)
-        values = [_COLUMNS[name](value) for name, value in changes.items()]
+        """Set ``changes`` (column -> value) if the status is one of ``expect``."""
         statuses = sorted(expect)
         sql = (
-            f"UPDATE executions SET {assignments} WHERE execution_id = ? AND project_id = ?"
+            f"UPDATE executions SET {', '.join(f'{name} = ?' for name in changes)}"
+            " WHERE execution_id = ? AND project_id = ?"
             f" AND status IN ({', '.join('?' for _ in statuses)})"
         )
-        params: list[Any] = [*values, execution_id, project_id, *statuses]
+        params: list[Any] = [*changes.values(), execution_id, project_id, *statuses]
         if alive_before is not None:
             sql += " AND alive_until < ?"
             params.append(alive_before)
         with self._db.cursor() as cur:
             cur.execute(sql, params)
             return cur.rowcount == 1
+
+    def start(
+        self, project_id: str, execution_id: str, *, started_at: float, alive_until: float
+    ) -> bool:
+        changes = {"status": "running", "started_at": started_at, "alive_until": alive_until}
+        return self._change(project_id, execution_id, changes, QUEUED)
+
+    def beat(self, project_id: str, execution_id: str, *, alive_until: float) -> bool:
+        return self._change(
+            project_id, execution_id, {"alive_until": alive_until}, UNFINISHED_STATUSES
+        )
+
+    def finish(
+        self,
+        project_id: str,
+        execution_id: str,
+        end: ExecutionEnd,
+        *,
+        alive_before: float | None = None,
+    ) -> bool:
+        changes: dict[str, Any] = {
+            "status": end.status,
+            "finished_at": end.finished_at,
+            "result": None if end.result is None else json.dumps(end.result),
+            "reason": end.reason,
+        }
+        if end.log_lines is not None:
+            changes["log_lines"] = end.log_lines
+        return self._change(project_id, execution_id, changes, UNFINISHED_STATUSES, alive_before)
 
     def append_logs(self, project_id: str, execution_id: str, first: int, lines: list[str]) -> None:
         with self._db.transaction() as cur:
