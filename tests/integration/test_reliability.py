@@ -20,7 +20,7 @@ from iris_exec.adapters.sqlite.audit import AUDIT_SCHEMA, SqliteAuditLog, Sqlite
 from iris_exec.adapters.sqlite.database import Database
 from iris_exec.adapters.sqlite.executions import EXECUTIONS_SCHEMA, SqliteExecutionStore
 from iris_exec.adapters.sqlite.tools import TOOL_SCHEMA, SqliteToolStore
-from iris_exec.composition import assemble
+from iris_exec.composition import Adapters, Services
 from iris_exec.http.app import create_app
 from iris_exec.settings import Settings
 from tests.support.api import execute
@@ -147,8 +147,7 @@ async def test_when_dynamodb_stops_requests_fail_closed_with_503(
     names = {"sandboxes": "sbx", "keys": "keys", "rate": "rate"}
     create_tables(client, names)
     db = Database(tmp_path / "iris.db", extra_schema=(TOOL_SCHEMA, AUDIT_SCHEMA, EXECUTIONS_SCHEMA))
-    container = assemble(
-        Settings(data_dir=tmp_path),
+    adapters = Adapters(
         registry=DynamoSandboxRegistry(client, names["sandboxes"]),
         keys=DynamoKeyStore(client, names["keys"]),
         rate_limits=DynamoRateLimitStore(client, names["rate"]),
@@ -159,6 +158,7 @@ async def test_when_dynamodb_stops_requests_fail_closed_with_503(
         idempotency=SqliteIdempotencyStore(db, 3600),
         execution_store=SqliteExecutionStore(db),
     )
+    container = Services(Settings(data_dir=tmp_path), adapters)
     key, _ = container.auth.create_key("closed")
     transport = httpx.ASGITransport(app=create_app(container), raise_app_exceptions=False)
     headers = {"Authorization": f"Bearer {key}"}

@@ -22,7 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
 
 from iris_exec import __version__
-from iris_exec.composition import Container
+from iris_exec.composition import Services
 from iris_exec.domain.errors import (
     BadRequest,
     IrisError,
@@ -187,8 +187,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
-def container_of(request: Request) -> Container:
-    container: Container = request.app.state.container
+def container_of(request: Request) -> Services:
+    container: Services = request.app.state.container
     return container
 
 
@@ -247,7 +247,7 @@ def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
 
 
 async def execution_stream(
-    container: Container, caller: Principal, execution_id: str, after: int, request: Request
+    container: Services, caller: Principal, execution_id: str, after: int, request: Request
 ) -> AsyncIterator[str]:
     """`log` events as lines are stored (id = line number), `status` when it changes, a
     comment line as heartbeat, and `done` with the whole answer at the end."""
@@ -261,7 +261,7 @@ async def execution_stream(
     yield ": stream of execution " + execution_id + "\n\n"
     while True:
         record = background.record(caller, execution_id)
-        lines = background.store.logs(caller.project_id, execution_id, cursor, MAX_LOG_PAGE)
+        lines = background.lines(record, cursor, MAX_LOG_PAGE)
         for line in lines:
             cursor += 1
             yield _sse("log", {"n": cursor, "line": line}, cursor)
@@ -341,7 +341,7 @@ def _declare_bearer_auth(app: FastAPI) -> None:
 
 
 def create_app(
-    container: Container,
+    container: Services,
     *,
     routes: Iterable[str] = ALL_ROUTES,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
@@ -568,7 +568,7 @@ def create_app(
 
     @app.get("/health", summary="Liveness (no authentication)", include_in_schema=False)
     async def health() -> Response:
-        body = {"status": "ok", "version": __version__, "provider": container.provider.name}
+        body = {"status": "ok", "version": __version__, "provider": container.provider_name}
         return JSONResponse(body)
 
     app.add_middleware(

@@ -39,7 +39,7 @@ from iris_exec.services.clock import iso
 from iris_exec.services.tokens import TOKEN_PREFIX
 
 if TYPE_CHECKING:
-    from iris_exec.composition import Container
+    from iris_exec.composition import Services
 
 MCP_PATH = "/mcp"
 
@@ -76,7 +76,7 @@ class _Surface:
 class McpEndpoint:
     """Authenticates, then hands the request to the MCP server of the caller's surface."""
 
-    def __init__(self, container: Container, *, per_request: bool = False) -> None:
+    def __init__(self, container: Services, *, per_request: bool = False) -> None:
         self._container = container
         #: Lambda: the SDK's session manager runs once per instance, so each invocation
         #: gets a fresh one (the tools stay registered on the one server).

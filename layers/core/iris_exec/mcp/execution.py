@@ -30,7 +30,7 @@ from iris_exec.services.output import LiveLines, fit_answer
 from iris_exec.services.sandboxes import validate_sandbox_id
 
 if TYPE_CHECKING:
-    from iris_exec.composition import Container
+    from iris_exec.composition import Services
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class _ProgressPump:
 
 
 def register_execution_tools(
-    server: MCPServer[Any], container: Container, *, code_mode: bool
+    server: MCPServer[Any], container: Services, *, code_mode: bool
 ) -> None:
     """executeCode, getSandbox, closeSandbox and getExecution on ``server``."""
     limit = container.settings.response_limit_bytes
@@ -292,7 +292,7 @@ def _describe_text(body: dict[str, Any]) -> str:
 
 async def _execute(
     ctx: Context,
-    container: Container,
+    container: Services,
     principal: Principal,
     body: dict[str, Any],
     key: str | None,
@@ -347,7 +347,7 @@ async def _execute(
 
 async def _follow(
     ctx: Context,
-    container: Container,
+    container: Services,
     principal: Principal,
     started: dict[str, Any],
     deadline: float,

@@ -295,6 +295,10 @@ class BackgroundExecutions:
             record = self.store.get(principal.project_id, execution_id) or record
         return record
 
+    def lines(self, record: ExecutionRecord, after: int, limit: int) -> list[str]:
+        """Log lines of ``record`` after line ``after`` (at most ``limit``)."""
+        return self.store.logs(record.project_id, record.execution_id, after, limit)
+
     def describe(
         self, principal: Principal, execution_id: str, after: int = 0, limit: int = MAX_LOG_PAGE
     ) -> dict[str, Any]:
