@@ -11,7 +11,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
 from iris_exec.composition import Adapters, Services
-from iris_exec.domain.errors import ConfigurationError, StoreUnavailable
+from iris_exec.domain.errors import InternalError, StoreUnavailable
 from iris_exec.domain.ports import ExecutionObserver, IdempotencyStore, ToolStore
 from iris_exec.settings import Settings
 
@@ -46,7 +46,7 @@ def secret(
         if direct:
             return direct
         if not secret_name:
-            raise ConfigurationError(
+            raise InternalError(
                 f"set IRIS_{setting}_SECRET to the name of a Secrets Manager secret"
             )
         from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -60,7 +60,7 @@ def secret(
             log.error("secret %s (%s) could not be read: %s", secret_name, stage, exc)
             raise StoreUnavailable(f"the secret {secret_name} could not be read") from exc
         if not isinstance(fetched, str) or not fetched:
-            raise ConfigurationError(f"the secret {secret_name} is empty")
+            raise InternalError(f"the secret {secret_name} is empty")
         return fetched
 
     return value

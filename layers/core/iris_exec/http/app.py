@@ -23,12 +23,7 @@ from starlette.routing import Match
 
 from iris_exec import __version__
 from iris_exec.composition import Services
-from iris_exec.domain.errors import (
-    BadRequest,
-    IrisError,
-    PayloadTooLarge,
-    StoreUnavailable,
-)
+from iris_exec.domain.errors import BadRequest, InternalError, IrisError, PayloadTooLarge
 from iris_exec.domain.models import FINAL_STATUSES, Principal
 from iris_exec.http.envelope import RequestContext, error_body
 from iris_exec.services.audit import MAX_LIMIT as MAX_AUDIT_LIMIT
@@ -132,14 +127,21 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+def _render(request: Request, exc: IrisError) -> JSONResponse:
+    """The one translation of an error into an answer; a 5xx's detail goes to the log."""
+    request_id = _request_id(request)
+    if exc.status >= 500:
+        log.error("request %s failed: %s", request_id, exc.detail)
+    return error_response(
+        request, exc.status, exc.title, exc.public_message(request_id),
+        headers=exc.headers, extra=exc.extra,
+    )  # fmt: skip
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, IrisError)
-        if exc.status >= 500:
-            log.error("request %s failed: %s", _request_id(request), exc.message)
-        return error_response(
-            request, exc.status, exc.title, exc.message, headers=exc.headers, extra=exc.extra
-        )
+        return _render(request, exc)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -159,31 +161,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: Exception) -> Response:
         return error_response(request, 400, "Bad Request", f"Invalid request: {exc}")
 
-    async def store_unavailable(request: Request, exc: Exception) -> Response:
-        log.error("store unavailable on request %s: %s", _request_id(request), exc)
-        return error_response(
-            request,
-            503,
-            "Service Unavailable",
-            "A store this service depends on is unavailable; retry shortly",
-            headers={"Retry-After": "5"},
-        )
-
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on request %s", _request_id(request), exc_info=exc)
-        return error_response(
-            request,
-            500,
-            "Internal Server Error",
-            f"An internal error occurred; it was logged with requestId {_request_id(request)}",
-            # Answered outside RequestContext (by Starlette's outermost middleware).
-            headers={"X-Request-Id": _request_id(request)},
-        )
+        response = _render(request, InternalError(f"{type(exc).__name__} (traceback above)"))
+        # Answered outside RequestContext (by Starlette's outermost middleware).
+        response.headers["X-Request-Id"] = _request_id(request)
+        return response
 
     app.add_exception_handler(IrisError, domain_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StoreUnavailable, store_unavailable)
     app.add_exception_handler(Exception, unexpected)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
@@ -23,7 +24,7 @@ from mcp.server.transport_security import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iris_exec import __version__
-from iris_exec.domain.errors import BadRequest, IrisError, StoreUnavailable, Unauthorized
+from iris_exec.domain.errors import BadRequest, IrisError, Unauthorized
 from iris_exec.domain.models import Principal
 from iris_exec.domain.tools import ToolCaller
 from iris_exec.http.envelope import send_error
@@ -40,6 +41,8 @@ from iris_exec.services.tokens import TOKEN_PREFIX
 
 if TYPE_CHECKING:
     from iris_exec.composition import Services
+
+log = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
 
@@ -158,16 +161,11 @@ class McpEndpoint:
             caller, principal = self.caller(authorizations)
             name: Surface = "iris" if principal is None else self.requested_surface(scope)
         except IrisError as exc:
+            if exc.status >= 500:
+                log.error("MCP authentication failed: %s", exc.detail)
             await send_error(
-                scope, send, exc.status, exc.title, exc.message,
+                scope, send, exc.status, exc.title, exc.public_message(),
                 timestamp=iso(self._container.clock()), headers=exc.headers, extra=exc.extra,
-            )  # fmt: skip
-            return
-        except StoreUnavailable:
-            await send_error(
-                scope, send, 503, "Service Unavailable",
-                "A store this service depends on is unavailable; retry shortly",
-                timestamp=iso(self._container.clock()), headers={"Retry-After": "5"},
             )  # fmt: skip
             return
         state = scope.setdefault("state", {})

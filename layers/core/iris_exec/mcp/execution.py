@@ -24,8 +24,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, JsonValue
 
-from iris_exec.domain.errors import BadRequest, IrisError, StoreUnavailable
+from iris_exec.domain.errors import BadRequest, IrisError
 from iris_exec.domain.models import FINAL_STATUSES, OutputChunk, Principal
+from iris_exec.mcp.server import tool_error
 from iris_exec.services.output import LiveLines, fit_answer
 from iris_exec.services.sandboxes import validate_sandbox_id
 
@@ -106,23 +107,13 @@ def _progress_token(ctx: Context) -> object | None:
     return None
 
 
-def tool_error(exc: IrisError | StoreUnavailable) -> ToolError:
-    """The contract's message, as a tool error the agent can act on."""
-    if isinstance(exc, StoreUnavailable):
-        log.error("store unavailable under an MCP tool: %s", exc)
-        return ToolError("A store this service depends on is unavailable; retry shortly")
-    retry = exc.headers.get("Retry-After")
-    suffix = f" (retry after {retry} s)" if retry else ""
-    return ToolError(f"{exc.status} {exc.title}: {exc.message}{suffix}")
-
-
 @contextlib.contextmanager
 def contract_errors() -> Iterator[None]:
     """The contract's errors, raised inside, reach the caller as tool errors."""
     try:
         yield
-    except (IrisError, StoreUnavailable) as exc:
-        raise tool_error(exc) from exc
+    except IrisError as exc:
+        raise tool_error(exc, with_status=True) from exc
 
 
 def _readable(result: dict[str, Any], sandbox_id: str) -> str:

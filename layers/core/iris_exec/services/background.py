@@ -179,7 +179,9 @@ class BackgroundExecutions:
             self._finish(record, status, None, reason, log_writer)
             raise
         except IrisError as exc:
-            status, reason = "failed", exc.message
+            if exc.status >= 500:
+                log.error("execution %s failed in the worker: %s", execution_id, exc.detail)
+            status, reason = "failed", exc.public_message()
         except Exception as exc:
             log.exception("execution %s failed in the worker", execution_id)
             status, reason = "failed", f"internal error in the worker ({type(exc).__name__})"
