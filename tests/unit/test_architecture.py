@@ -40,3 +40,23 @@ def test_a_service_that_imports_an_adapter_breaks_them(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     assert "iris_exec.services.leak -> sqlite3" in done.stdout
     assert "iris_exec.services.leak -> iris_exec.adapters.sqlite.database" in done.stdout
+
+
+EDGES = ("http", "mcp", "aws", "local", "cli.py", "cli_client.py", "doctor.py", "smoke.py")
+
+
+def test_no_edge_reaches_past_the_services_into_their_adapters() -> None:
+    """import-linter sees imports; an edge holding a `Services` could still read
+    `services.adapters`: none does."""
+    import ast
+
+    package = ROOT / "layers" / "core" / "iris_exec"
+    files = [p for edge in EDGES for p in sorted((package / edge).glob("**/*.py"))] + [
+        package / edge for edge in EDGES if edge.endswith(".py")
+    ]
+    assert len(files) > 10
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            assert not (isinstance(node, ast.Attribute) and node.attr == "adapters"), (
+                f"{path.relative_to(package)}:{node.lineno} reads .adapters"
+            )

@@ -34,7 +34,7 @@ from iris_exec.services.auth import AuthService
 from iris_exec.services.clock import Clock, system_clock
 from iris_exec.services.ratelimit import RateLimiter
 from iris_exec.services.sandboxes import SandboxService
-from iris_exec.settings import Backend, Settings
+from iris_exec.settings import Settings
 
 if TYPE_CHECKING:
     from iris_exec.services.background import BackgroundExecutions
@@ -210,14 +210,3 @@ class Services:
             close = getattr(adapter, "close", None)
             if callable(close):
                 close()
-
-
-def build(settings: Settings) -> Services:
-    """The services of ``settings.backend``, with nothing overridden."""
-    if settings.backend is Backend.LOCAL:
-        from iris_exec.composition.local import build_local
-
-        return build_local(settings)
-    from iris_exec.composition.aws import build_aws
-
-    return build_aws(settings)

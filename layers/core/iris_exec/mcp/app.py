@@ -36,6 +36,7 @@ from iris_exec.mcp.server import (
     build_mcp_server,
     register_iris_tools,
 )
+from iris_exec.services.auth import bearer_credential
 from iris_exec.services.clock import iso
 from iris_exec.services.tokens import TOKEN_PREFIX
 
@@ -125,8 +126,8 @@ class McpEndpoint:
         if len(authorizations) > 1:
             raise Unauthorized("Send one Authorization header, not several")
         authorization = authorizations[0] if authorizations else None
-        token = (authorization or "").strip().partition(" ")[2].strip()
-        if (authorization or "").lower().startswith("bearer ") and token.startswith(TOKEN_PREFIX):
+        token = bearer_credential(authorization) or ""
+        if token.startswith(TOKEN_PREFIX):
             grant = container.tokens.verify(token)
             return ToolCaller(grant.project_id, grant.session_id, grant.execution_id), None
         principal = container.auth.authenticate(authorization)
