@@ -16,7 +16,7 @@ def lint_imports(package_parent: Path) -> subprocess.CompletedProcess[str]:
     """`lint-imports` over the iris_exec package found in ``package_parent``."""
     env = {**os.environ, "PYTHONPATH": str(package_parent)}
     return subprocess.run(
-        [str(LINT_IMPORTS), "--no-cache", "--config", str(ROOT / "pyproject.toml")],
+        [str(LINT_IMPORTS), "--no-cache", "--no-logo", "--config", str(ROOT / "pyproject.toml")],
         capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=120,
     )  # fmt: skip
 

@@ -329,7 +329,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             answer = asyncio.run(_run_in_process(settings, project, command, stream=not args.json))
         except IrisError as exc:
-            _err(f"iris-exec run: {exc.message}")
+            # The CLI's reader runs this machine: a store's or provider's own words help.
+            _err(f"iris-exec run: {exc.detail}")
             return runner.EXIT_SERVICE
     if args.json:
         _out(json.dumps(answer, indent=2))
@@ -633,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         _err(f"iris-exec: {exc}")
         return 2
     except IrisError as exc:
-        _err(f"iris-exec: {exc.message}")
+        _err(f"iris-exec: {exc.detail}")
         return 1
     except Exception as exc:
         # AWS's refusals (botocore's ClientError): its message, not a traceback.
