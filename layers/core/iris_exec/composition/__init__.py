@@ -190,11 +190,13 @@ class Services:
 
     async def stop_workers(self) -> None:
         """Wait for the executions this process runs in the background (local mode)."""
-        from iris_exec.services.background import LocalDispatcher
+        from iris_exec.services.background import BackgroundExecutions, LocalDispatcher
 
-        dispatcher = self._built.get("background") and self.background.dispatcher
-        if isinstance(dispatcher, LocalDispatcher):
-            await dispatcher.shutdown()
+        background = self._built.get("background")  # none built: none running
+        if isinstance(background, BackgroundExecutions) and isinstance(
+            background.dispatcher, LocalDispatcher
+        ):
+            await background.dispatcher.shutdown()
 
     async def stop(self) -> None:
         """Stop the sandbox provider (local: every jail)."""
