@@ -18,6 +18,8 @@ from iris_exec.domain.errors import (
     BadRequest,
     Conflict,
     Forbidden,
+    InternalError,
+    IrisError,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
@@ -304,3 +306,30 @@ def test_a_tool_store_that_is_down_is_a_503_that_says_no_more(
     assert raised.value.status == 503
     assert "hunter2" not in raised.value.public_message()
     assert "hunter2" in raised.value.detail  # for the log
+
+
+# -- one error family, one translation per edge ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "tool_text"),
+    [
+        (
+            StoreUnavailable("postgres://admin:hunter2@db: connection refused"),
+            "503 Service Unavailable: A store this service depends on is unavailable; retry"
+            " shortly (retry after 5 s)",
+        ),
+        (
+            InternalError("the E2B API key was rejected; check the E2B secret"),
+            "500 Internal Server Error: An internal error occurred; it was logged",
+        ),
+        (NotFound("Sandbox sb_12345678 not found"), "404 Not Found: Sandbox sb_12345678 not found"),
+    ],
+)
+def test_mcp_says_what_http_says_and_never_the_detail(error: IrisError, tool_text: str) -> None:
+    from iris_exec.mcp.server import tool_error
+
+    assert str(tool_error(error, with_status=True)) == tool_text
+    assert str(tool_error(error)) == error.public_message()
+    if error.status >= 500:
+        assert error.detail not in tool_text
