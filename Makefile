@@ -16,12 +16,13 @@ ASSET_SOURCES := $(wildcard sandbox/src/*.ts) $(wildcard sandbox/python/*.py) sa
   $(wildcard console/docs/*)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup dev test bench lint typecheck assets system-packages test-packages sam-tools clean \
+.PHONY: help setup dev test test-fast bench lint typecheck assets system-packages test-packages sam-tools clean \
   layer-requirements layer-requirements-check
 
 help:
 	@echo "make dev    - set up, then serve the local API on 127.0.0.1:$${IRIS_PORT:-8000}"
 	@echo "make test   - set up, then run every check and test"
+	@echo "make test-fast - the unit and service tests alone (no jails, no servers; seconds)"
 	@echo "make bench  - set up, then run the benchmarks and print their figures"
 	@echo "make setup  - install everything the project needs (idempotent)"
 
@@ -70,6 +71,7 @@ dev: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -86,6 +88,11 @@ sam-tools: .tools/sam/bin/sam
 
 test: setup test-packages sam-tools lint typecheck
 	PATH="$(CURDIR)/.tools/sam/bin:$$PATH" $(VENV)/bin/pytest -n 2 --dist loadfile
+
+# The developer's loop: services on in-memory SQLite and fake providers, the HTTP edge
+# in-process, the layer contracts. No jail, no server, no DynamoDB Local (docs/testing.md).
+test-fast: setup
+	$(VENV)/bin/pytest -n 0 -q -m "not slow and not integration and not jail" tests/unit
 
 bench: setup
 	$(VENV)/bin/python -m bench

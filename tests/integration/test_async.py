@@ -67,6 +67,7 @@ def poll(
     raise AssertionError(f"{execution_id} did not finish in {timeout_s} s: {seen[-1:]}")
 
 
+@pytest.mark.slow
 def test_a_sixty_second_execution_completes_through_the_async_api(fast: LocalServer) -> None:
     key = fast.create_key("async-long")  # its own key: a minute of polls is its own budget
     code = """

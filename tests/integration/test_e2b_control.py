@@ -10,7 +10,7 @@ import pytest
 from e2b import AsyncSandbox, AuthenticationException, ConnectionConfig, NotFoundException
 
 from iris_exec.adapters.e2b.control import E2BControl, api_url
-from iris_exec.domain.errors import ConfigurationError, ProviderUnavailable
+from iris_exec.domain.errors import InternalError, ProviderUnavailable
 from tests.support.e2b_standin import E2BStandIn
 from tests.support.server import free_port
 
@@ -91,9 +91,9 @@ async def test_a_rejected_key_is_a_configuration_error(e2b: E2BStandIn, sdk_env:
     try:
         with pytest.raises(AuthenticationException):
             await AsyncSandbox.get_info(sandbox.sandbox_id, api_key="e2b_" + "0" * 40)
-        with pytest.raises(ConfigurationError, match="E2B API key was rejected"):
+        with pytest.raises(InternalError, match="E2B API key was rejected"):
             await control.state(sandbox.sandbox_id)
-        with pytest.raises(ConfigurationError):
+        with pytest.raises(InternalError):
             await control.kill(sandbox.sandbox_id)
         assert e2b.sandbox(sandbox.sandbox_id).alive  # nothing was killed
     finally:

@@ -17,7 +17,7 @@ from iris_exec.adapters.e2b.provider import (
     SANDBOX_TOKEN,
     E2BSandboxProvider,
 )
-from iris_exec.composition import Container
+from iris_exec.composition import Services
 from iris_exec.domain.errors import Gone, ServiceUnavailable, Unauthorized
 from iris_exec.domain.models import Principal, SandboxStatus
 from iris_exec.http.app import create_app
@@ -48,7 +48,7 @@ def build(
     transform_rules: bool = True,
     stack: str = "local",
     create_grace_s: float = 120,
-) -> Container:
+) -> Services:
     e2b.team.transform_rules = transform_rules  # E2B enables them per team, on request
     settings = Settings(
         data_dir=tmp_path,
@@ -90,7 +90,7 @@ async def test_a_create_retried_after_a_502_registers_one_sandbox(
     requests = [r for r in e2b.create_requests if r.sandbox_id in created]
     assert len(requests) == 2 and requests[1].replayed  # the SDK's retry got the same sandbox
     assert requests[0].headers.get("idempotency-key") == requests[1].headers.get("idempotency-key")
-    assert len(container.registry.list_live("alpha", time.time())) == 1
+    assert len(container.adapters.registry.list_live("alpha", time.time())) == 1
 
 
 async def test_reconnecting_never_resets_the_lifetime(
@@ -98,7 +98,7 @@ async def test_reconnecting_never_resets_the_lifetime(
 ) -> None:
     container = build(tmp_path, e2b)
     first = (await container.executions.execute(ALPHA, command(timeout_s=10))).wire()
-    record = container.registry.get("alpha", first["sandboxId"])
+    record = container.adapters.registry.get("alpha", first["sandboxId"])
     assert record is not None
     await container.executions.execute(ALPHA, command(sandbox_id=first["sandboxId"], timeout_s=10))
     remote = e2b.sandbox(record.provider_ref)
@@ -112,7 +112,7 @@ async def test_a_reconnect_never_extends_a_sandbox_past_its_lifetime(
 ) -> None:
     container = build(tmp_path, e2b, max_lifetime_s=40)
     first = (await container.executions.execute(ALPHA, command(timeout_s=10))).wire()
-    record = container.registry.get("alpha", first["sandboxId"])
+    record = container.adapters.registry.get("alpha", first["sandboxId"])
     assert record is not None
     await container.executions.execute(ALPHA, command(sandbox_id=first["sandboxId"], timeout_s=10))
     remote = e2b.sandbox(record.provider_ref)
@@ -124,14 +124,14 @@ async def test_a_sandbox_killed_behind_our_back_is_410_with_the_reason(
 ) -> None:
     container = build(tmp_path, e2b)
     first = (await container.executions.execute(ALPHA, command())).wire()
-    record = container.registry.get("alpha", first["sandboxId"])
+    record = container.adapters.registry.get("alpha", first["sandboxId"])
     assert record is not None
     e2b.kill_behind_our_back(record.provider_ref)
     with pytest.raises(Gone) as gone:
         await container.executions.execute(ALPHA, command(sandbox_id=first["sandboxId"]))
     assert gone.value.reason in {"expired", "failed"}
     assert "stopped outside this service" in gone.value.message or "killed" in gone.value.message
-    after = container.registry.get("alpha", first["sandboxId"])
+    after = container.adapters.registry.get("alpha", first["sandboxId"])
     assert after is not None and after.status is not SandboxStatus.RUNNING
     status = (await container.sandboxes.describe(ALPHA, first["sandboxId"])).wire()
     assert status["active"] is False
@@ -148,7 +148,7 @@ async def test_rate_limiting_by_e2b_is_503_with_retry_after(
     finally:
         e2b.clear_faults()
     assert int(unavailable.value.headers["Retry-After"]) >= 1
-    assert container.registry.list_live("alpha", time.time()) == []
+    assert container.adapters.registry.list_live("alpha", time.time()) == []
 
 
 async def test_with_egress_injection_no_token_enters_the_sandbox(
@@ -156,7 +156,7 @@ async def test_with_egress_injection_no_token_enters_the_sandbox(
 ) -> None:
     container = build(tmp_path, e2b, egress=True)
     answer = (await container.executions.execute(ALPHA, command("return 1"))).wire()
-    record = container.registry.get("alpha", answer["sandboxId"])
+    record = container.adapters.registry.get("alpha", answer["sandboxId"])
     assert record is not None and record.tool_channel == EGRESS_HEADER
     remote = e2b.sandbox(record.provider_ref)
     sent = json.dumps(remote.envs) + json.dumps([c.envs for c in remote.commands])
@@ -175,7 +175,7 @@ async def test_with_egress_injection_no_token_enters_the_sandbox(
     assert network["denyOut"] == ["0.0.0.0/0"]
     token = rules[0]["transform"]["headers"]["Authorization"].removeprefix("Bearer ")
     # It was signed for this execution, which has ended: the tool server no longer honours it.
-    signed = ExecutionTokens(container.signing_key, container.clock).verify(token)
+    signed = ExecutionTokens(container.adapters.signing_key, container.clock).verify(token)
     assert (signed.project_id, signed.sandbox_id) == ("alpha", answer["sandboxId"])
     with pytest.raises(Unauthorized, match="has ended"):
         container.tokens.verify(token)
@@ -186,7 +186,7 @@ async def test_without_egress_rules_the_token_rides_in_the_request_and_the_recor
 ) -> None:
     container = build(tmp_path, e2b, egress=False)
     answer = (await container.executions.execute(ALPHA, command("return 1"))).wire()
-    record = container.registry.get("alpha", answer["sandboxId"])
+    record = container.adapters.registry.get("alpha", answer["sandboxId"])
     assert record is not None and record.tool_channel == SANDBOX_TOKEN
     remote = e2b.sandbox(record.provider_ref)
     request = json.loads(next(c for p, c in remote.file_contents if p.endswith("request.json")))
@@ -199,7 +199,7 @@ async def test_an_execution_leaves_no_files_behind(
 ) -> None:
     container = build(tmp_path, e2b)
     answer = (await container.executions.execute(ALPHA, command("return 1"))).wire()
-    record = container.registry.get("alpha", answer["sandboxId"])
+    record = container.adapters.registry.get("alpha", answer["sandboxId"])
     assert record is not None
     root = e2b.sandbox(record.provider_ref).root
     for place in (root / "root" / ".iris", root / "home" / CODE_USER / ".iris"):
@@ -210,13 +210,13 @@ async def test_orphans_are_stopped_by_reconcile(
     tmp_path: Path, e2b: E2BStandIn, sdk_env: None
 ) -> None:
     container = build(tmp_path, e2b, create_grace_s=0)
-    provider = container.provider
+    provider = container.adapters.provider
     orphan = await provider.create("sb_orphan00000001", "alpha", 600)  # never registered
     kept = (await container.executions.execute(ALPHA, command())).wire()
     assert e2b.sandbox(orphan.provider_ref).alive
     await container.sandboxes.reconcile()
     assert not e2b.sandbox(orphan.provider_ref).alive
-    record = container.registry.get("alpha", kept["sandboxId"])
+    record = container.adapters.registry.get("alpha", kept["sandboxId"])
     assert record is not None and e2b.sandbox(record.provider_ref).alive
 
 

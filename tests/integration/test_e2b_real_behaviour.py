@@ -27,7 +27,7 @@ from iris_exec.adapters.e2b.provider import (
     SERVICE,
     E2BSandboxProvider,
 )
-from iris_exec.composition import Container
+from iris_exec.composition import Services
 from iris_exec.domain.errors import ServiceUnavailable
 from iris_exec.domain.models import Principal
 from iris_exec.http.app import create_app
@@ -68,7 +68,7 @@ def build(
     mode: str = "header-rewrite",
     stack: str = "local",
     create_grace_s: float = 120,
-) -> Container:
+) -> Services:
     settings = Settings(
         data_dir=tmp_path / stack,
         public_url=f"https://{API_HOST}:{e2b.egress_port}",
@@ -82,7 +82,7 @@ def build(
 
 
 @contextlib.asynccontextmanager
-async def served(container: Container, e2b: E2BStandIn) -> AsyncIterator[None]:
+async def served(container: Services, e2b: E2BStandIn) -> AsyncIterator[None]:
     """This service's HTTP API on a loopback port, which E2B's egress proxy reaches as
     ``https://api.iris.test:<egress port>`` from the sandboxes."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -134,7 +134,7 @@ async def test_tool_calls_pass_the_egress_proxy_in_both_modes(
         answer = (await container.executions.execute(ALPHA, ts(code, language=language))).wire()
     assert answer["success"], answer["result"]["output"]
     assert answer["result"]["output"].startswith('=== Results ===\n"through_e2b"')
-    record = container.registry.get("alpha", answer["sandboxId"])
+    record = container.adapters.registry.get("alpha", answer["sandboxId"])
     assert record is not None
     assert record.tool_channel == (EGRESS_HEADER if mode == "header-rewrite" else SANDBOX_TOKEN)
     calls = e2b.egress_requests[seen:]
@@ -174,7 +174,7 @@ async def test_two_stacks_sharing_one_e2b_key_leave_each_other_alone(
     await dev.sandboxes.reconcile()
     await prod.sandboxes.reconcile()
     for container, answer in ((dev, on_dev), (prod, on_prod)):
-        record = container.registry.get("alpha", answer["sandboxId"])
+        record = container.adapters.registry.get("alpha", answer["sandboxId"])
         assert record is not None
         assert e2b.sandbox(record.provider_ref).alive
         assert e2b.sandbox(record.provider_ref).metadata["stack"] in {"iris-dev", "iris-prod"}
@@ -203,7 +203,7 @@ async def test_a_second_e2b_sandbox_for_one_record_is_stopped(
 ) -> None:
     container = build(tmp_path, e2b, create_grace_s=0)
     answer = (await container.executions.execute(ALPHA, ts("return 1"))).wire()
-    record = container.registry.get("alpha", answer["sandboxId"])
+    record = container.adapters.registry.get("alpha", answer["sandboxId"])
     assert record is not None
     twin = await AsyncSandbox.create(
         template="iris-exec",
@@ -265,7 +265,7 @@ async def test_code_cannot_tamper_with_later_executions(tmp_path: Path, e2b: E2B
     assert answer["success"], answer["result"]["output"]
     assert '"written"' not in answer["result"]["output"], answer["result"]["output"]
     assert '"root"' not in answer["result"]["output"]
-    record = container.registry.get("alpha", answer["sandboxId"])
+    record = container.adapters.registry.get("alpha", answer["sandboxId"])
     assert record is not None
     remote = e2b.sandbox(record.provider_ref)
     # Nothing the code started outlives its execution (envd's kill ends one process).
@@ -354,8 +354,8 @@ async def test_sandboxes_carry_the_stack_and_list_only_their_own(
 ) -> None:
     container = build(tmp_path, e2b, stack="iris-blue")
     answer = (await container.executions.execute(ALPHA, ts("return 1"))).wire()
-    listed = await container.provider.list_sandboxes()
-    record = container.registry.get("alpha", answer["sandboxId"])
+    listed = await container.adapters.provider.list_sandboxes()
+    record = container.adapters.registry.get("alpha", answer["sandboxId"])
     assert record is not None
     assert [s.provider_ref for s in listed] == [record.provider_ref]
     assert e2b.sandbox(record.provider_ref).metadata["service"] == SERVICE

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from iris_exec.adapters.awsapi import DynamoDB, LambdaApi
-from iris_exec.aws import composition
+from iris_exec.composition import aws as composition
 from tests.support.dynamodb_local import DynamoDBLocal
 from tests.support.events import api_event, authorizer_event
 from tests.support.lambda_stack import WORKER, Stack, lambda_stack

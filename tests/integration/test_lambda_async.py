@@ -85,6 +85,7 @@ def worker_of(stack: Stack, execution_id: str) -> Any:
     return found[0]
 
 
+@pytest.mark.slow
 def test_a_sixty_second_execution_completes_through_the_functions(stack: Stack) -> None:
     key = stack.key("long-runner")
     code = """
@@ -130,6 +131,7 @@ def test_a_killed_worker_ends_the_execution_failed_with_the_reason(stack: Stack)
     assert "result" not in final
 
 
+@pytest.mark.slow
 def test_the_reaper_ends_executions_whose_worker_died(stack: Stack) -> None:
     key = stack.key("reaped")
     queued = submit(stack, key, "while (true) {}", timeoutMs=120_000)

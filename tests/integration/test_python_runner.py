@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from iris_exec.adapters.runner_protocol import Collector, Report
-from iris_exec.composition import Container
+from iris_exec.composition import Services
 from iris_exec.domain.models import ApiKeyRecord, SandboxRecord, SandboxStatus
 from iris_exec.domain.tools import ToolCaller
 from iris_exec.local.server import mcp_endpoint
@@ -726,7 +726,7 @@ class ToolServer:
     an event loop of its own thread, as the local server serves it to the jails."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.container: Container = sqlite_container(Settings(data_dir=data_dir), FakeProvider())
+        self.container: Services = sqlite_container(Settings(data_dir=data_dir), FakeProvider())
         self.socket = data_dir / "tools.sock"
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -768,12 +768,14 @@ class ToolServer:
         honoured only while both hold)."""
         now = time.time()
         sandbox_id, lease_id, key_id = (f"{p}_{uuid.uuid4().hex[:12]}" for p in ("sb", "ls", "k"))
-        self.container.keys.add(ApiKeyRecord(key_id, f"hash-{key_id}", "sk_live_x", project, now))
+        self.container.adapters.keys.add(
+            ApiKeyRecord(key_id, f"hash-{key_id}", "sk_live_x", project, now)
+        )
         record = SandboxRecord(
             sandbox_id, project, "fake", "ref", SandboxStatus.RUNNING, now, now,
             now + 300, now + 300, lease_id=lease_id, lease_until=now + 300,
         )  # fmt: skip
-        self.container.registry.create(record)
+        self.container.adapters.registry.create(record)
         token = self.container.tokens.mint(
             project, sandbox_id, f"ex_{uuid.uuid4().hex[:12]}", session, now + 300,
             lease_id=lease_id, key_id=key_id,

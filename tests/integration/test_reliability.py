@@ -6,6 +6,7 @@ import concurrent.futures
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,8 @@ from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
 from iris_exec.adapters.dynamodb.ratelimit import DynamoRateLimitStore
 from iris_exec.adapters.dynamodb.registry import DynamoSandboxRegistry
 from iris_exec.adapters.dynamodb.tables import create_tables
-from iris_exec.adapters.sqlite.audit import AUDIT_SCHEMA, SqliteAuditLog, SqliteIdempotencyStore
-from iris_exec.adapters.sqlite.database import Database
-from iris_exec.adapters.sqlite.executions import EXECUTIONS_SCHEMA, SqliteExecutionStore
-from iris_exec.adapters.sqlite.tools import TOOL_SCHEMA, SqliteToolStore
-from iris_exec.composition import assemble
+from iris_exec.composition import Services
+from iris_exec.composition.local import build_local
 from iris_exec.http.app import create_app
 from iris_exec.settings import Settings
 from tests.support.api import execute
@@ -146,19 +144,16 @@ async def test_when_dynamodb_stops_requests_fail_closed_with_503(
     client = dynamo_down.client(connect_timeout=1, read_timeout=2, max_attempts=1)
     names = {"sandboxes": "sbx", "keys": "keys", "rate": "rate"}
     create_tables(client, names)
-    db = Database(tmp_path / "iris.db", extra_schema=(TOOL_SCHEMA, AUDIT_SCHEMA, EXECUTIONS_SCHEMA))
-    container = assemble(
-        Settings(data_dir=tmp_path),
+    settings = Settings(data_dir=tmp_path)
+    local = build_local(settings, provider=FakeProvider(), signing_key=b"s" * 32)
+    # The local services, with the registry, keys and rate limits on DynamoDB.
+    adapters = replace(
+        local.adapters,
         registry=DynamoSandboxRegistry(client, names["sandboxes"]),
         keys=DynamoKeyStore(client, names["keys"]),
         rate_limits=DynamoRateLimitStore(client, names["rate"]),
-        tool_store=SqliteToolStore(db),
-        provider=FakeProvider(),
-        signing_key=b"s" * 32,
-        audit_log=SqliteAuditLog(db),
-        idempotency=SqliteIdempotencyStore(db, 3600),
-        execution_store=SqliteExecutionStore(db),
     )
+    container = Services(settings, adapters)
     key, _ = container.auth.create_key("closed")
     transport = httpx.ASGITransport(app=create_app(container), raise_app_exceptions=False)
     headers = {"Authorization": f"Bearer {key}"}

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from iris_exec.aws.composition import previous_secret, secret
+from iris_exec.composition.aws import previous_secret, secret
 from iris_exec.domain.errors import StoreUnavailable, Unauthorized
 from iris_exec.services.tokens import ExecutionTokens
 from tests.support.secrets_standin import REGION, SecretsStandIn

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from iris_exec.composition import Container
+from iris_exec.composition import Services
 from iris_exec.domain.errors import Gone, NotFound, ServiceUnavailable
 from iris_exec.domain.models import Principal, SandboxStatus
 from iris_exec.services.requests import ExecuteCommand
@@ -50,7 +50,7 @@ def dispatcher() -> Dispatcher:
 @pytest.fixture
 def container(
     tmp_path: Path, provider: FakeProvider, clock: MovableClock, dispatcher: Dispatcher
-) -> Container:
+) -> Services:
     built = fake_container(tmp_path, provider, clock, execution_heartbeat_s=10)
     built.background.dispatcher = dispatcher
     return built
@@ -63,49 +63,49 @@ def command(code: str = "return 1", sandbox_id: str | None = None) -> ExecuteCom
 
 
 async def test_submit_records_the_execution_and_starts_one_worker(
-    container: Container, dispatcher: Dispatcher
+    container: Services, dispatcher: Dispatcher
 ) -> None:
     queued = (await container.background.submit(ALPHA, command())).wire()
     assert queued["status"] == "queued"
     assert dispatcher.started == [("alpha", queued["executionId"])]
     # The sandbox is leased to this execution from the start: nobody else can take it.
-    record = container.registry.get("alpha", queued["sandboxId"])
+    record = container.adapters.registry.get("alpha", queued["sandboxId"])
     assert record is not None and record.lease_id is not None
     assert await container.background.work("alpha", queued["executionId"]) == "succeeded"
     # A second delivery of the same event does nothing.
     assert await container.background.work("alpha", queued["executionId"]) is None
     body = container.background.describe(ALPHA, queued["executionId"]).wire()
     assert body["status"] == "succeeded" and body["logs"] == ["[stdout] return 1"]
-    record = container.registry.get("alpha", queued["sandboxId"])
+    record = container.adapters.registry.get("alpha", queued["sandboxId"])
     assert record is not None and record.lease_id is None  # given back
 
 
 async def test_a_worker_that_cannot_start_leaves_nothing_behind(
-    container: Container, dispatcher: Dispatcher, provider: FakeProvider
+    container: Services, dispatcher: Dispatcher, provider: FakeProvider
 ) -> None:
     dispatcher.fail = ServiceUnavailable("the worker function is unavailable", retry_after_s=5)
     with pytest.raises(ServiceUnavailable):
         await container.background.submit(ALPHA, command())
     # The sandbox made for it is closed, and no execution waits forever.
     assert provider.alive == set()
-    assert container.registry.list_live("alpha", container.clock()) == []
+    assert container.adapters.registry.list_live("alpha", container.clock()) == []
     assert container.background.store.list_stale(float("inf"), 10) == []
 
 
 async def test_an_existing_sandbox_given_back_when_the_worker_cannot_start(
-    container: Container, dispatcher: Dispatcher, provider: FakeProvider
+    container: Services, dispatcher: Dispatcher, provider: FakeProvider
 ) -> None:
     first = (await container.executions.execute(ALPHA, command())).wire()
     dispatcher.fail = ServiceUnavailable("no", retry_after_s=5)
     with pytest.raises(ServiceUnavailable):
         await container.background.submit(ALPHA, command(sandbox_id=first["sandboxId"]))
-    record = container.registry.get("alpha", first["sandboxId"])
+    record = container.adapters.registry.get("alpha", first["sandboxId"])
     assert record is not None and record.status is SandboxStatus.RUNNING
     assert record.lease_id is None  # free for the next request
 
 
 async def test_a_worker_that_stops_beating_is_declared_dead_once(
-    container: Container, clock: MovableClock
+    container: Services, clock: MovableClock
 ) -> None:
     queued = (await container.background.submit(ALPHA, command())).wire()
     store = container.background.store
@@ -121,7 +121,7 @@ async def test_a_worker_that_stops_beating_is_declared_dead_once(
 
 
 async def test_a_worker_declared_dead_stops_its_run(
-    container: Container, clock: MovableClock, provider: FakeProvider, tmp_path: Path
+    container: Services, clock: MovableClock, provider: FakeProvider, tmp_path: Path
 ) -> None:
     """If the worker was only slow, it finds out at its next beat and gives up the run
     rather than overwrite the ending everyone has already seen."""
@@ -141,7 +141,7 @@ async def test_a_worker_declared_dead_stops_its_run(
 
 
 async def test_the_worker_records_why_the_infrastructure_failed(
-    container: Container, provider: FakeProvider
+    container: Services, provider: FakeProvider
 ) -> None:
     queued = (await container.background.submit(ALPHA, command())).wire()
     provider.alive.clear()  # the sandbox died between the 202 and the worker
@@ -152,7 +152,7 @@ async def test_the_worker_records_why_the_infrastructure_failed(
 
 
 async def test_a_queued_execution_waits_for_its_busy_sandbox(
-    container: Container, provider: FakeProvider
+    container: Services, provider: FakeProvider
 ) -> None:
     first = (await container.background.submit(ALPHA, command("return 1"))).wire()
     second = (
@@ -168,7 +168,7 @@ async def test_a_queued_execution_waits_for_its_busy_sandbox(
 
 
 async def test_a_lease_lost_while_queued_fails_clearly(
-    container: Container, clock: MovableClock
+    container: Services, clock: MovableClock
 ) -> None:
     queued = (await container.background.submit(ALPHA, command())).wire()
     clock.advance(30 + LEASE_GRACE_S + 1)  # the worker came far too late: the lease lapsed
@@ -178,7 +178,7 @@ async def test_a_lease_lost_while_queued_fails_clearly(
     assert "given to another execution" in body["reason"]
 
 
-async def test_unknown_and_foreign_executions_are_404(container: Container) -> None:
+async def test_unknown_and_foreign_executions_are_404(container: Services) -> None:
     queued = (await container.background.submit(ALPHA, command())).wire()
     with pytest.raises(NotFound):
         container.background.describe(Principal("beta", "key_b"), queued["executionId"])
@@ -186,7 +186,7 @@ async def test_unknown_and_foreign_executions_are_404(container: Container) -> N
         container.background.describe(ALPHA, "ex_0000000000000000")
 
 
-async def test_a_closed_sandbox_is_410_at_submit(container: Container) -> None:
+async def test_a_closed_sandbox_is_410_at_submit(container: Services) -> None:
     first = (await container.executions.execute(ALPHA, command())).wire()
     await container.sandboxes.close(ALPHA, first["sandboxId"])
     with pytest.raises(Gone):

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from iris_exec.composition import Container
+from iris_exec.composition import Services
 from iris_exec.domain.errors import ProviderUnavailable, StoreUnavailable
 from iris_exec.http.app import create_app
 from tests.support.app import fake_container
@@ -23,16 +23,16 @@ def provider() -> FakeProvider:
 
 
 @pytest.fixture
-def container(tmp_path: Path, provider: FakeProvider) -> Container:
+def container(tmp_path: Path, provider: FakeProvider) -> Services:
     return fake_container(tmp_path, provider, MovableClock())
 
 
 @pytest.fixture
-def key(container: Container) -> str:
+def key(container: Services) -> str:
     return container.auth.create_key("alpha")[0]
 
 
-def client(container: Container, key: str) -> httpx.AsyncClient:
+def client(container: Services, key: str) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=create_app(container), raise_app_exceptions=False)
     return httpx.AsyncClient(
         transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {key}"}
@@ -40,7 +40,7 @@ def client(container: Container, key: str) -> httpx.AsyncClient:
 
 
 async def test_provider_unavailable_is_503_with_retry_after(
-    container: Container, provider: FakeProvider, key: str
+    container: Services, provider: FakeProvider, key: str
 ) -> None:
     provider.fail_create = ProviderUnavailable("rate limited by the provider", retry_after_s=9)
     async with client(container, key) as http:
@@ -51,7 +51,7 @@ async def test_provider_unavailable_is_503_with_retry_after(
 
 
 async def test_unexpected_failure_is_500_without_details(
-    container: Container, provider: FakeProvider, key: str
+    container: Services, provider: FakeProvider, key: str
 ) -> None:
     provider.fail_run = RuntimeError("postgres://admin:hunter2@db/secret")
     async with client(container, key) as http:
@@ -64,12 +64,12 @@ async def test_unexpected_failure_is_500_without_details(
 
 
 async def test_store_down_fails_closed_with_503(
-    container: Container, key: str, monkeypatch: pytest.MonkeyPatch
+    container: Services, key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*_: object) -> object:
         raise StoreUnavailable("database is locked")
 
-    monkeypatch.setattr(container.rate_limits, "hit", broken)
+    monkeypatch.setattr(container.adapters.rate_limits, "hit", broken)
     async with client(container, key) as http:
         response = await http.post("/api/iris/execute", json={"code": "1"})
     assert response.status_code == 503
@@ -77,7 +77,7 @@ async def test_store_down_fails_closed_with_503(
     assert response.headers["retry-after"] == "5"
 
 
-async def test_every_response_carries_its_request_id(container: Container, key: str) -> None:
+async def test_every_response_carries_its_request_id(container: Services, key: str) -> None:
     async with client(container, key) as http:
         response = await http.get("/api/iris/sandbox")
     assert response.json()["requestId"] == response.headers["x-request-id"]

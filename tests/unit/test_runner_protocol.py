@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from iris_exec.adapters.runner_protocol import Collector
 from iris_exec.domain.models import OutputChunk
 
@@ -24,6 +26,7 @@ def feed(collector: Collector, lines: list[bytes], read: int = 5000) -> None:
         collector.lines(lines[start : start + read])
 
 
+@pytest.mark.slow  # half a million frames: seconds, not milliseconds
 def test_output_at_the_cap_one_byte_a_frame_is_kept_whole_and_in_order() -> None:
     heard: list[OutputChunk] = []
     collector = Collector(CAP, on_output=heard.append)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from iris_exec.composition import Container
+from iris_exec.composition import Services
 from iris_exec.domain.errors import (
     Conflict,
     Gone,
@@ -37,7 +37,7 @@ def provider() -> FakeProvider:
 
 
 @pytest.fixture
-def container(tmp_path: Path, provider: FakeProvider, clock: MovableClock) -> Container:
+def container(tmp_path: Path, provider: FakeProvider, clock: MovableClock) -> Services:
     return fake_container(
         tmp_path, provider, clock, max_sandboxes_per_project=2, sandbox_idle_timeout_s=300
     )
@@ -49,14 +49,14 @@ def command(sandbox_id: str | None = None, wait: bool = True) -> ExecuteCommand:
     )
 
 
-async def run(container: Container, who: Principal = ALPHA, sandbox_id: str | None = None) -> str:
+async def run(container: Services, who: Principal = ALPHA, sandbox_id: str | None = None) -> str:
     answer = (await container.executions.execute(who, command(sandbox_id))).wire()
     sandbox: str = answer["sandboxId"]
     return sandbox
 
 
 async def test_idle_sandbox_is_reaped_after_its_idle_timeout(
-    container: Container, clock: MovableClock, provider: FakeProvider
+    container: Services, clock: MovableClock, provider: FakeProvider
 ) -> None:
     sandbox = await run(container)
     clock.advance(299)
@@ -70,7 +70,7 @@ async def test_idle_sandbox_is_reaped_after_its_idle_timeout(
 
 
 async def test_use_pushes_the_idle_deadline_but_not_past_max_lifetime(
-    container: Container, clock: MovableClock
+    container: Services, clock: MovableClock
 ) -> None:
     sandbox = await run(container)
     for _ in range(12):  # 12 x 299 s = just under an hour of steady use
@@ -84,7 +84,7 @@ async def test_use_pushes_the_idle_deadline_but_not_past_max_lifetime(
 
 
 async def test_an_expired_sandbox_is_gone_even_before_the_reaper_runs(
-    container: Container, clock: MovableClock
+    container: Services, clock: MovableClock
 ) -> None:
     sandbox = await run(container)
     clock.advance(301)
@@ -92,7 +92,7 @@ async def test_an_expired_sandbox_is_gone_even_before_the_reaper_runs(
     assert status["active"] is False and status["reason"] == "expired"
 
 
-async def test_quota_evicts_least_recently_used(container: Container, clock: MovableClock) -> None:
+async def test_quota_evicts_least_recently_used(container: Services, clock: MovableClock) -> None:
     first = await run(container)
     clock.advance(1)
     second = await run(container)
@@ -106,7 +106,7 @@ async def test_quota_evicts_least_recently_used(container: Container, clock: Mov
     await run(container, sandbox_id=first)
 
 
-async def test_quota_is_per_project(container: Container) -> None:
+async def test_quota_is_per_project(container: Services) -> None:
     for _ in range(2):
         await run(container, ALPHA)
     beta = [await run(container, BETA) for _ in range(2)]
@@ -114,7 +114,7 @@ async def test_quota_is_per_project(container: Container) -> None:
         assert (await container.sandboxes.describe(BETA, sandbox)).wire()["active"]
 
 
-async def test_all_busy_at_quota_is_429(container: Container, provider: FakeProvider) -> None:
+async def test_all_busy_at_quota_is_429(container: Services, provider: FakeProvider) -> None:
     provider.run_delay = 0.3
     busy = [asyncio.create_task(run(container)) for _ in range(2)]
     await asyncio.sleep(0.1)
@@ -124,7 +124,7 @@ async def test_all_busy_at_quota_is_429(container: Container, provider: FakeProv
 
 
 async def test_busy_sandbox_without_wait_is_409(
-    container: Container, provider: FakeProvider
+    container: Services, provider: FakeProvider
 ) -> None:
     sandbox = await run(container)
     provider.run_delay = 0.3
@@ -137,9 +137,11 @@ async def test_busy_sandbox_without_wait_is_409(
     await holder
 
 
-async def test_lease_of_a_crashed_holder_expires(container: Container, clock: MovableClock) -> None:
+async def test_lease_of_a_crashed_holder_expires(container: Services, clock: MovableClock) -> None:
     sandbox = await run(container)
-    assert container.registry.acquire_lease("alpha", sandbox, "ls_crashed", clock() + 40, clock())
+    assert container.adapters.registry.acquire_lease(
+        "alpha", sandbox, "ls_crashed", clock() + 40, clock()
+    )
     with pytest.raises(Conflict):
         await container.executions.execute(ALPHA, command(sandbox, wait=False))
     clock.advance(41)
@@ -147,7 +149,7 @@ async def test_lease_of_a_crashed_holder_expires(container: Container, clock: Mo
 
 
 async def test_sandbox_lost_behind_our_back_is_410_failed(
-    container: Container, provider: FakeProvider
+    container: Services, provider: FakeProvider
 ) -> None:
     sandbox = await run(container)
     provider.alive.clear()
@@ -158,17 +160,17 @@ async def test_sandbox_lost_behind_our_back_is_410_failed(
 
 
 async def test_provider_failing_on_create_leaves_nothing_behind(
-    container: Container, provider: FakeProvider
+    container: Services, provider: FakeProvider
 ) -> None:
     provider.fail_create = ProviderUnavailable("E2B is down", retry_after_s=7)
     with pytest.raises(ServiceUnavailable) as unavailable:
         await run(container)
     assert unavailable.value.headers["Retry-After"] == "7"
-    assert container.registry.list_live("alpha", 2e9) == []
+    assert container.adapters.registry.list_live("alpha", 2e9) == []
 
 
 async def test_provider_failing_on_run_releases_the_lease(
-    container: Container, provider: FakeProvider
+    container: Services, provider: FakeProvider
 ) -> None:
     sandbox = await run(container)
     provider.fail_run = ProviderUnavailable("busy")
@@ -179,7 +181,7 @@ async def test_provider_failing_on_run_releases_the_lease(
 
 
 async def test_reconcile_marks_lost_sandboxes_failed(
-    container: Container, provider: FakeProvider
+    container: Services, provider: FakeProvider
 ) -> None:
     sandbox = await run(container)
     provider.alive.clear()
@@ -187,7 +189,7 @@ async def test_reconcile_marks_lost_sandboxes_failed(
     assert (await container.sandboxes.describe(ALPHA, sandbox)).wire()["status"] == "failed"
 
 
-async def test_other_projects_get_not_found(container: Container) -> None:
+async def test_other_projects_get_not_found(container: Services) -> None:
     sandbox = await run(container)
     with pytest.raises(NotFound):
         await container.sandboxes.describe(BETA, sandbox)
@@ -200,7 +202,7 @@ async def test_other_projects_get_not_found(container: Container) -> None:
 
 
 async def test_a_provider_failing_to_kill_leaves_an_orphan_that_reconcile_stops(
-    container: Container, provider: FakeProvider
+    container: Services, provider: FakeProvider
 ) -> None:
     sandbox = await run(container)
     provider.fail_kill = ProviderUnavailable("E2B is down")
@@ -214,7 +216,7 @@ async def test_a_provider_failing_to_kill_leaves_an_orphan_that_reconcile_stops(
 
 
 async def test_lifecycle_changes_are_audited_with_who_did_them(
-    container: Container, clock: MovableClock
+    container: Services, clock: MovableClock
 ) -> None:
     kept = await run(container)
     closed = await run(container)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from iris_exec.composition import Container
+from iris_exec.composition import Services
 from iris_exec.domain.errors import Gone, SandboxLost, StoreUnavailable
 from iris_exec.domain.models import ExecutionRecord, Principal
 from iris_exec.services.requests import ExecuteCommand
@@ -31,7 +31,7 @@ def provider() -> FakeProvider:
 
 
 @pytest.fixture
-def container(tmp_path: Path, provider: FakeProvider, clock: MovableClock) -> Container:
+def container(tmp_path: Path, provider: FakeProvider, clock: MovableClock) -> Services:
     return fake_container(tmp_path, provider, clock)
 
 
@@ -42,7 +42,7 @@ def command(code: str = "return 1", sandbox_id: str | None = None) -> ExecuteCom
 
 
 async def test_a_synchronous_answer_is_in_the_history_with_its_code_and_logs(
-    container: Container,
+    container: Services,
 ) -> None:
     answer = (await container.executions.execute(ALPHA, command("print(1)"))).wire()
     execution_id = answer["result"]["metadata"]["executionId"]
@@ -55,7 +55,7 @@ async def test_a_synchronous_answer_is_in_the_history_with_its_code_and_logs(
 
 
 async def test_a_lost_sandbox_is_recorded_failed_with_the_reason(
-    container: Container, provider: FakeProvider
+    container: Services, provider: FakeProvider
 ) -> None:
     first = (await container.executions.execute(ALPHA, command())).wire()
     provider.fail_run = SandboxLost("the microVM vanished mid-run")
@@ -68,7 +68,7 @@ async def test_a_lost_sandbox_is_recorded_failed_with_the_reason(
 
 
 async def test_a_cancelled_run_is_recorded_failed(
-    container: Container, provider: FakeProvider
+    container: Services, provider: FakeProvider
 ) -> None:
     provider.run_delay = 60
     task = asyncio.create_task(container.executions.execute(ALPHA, command()))
@@ -81,10 +81,10 @@ async def test_a_cancelled_run_is_recorded_failed(
 
 
 async def test_a_run_whose_server_died_is_ended_by_the_sweeper(
-    container: Container, clock: MovableClock, monkeypatch: pytest.MonkeyPatch
+    container: Services, clock: MovableClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The server dies after the code ran, before it could record the end.
-    monkeypatch.setattr(container.execution_store, "finish", lambda *a, **k: False)
+    monkeypatch.setattr(container.adapters.execution_store, "finish", lambda *a, **k: False)
     answer = (await container.executions.execute(ALPHA, command())).wire()
     monkeypatch.undo()
     execution_id = answer["result"]["metadata"]["executionId"]
@@ -98,15 +98,15 @@ async def test_a_run_whose_server_died_is_ended_by_the_sweeper(
 
 
 async def test_a_history_that_cannot_record_refuses_and_gives_the_sandbox_back(
-    container: Container, monkeypatch: pytest.MonkeyPatch
+    container: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = (await container.executions.execute(ALPHA, command())).wire()
 
     def down(record: ExecutionRecord) -> None:
         raise StoreUnavailable("the store is down")
 
-    monkeypatch.setattr(container.execution_store, "create", down)
+    monkeypatch.setattr(container.adapters.execution_store, "create", down)
     with pytest.raises(StoreUnavailable):
         await container.executions.execute(ALPHA, command(sandbox_id=first["sandboxId"]))
-    record = container.registry.get("alpha", first["sandboxId"])
+    record = container.adapters.registry.get("alpha", first["sandboxId"])
     assert record is not None and record.lease_id is None  # free for the next request

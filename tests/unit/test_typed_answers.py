@@ -21,7 +21,7 @@ import pytest
 from pydantic import BaseModel
 
 import iris_exec.services
-from iris_exec.composition import Container
+from iris_exec.composition import Services
 from iris_exec.http.app import COMMON_ERRORS, create_app
 from iris_exec.services.answers import ExecutionAnswer, RunResult
 from tests.support.app import fake_container
@@ -60,7 +60,7 @@ def test_no_service_method_answers_a_wire_dict() -> None:
 
 
 @pytest.fixture
-def container(tmp_path: Path) -> Container:
+def container(tmp_path: Path) -> Services:
     return fake_container(tmp_path, FakeProvider(), MovableClock())
 
 
@@ -73,7 +73,7 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
 
 
 def test_the_openapi_document_has_a_response_schema_for_every_route_and_status(
-    container: Container,
+    container: Services,
 ) -> None:
     document = create_app(container).openapi()
     schemas = document["components"]["schemas"]
@@ -118,7 +118,7 @@ def validator(document: dict[str, Any], name: str) -> jsonschema_rs.Draft202012V
     return jsonschema_rs.Draft202012Validator(schema)
 
 
-async def test_the_answers_sent_fit_their_documented_schemas(container: Container) -> None:
+async def test_the_answers_sent_fit_their_documented_schemas(container: Services) -> None:
     """One of each answer, through the app: the JSON sent fits the schema the document
     gives for that route and status (schemathesis does the same over a real server)."""
     app = create_app(container)
@@ -214,7 +214,7 @@ def test_documenting_the_answers_costs_a_lambda_function_no_validators() -> None
     assert ran.returncode == 0, ran.stderr
 
 
-async def test_ids_are_checked_whole_in_the_body_and_in_the_query(container: Container) -> None:
+async def test_ids_are_checked_whole_in_the_body_and_in_the_query(container: Services) -> None:
     """The schema's patterns and the hand-read parameters agree: an id followed by a
     newline is no id (Python's `$` alone would have let it through)."""
     key = container.auth.create_key("alpha")[0]

@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from iris_exec import __version__
-from iris_exec.composition import Container, build_local
+from iris_exec.composition import Services
+from iris_exec.composition.local import build_local
 from iris_exec.domain.errors import AlreadyExists, ConfigurationError, IrisError
 from iris_exec.domain.models import Principal
-from iris_exec.domain.ports import KeyStore
+from iris_exec.domain.ports import UsageKeys
 from iris_exec.services.auth import AuthService, validate_project_id
 from iris_exec.services.clock import system_clock
 from iris_exec.services.requests import ExecuteCommand
@@ -27,7 +28,6 @@ from iris_exec.services.sandboxes import validate_sandbox_id
 from iris_exec.settings import Settings
 
 if TYPE_CHECKING:
-    from iris_exec.adapters.apigateway import UsagePlanKeys
     from iris_exec.cli_client import Api
 
 LOCAL_PROJECT = "local"
@@ -45,7 +45,7 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _container(settings: Settings) -> Container:
+def _services(settings: Settings) -> Services:
     return build_local(settings)
 
 
@@ -70,14 +70,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(host=args.host, port=args.port)
     _check_port(settings.host, settings.port)  # before a key is made for a server that can't start
     with engine_lock(settings):
-        container = _container(settings)
-        if not container.auth.has_keys():
-            key, _ = container.auth.create_key(LOCAL_PROJECT, name="created by the first serve")
+        services = _services(settings)
+        if not services.auth.has_keys():
+            key, _ = services.auth.create_key(LOCAL_PROJECT, name="created by the first serve")
             _err(f"Created project '{LOCAL_PROJECT}' and its API key (shown once, keep it):")
             _out(key)
         url = f"http://{settings.host}:{settings.port}"
         write_server_info(settings, url)
-        app = create_local_app(settings, container)
+        app = create_local_app(settings, services)
         _err(
             f"IRIS code execution service {__version__} on {url}"
             f" (data in {settings.data_dir.resolve()}, IRIS_DATA_DIR)"
@@ -100,56 +100,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # -- keys -------------------------------------------------------------------------------
 
 
-def aws_region() -> str:
-    """The Region the AWS CLI would use: AWS_REGION, else AWS_DEFAULT_REGION, else the
-    profile's (``aws configure``: ~/.aws/config, AWS_CONFIG_FILE, AWS_PROFILE)."""
-    import os
-
-    import botocore.session
-
-    region = os.environ.get("AWS_REGION") or botocore.session.get_session().get_config_variable(
-        "region"
-    )
-    if not region:
-        raise ConfigurationError(
-            "no AWS Region: run `aws configure` or export AWS_REGION=<the stack's Region>"
-        )
-    return str(region)
-
-
-def _key_store(args: argparse.Namespace) -> KeyStore:
-    """The keys of the local data directory, or of the AWS deployment's DynamoDB table."""
-    settings = _settings()
-    if args.backend == "dynamodb":
-        settings = _settings(aws_region=aws_region())
-        table = args.keys_table or settings.keys_table
-        _err(f"keys table {table} in {settings.aws_region}")
-        from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
-        from iris_exec.aws.composition import dynamodb_client
-
-        return DynamoKeyStore(dynamodb_client(settings), table)
-    from iris_exec.adapters.sqlite.database import Database
-    from iris_exec.adapters.sqlite.keys import SqliteKeyStore
-
-    _err(f"keys of the local data directory {settings.data_dir.resolve()} (IRIS_DATA_DIR)")
-    return SqliteKeyStore(Database(settings.database_path))
-
-
 def _auth(args: argparse.Namespace) -> AuthService:
-    return AuthService(_key_store(args), system_clock)
+    """The keys of the local data directory, or of the AWS deployment's DynamoDB table."""
+    from iris_exec.composition.admin import key_admin
+
+    auth, where = key_admin(args.backend, args.keys_table)
+    _err(where)
+    return auth
 
 
-def _usage_plan(args: argparse.Namespace) -> UsagePlanKeys | None:
+def _usage_plan(args: argparse.Namespace) -> UsageKeys | None:
     if not getattr(args, "usage_plan_id", None):
         return None
     if args.backend != "dynamodb":
         raise ConfigurationError("--usage-plan-id goes with --backend dynamodb")
-    import boto3
+    from iris_exec.composition.admin import usage_keys
 
-    from iris_exec.adapters.apigateway import UsagePlanKeys
-
-    client = boto3.client("apigateway", region_name=aws_region())
-    return UsagePlanKeys(client, args.usage_plan_id)
+    return usage_keys(args.usage_plan_id)
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
@@ -165,11 +132,11 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_import(args: argparse.Namespace) -> int:
-    from iris_exec.adapters.postgres.legacy_keys import read_legacy_keys
+    from iris_exec.composition.admin import legacy_keys
 
     auth, plan = _auth(args), _usage_plan(args)
     imported = skipped = 0
-    for legacy in read_legacy_keys(args.database_url, args.table):
+    for legacy in legacy_keys(args.database_url, args.table):
         try:
             record = auth.import_key(
                 legacy.key_hash,
@@ -228,12 +195,9 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     record = _auth(args).revoke(args.key)
     if record.usage_key and args.backend == "dynamodb":
         # Its API Gateway key is found by name: no usage-plan id needed to delete it.
-        import boto3
+        from iris_exec.composition.admin import usage_keys
 
-        from iris_exec.adapters.apigateway import UsagePlanKeys
-
-        client = boto3.client("apigateway", region_name=aws_region())
-        UsagePlanKeys(client, args.usage_plan_id or "").retire(record.key_id)
+        usage_keys(args.usage_plan_id or "").retire(record.key_id)
     _err(f"revoked {record.key_id} ({record.prefix}...) of project '{record.project_id}'")
     return 0
 
@@ -265,7 +229,7 @@ def _service(args: argparse.Namespace, settings: Settings, project: str) -> Iter
     if key is not None:
         yield Api(server["url"], key)
         return
-    auth = _container(settings).auth
+    auth = _services(settings).auth
     temporary, record = auth.create_key(project, name="iris-exec (temporary)")
     try:
         yield Api(server["url"], temporary)
@@ -313,10 +277,10 @@ async def _run_in_process(
     from iris_exec.cli_client import show_chunk
     from iris_exec.local.server import local_engine, mcp_endpoint
 
-    container = _container(settings)
-    async with local_engine(container, mcp_endpoint(container)):
+    services = _services(settings)
+    async with local_engine(services, mcp_endpoint(services)):
         principal = Principal(project_id=project, key_id="cli")
-        answer = await container.executions.execute(
+        answer = await services.executions.execute(
             principal, command, on_output=show_chunk if stream else None
         )
         return answer.wire()
@@ -366,7 +330,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             answer = asyncio.run(_run_in_process(settings, project, command, stream=not args.json))
         except IrisError as exc:
-            _err(f"iris-exec run: {exc.message}")
+            # The CLI's reader runs this machine: a store's or provider's own words help.
+            _err(f"iris-exec run: {exc.detail}")
             return runner.EXIT_SERVICE
     if args.json:
         _out(json.dumps(answer, indent=2))
@@ -670,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         _err(f"iris-exec: {exc}")
         return 2
     except IrisError as exc:
-        _err(f"iris-exec: {exc.message}")
+        _err(f"iris-exec: {exc.detail}")
         return 1
     except Exception as exc:
         # AWS's refusals (botocore's ClientError): its message, not a traceback.

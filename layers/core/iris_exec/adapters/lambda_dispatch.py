@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 
 from iris_exec.adapters.awsapi import AwsError, AwsUnreachable, LambdaApi
-from iris_exec.domain.errors import ConfigurationError, ServiceUnavailable
+from iris_exec.domain.errors import InternalError, ServiceUnavailable
 from iris_exec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ class LambdaDispatcher:
     def dispatch(self, project_id: str, execution_id: str) -> None:
         function = self._settings.worker_function
         if not function:
-            raise ConfigurationError("set IRIS_WORKER_FUNCTION to the worker Lambda function")
+            raise InternalError("set IRIS_WORKER_FUNCTION to the worker Lambda function")
         if self._client is None:
             self._client = LambdaApi.connect(
                 self._settings.aws_region,

@@ -1,2 +1,2 @@
-"""The AWS edge: Lambda handlers (Mangum + Powertools), the authorizer, and the composition
-of DynamoDB, E2B and PostgreSQL adapters. Only imported inside Lambda (and its tests)."""
+"""The AWS edge: Lambda handlers (Mangum + Powertools) and the authorizer, over the
+services `iris_exec.composition.aws` builds. Only imported inside Lambda (and its tests)."""

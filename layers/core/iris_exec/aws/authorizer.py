@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from iris_exec.aws.runtime import container, logger
 from iris_exec.domain.errors import StoreUnavailable, Unauthorized
+from iris_exec.services.auth import bearer_credential
 from iris_exec.services.tokens import TOKEN_PREFIX
 
 
@@ -33,14 +34,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     anonymous = built.settings.anonymous_usage_key
     principal_id, usage_key = "anonymous", anonymous
     claims: dict[str, str] = {"authenticated": "false"}
-    scheme, _, credential = token.strip().partition(" ")
-    if scheme.lower() == "bearer" and credential.strip().startswith(TOKEN_PREFIX):
+    credential = bearer_credential(token) or ""
+    if credential.startswith(TOKEN_PREFIX):
         try:
-            grant = built.tokens.signed_grant(credential.strip())
+            grant = built.tokens.signed_grant(credential)
             principal_id = grant.project_id
-            usage_key = (
-                built.tokens.metering_key(credential.strip()) or built.settings.tools_usage_key
-            )
+            usage_key = built.tokens.metering_key(credential) or built.settings.tools_usage_key
             claims = {"authenticated": "token", "projectId": grant.project_id}
         except Unauthorized:
             pass

@@ -14,8 +14,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from iris_exec.aws.composition import REQUEST_BASE_URL
 from iris_exec.aws.runtime import container, event_loop, logger, metrics
+from iris_exec.composition.aws import REQUEST_BASE_URL
 from iris_exec.http.envelope import RequestContext
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]

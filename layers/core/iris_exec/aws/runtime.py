@@ -10,8 +10,8 @@ import os
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from iris_exec.aws.composition import build_aws
-from iris_exec.composition import Container
+from iris_exec.composition import Services
+from iris_exec.composition.aws import build_aws
 from iris_exec.domain.models import ExecutionReport
 from iris_exec.settings import Settings
 
@@ -50,7 +50,7 @@ class PowertoolsMetrics:
         metrics.add_metric(name="SetupTime", unit=MetricUnit.Milliseconds, value=report.setup_ms)
 
 
-_container: Container | None = None
+_container: Services | None = None
 _loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -64,8 +64,8 @@ def event_loop() -> asyncio.AbstractEventLoop:
     return _loop
 
 
-def container() -> Container:
-    """The adapters of this Lambda container, built once."""
+def container() -> Services:
+    """The services of this Lambda container, built once (at cold start)."""
     global _container
     if _container is None:
         _container = build_aws(Settings(), observer=PowertoolsMetrics())

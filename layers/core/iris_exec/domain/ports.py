@@ -22,6 +22,8 @@ from iris_exec.domain.models import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from iris_exec.domain.tools import (
         EvaluationStats,
         LineageEntry,
@@ -328,3 +330,29 @@ class WorkDispatcher(Protocol):
 
     def dispatch(self, project_id: str, execution_id: str) -> None:
         """Start the worker; raise ``ServiceUnavailable`` if it cannot be started."""
+
+
+class ToolSocket(Protocol):
+    """One sandbox's tool socket: its channel to the IRIS tools (local jails)."""
+
+    def reset(self) -> None:
+        """A new execution starts: a fresh budget, and nothing left open by the last one."""
+
+    async def aclose(self) -> None: ...
+
+
+class ToolSockets(Protocol):
+    """What opens each local sandbox's tool socket (the local server serves them)."""
+
+    async def open(self, name: str, path: Path) -> ToolSocket:
+        """Listen on ``path`` for the tool calls of one sandbox."""
+
+
+class UsageKeys(Protocol):
+    """API Gateway usage-plan keys: one per customer API key, so usage plans meter them."""
+
+    def issue(self, key_id: str, project_id: str) -> str:
+        """Create the usage key of one of our keys; its value (not a secret)."""
+
+    def retire(self, key_id: str) -> bool:
+        """Delete the usage key of one of our keys (after a revoke)."""

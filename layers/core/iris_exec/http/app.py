@@ -23,13 +23,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
 
 from iris_exec import __version__
-from iris_exec.composition import Container
-from iris_exec.domain.errors import (
-    BadRequest,
-    IrisError,
-    PayloadTooLarge,
-    StoreUnavailable,
-)
+from iris_exec.composition import Services
+from iris_exec.domain.errors import BadRequest, InternalError, IrisError, PayloadTooLarge
 from iris_exec.domain.models import FINAL_STATUSES, Principal
 from iris_exec.http.envelope import ErrorBody, RequestContext, error_body
 from iris_exec.services.answers import (
@@ -145,14 +140,21 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+def _render(request: Request, exc: IrisError) -> JSONResponse:
+    """The one translation of an error into an answer; a 5xx's detail goes to the log."""
+    request_id = _request_id(request)
+    if exc.status >= 500:
+        log.error("request %s failed: %s", request_id, exc.detail)
+    return error_response(
+        request, exc.status, exc.title, exc.public_message(request_id),
+        headers=exc.headers, extra=exc.extra,
+    )  # fmt: skip
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, IrisError)
-        if exc.status >= 500:
-            log.error("request %s failed: %s", _request_id(request), exc.message)
-        return error_response(
-            request, exc.status, exc.title, exc.message, headers=exc.headers, extra=exc.extra
-        )
+        return _render(request, exc)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -172,36 +174,21 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: Exception) -> Response:
         return error_response(request, 400, "Bad Request", f"Invalid request: {exc}")
 
-    async def store_unavailable(request: Request, exc: Exception) -> Response:
-        log.error("store unavailable on request %s: %s", _request_id(request), exc)
-        return error_response(
-            request,
-            503,
-            "Service Unavailable",
-            "A store this service depends on is unavailable; retry shortly",
-            headers={"Retry-After": "5"},
-        )
-
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on request %s", _request_id(request), exc_info=exc)
-        return error_response(
-            request,
-            500,
-            "Internal Server Error",
-            f"An internal error occurred; it was logged with requestId {_request_id(request)}",
-            # Answered outside RequestContext (by Starlette's outermost middleware).
-            headers={"X-Request-Id": _request_id(request)},
-        )
+        response = _render(request, InternalError(f"{type(exc).__name__} (traceback above)"))
+        # Answered outside RequestContext (by Starlette's outermost middleware).
+        response.headers["X-Request-Id"] = _request_id(request)
+        return response
 
     app.add_exception_handler(IrisError, domain_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StoreUnavailable, store_unavailable)
     app.add_exception_handler(Exception, unexpected)
 
 
-def container_of(request: Request) -> Container:
-    container: Container = request.app.state.container
+def container_of(request: Request) -> Services:
+    container: Services = request.app.state.container
     return container
 
 
@@ -260,7 +247,7 @@ def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
 
 
 async def execution_stream(
-    container: Container, caller: Principal, execution_id: str, after: int, request: Request
+    container: Services, caller: Principal, execution_id: str, after: int, request: Request
 ) -> AsyncIterator[str]:
     """`log` events as lines are stored (id = line number), `status` when it changes, a
     comment line as heartbeat, and `done` with the whole answer at the end."""
@@ -274,7 +261,7 @@ async def execution_stream(
     yield ": stream of execution " + execution_id + "\n\n"
     while True:
         record = background.record(caller, execution_id)
-        lines = background.store.logs(caller.project_id, execution_id, cursor, MAX_LOG_PAGE)
+        lines = background.lines(record, cursor, MAX_LOG_PAGE)
         for line in lines:
             cursor += 1
             yield _sse("log", {"n": cursor, "line": line}, cursor)
@@ -438,7 +425,7 @@ def _declare_bearer_auth(app: FastAPI) -> None:
 
 
 def create_app(
-    container: Container,
+    container: Services,
     *,
     routes: Iterable[str] = ALL_ROUTES,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
@@ -673,7 +660,7 @@ def create_app(
 
     @app.get("/health", summary="Liveness (no authentication)", include_in_schema=False)
     async def health() -> Response:
-        body = {"status": "ok", "version": __version__, "provider": container.provider.name}
+        body = {"status": "ok", "version": __version__, "provider": container.provider_name}
         return JSONResponse(body)
 
     app.add_middleware(

@@ -15,14 +15,13 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from iris_exec.adapters.local.provider import LocalSandboxProvider
-from iris_exec.composition import Container, build_local
+from iris_exec.composition import Services
+from iris_exec.composition.local import build_local
 from iris_exec.domain.errors import ConfigurationError
 from iris_exec.http.app import create_app
 from iris_exec.http.envelope import RequestContext
 from iris_exec.local.tools_socket import ToolSocketHost, limits_from
 from iris_exec.mcp.app import MCP_PATH, McpEndpoint
-from iris_exec.services.background import LocalDispatcher
 from iris_exec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,60 +72,55 @@ def running_server(settings: Settings) -> dict[str, str] | None:
 AUDIT_PURGE_EVERY_S = 3600
 
 
-async def _reap_forever(container: Container) -> None:
+async def _reap_forever(services: Services) -> None:
     last_purge = 0.0
     while True:
-        await asyncio.sleep(container.settings.reaper_interval_s)
+        await asyncio.sleep(services.settings.reaper_interval_s)
         try:
-            await container.sandboxes.reap()
-            container.background.sweep()
-            if container.clock() - last_purge > AUDIT_PURGE_EVERY_S:
-                container.audit.purge()
-                container.background.purge()
-                last_purge = container.clock()
+            await services.sandboxes.reap()
+            services.background.sweep()
+            if services.clock() - last_purge > AUDIT_PURGE_EVERY_S:
+                services.audit.purge()
+                services.background.purge()
+                last_purge = services.clock()
         except Exception:
             log.exception("reaper pass failed")
 
 
-def mcp_endpoint(container: Container) -> McpEndpoint:
-    return McpEndpoint(container)
+def mcp_endpoint(services: Services) -> McpEndpoint:
+    return McpEndpoint(services)
 
 
 @asynccontextmanager
-async def local_engine(container: Container, mcp: McpEndpoint) -> AsyncIterator[None]:
+async def local_engine(services: Services, mcp: McpEndpoint) -> AsyncIterator[None]:
     """Everything local mode runs besides HTTP: the jails, the tool socket, the reaper."""
-    provider = container.provider
-    assert isinstance(provider, LocalSandboxProvider)
     # Each sandbox gets a tool socket of its own, with its own limits (opened as jails are).
-    sockets = ToolSocketHost(RequestContext(mcp), limits_from(container.settings))
-    provider.tool_sockets = sockets
-    await provider.start()
+    sockets = ToolSocketHost(RequestContext(mcp), limits_from(services.settings))
+    await services.start(tool_sockets=sockets)
     try:
-        lost = await container.sandboxes.reconcile()
+        lost = await services.sandboxes.reconcile()
         if lost:
             log.warning("%d sandbox(es) of an earlier run were marked failed", lost)
         # Workers run inside this server: those of an earlier run died with it.
-        abandoned = container.background.abandon_all(
+        abandoned = services.background.abandon_all(
             "the server stopped before the execution finished"
         )
         if abandoned:
             log.warning("%d execution(s) of an earlier run were marked failed", abandoned)
         async with mcp.session_manager_run():
-            reaper = asyncio.create_task(_reap_forever(container))
+            reaper = asyncio.create_task(_reap_forever(services))
             try:
                 yield
             finally:
                 reaper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reaper
-                dispatcher = container.background.dispatcher
-                if isinstance(dispatcher, LocalDispatcher):
-                    await dispatcher.shutdown()
-                closed = container.sandboxes.close_running("the local server stopped")
+                await services.stop_workers()
+                closed = services.sandboxes.close_running("the local server stopped")
                 if closed:
                     log.info("%d sandbox(es) closed as the server stops", closed)
     finally:
-        await provider.shutdown()
+        await services.stop()
         await sockets.aclose()
 
 
@@ -144,9 +138,9 @@ class WithMcp:
             await self.api(scope, receive, send)
 
 
-def create_local_app(settings: Settings, container: Container | None = None) -> WithMcp:
+def create_local_app(settings: Settings, services: Services | None = None) -> WithMcp:
     """The whole API and /mcp for one machine. The engine starts and stops with the app."""
-    built = container or build_local(settings)
+    built = services or build_local(settings)
     mcp = mcp_endpoint(built)
 
     @asynccontextmanager

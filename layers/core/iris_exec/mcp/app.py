@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
@@ -23,7 +24,7 @@ from mcp.server.transport_security import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iris_exec import __version__
-from iris_exec.domain.errors import BadRequest, IrisError, StoreUnavailable, Unauthorized
+from iris_exec.domain.errors import BadRequest, IrisError, Unauthorized
 from iris_exec.domain.models import Principal
 from iris_exec.domain.tools import ToolCaller
 from iris_exec.http.envelope import send_error
@@ -35,11 +36,14 @@ from iris_exec.mcp.server import (
     build_mcp_server,
     register_iris_tools,
 )
+from iris_exec.services.auth import bearer_credential
 from iris_exec.services.clock import iso
 from iris_exec.services.tokens import TOKEN_PREFIX
 
 if TYPE_CHECKING:
-    from iris_exec.composition import Container
+    from iris_exec.composition import Services
+
+log = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
 
@@ -76,7 +80,7 @@ class _Surface:
 class McpEndpoint:
     """Authenticates, then hands the request to the MCP server of the caller's surface."""
 
-    def __init__(self, container: Container, *, per_request: bool = False) -> None:
+    def __init__(self, container: Services, *, per_request: bool = False) -> None:
         self._container = container
         #: Lambda: the SDK's session manager runs once per instance, so each invocation
         #: gets a fresh one (the tools stay registered on the one server).
@@ -122,8 +126,8 @@ class McpEndpoint:
         if len(authorizations) > 1:
             raise Unauthorized("Send one Authorization header, not several")
         authorization = authorizations[0] if authorizations else None
-        token = (authorization or "").strip().partition(" ")[2].strip()
-        if (authorization or "").lower().startswith("bearer ") and token.startswith(TOKEN_PREFIX):
+        token = bearer_credential(authorization) or ""
+        if token.startswith(TOKEN_PREFIX):
             grant = container.tokens.verify(token)
             return ToolCaller(grant.project_id, grant.session_id, grant.execution_id), None
         principal = container.auth.authenticate(authorization)
@@ -158,16 +162,11 @@ class McpEndpoint:
             caller, principal = self.caller(authorizations)
             name: Surface = "iris" if principal is None else self.requested_surface(scope)
         except IrisError as exc:
+            if exc.status >= 500:
+                log.error("MCP authentication failed: %s", exc.detail)
             await send_error(
-                scope, send, exc.status, exc.title, exc.message,
+                scope, send, exc.status, exc.title, exc.public_message(),
                 timestamp=iso(self._container.clock()), headers=exc.headers, extra=exc.extra,
-            )  # fmt: skip
-            return
-        except StoreUnavailable:
-            await send_error(
-                scope, send, 503, "Service Unavailable",
-                "A store this service depends on is unavailable; retry shortly",
-                timestamp=iso(self._container.clock()), headers={"Retry-After": "5"},
             )  # fmt: skip
             return
         state = scope.setdefault("state", {})

@@ -24,14 +24,15 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, JsonValue
 
-from iris_exec.domain.errors import BadRequest, IrisError, StoreUnavailable
+from iris_exec.domain.errors import BadRequest, IrisError
 from iris_exec.domain.models import FINAL_STATUSES, OutputChunk, Principal
+from iris_exec.mcp.server import tool_error
 from iris_exec.services.answers import ExecutionStarted, ExecutionView, RunResult
 from iris_exec.services.output import LiveLines, fit_answer
 from iris_exec.services.sandboxes import validate_sandbox_id
 
 if TYPE_CHECKING:
-    from iris_exec.composition import Container
+    from iris_exec.composition import Services
 
 log = logging.getLogger(__name__)
 
@@ -107,23 +108,13 @@ def _progress_token(ctx: Context) -> object | None:
     return None
 
 
-def tool_error(exc: IrisError | StoreUnavailable) -> ToolError:
-    """The contract's message, as a tool error the agent can act on."""
-    if isinstance(exc, StoreUnavailable):
-        log.error("store unavailable under an MCP tool: %s", exc)
-        return ToolError("A store this service depends on is unavailable; retry shortly")
-    retry = exc.headers.get("Retry-After")
-    suffix = f" (retry after {retry} s)" if retry else ""
-    return ToolError(f"{exc.status} {exc.title}: {exc.message}{suffix}")
-
-
 @contextlib.contextmanager
 def contract_errors() -> Iterator[None]:
     """The contract's errors, raised inside, reach the caller as tool errors."""
     try:
         yield
-    except (IrisError, StoreUnavailable) as exc:
-        raise tool_error(exc) from exc
+    except IrisError as exc:
+        raise tool_error(exc, with_status=True) from exc
 
 
 def _readable(result: RunResult, sandbox_id: str) -> str:
@@ -192,7 +183,7 @@ class _ProgressPump:
 
 
 def register_execution_tools(
-    server: MCPServer[Any], container: Container, *, code_mode: bool
+    server: MCPServer[Any], container: Services, *, code_mode: bool
 ) -> None:
     """executeCode, getSandbox, closeSandbox and getExecution on ``server``."""
     limit = container.settings.response_limit_bytes
@@ -290,7 +281,7 @@ def _describe_text(view: ExecutionView) -> str:
 
 async def _execute(
     ctx: Context,
-    container: Container,
+    container: Services,
     principal: Principal,
     body: dict[str, Any],
     key: str | None,
@@ -341,7 +332,7 @@ async def _execute(
 
 async def _follow(
     ctx: Context,
-    container: Container,
+    container: Services,
     principal: Principal,
     started: ExecutionStarted,
     deadline: float,

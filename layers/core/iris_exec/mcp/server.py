@@ -16,8 +16,8 @@ from mcp_types import Tool as MCPTool
 from pydantic import Field, JsonValue, ValidationError
 
 from iris_exec import __version__
-from iris_exec.domain.errors import IrisError, StoreUnavailable
-from iris_exec.domain.tools import ToolCaller, ToolInputError
+from iris_exec.domain.errors import IrisError
+from iris_exec.domain.tools import ToolCaller
 from iris_exec.services.tool_answers import (
     Consensus,
     Evaluation,
@@ -125,17 +125,27 @@ def caller_of(ctx: Context) -> ToolCaller:
     return caller
 
 
+def tool_error(exc: IrisError, *, with_status: bool = False) -> ToolError:
+    """MCP's one translation of an error into a tool error the caller can act on. The IRIS
+    tools say the message (the sandbox's `iris` module raises it as IrisToolError); the
+    execution tools, as the HTTP API would, ``<status> <title>: <message>`` plus ``(retry
+    after N s)``. A 5xx's detail goes to the log; the caller never reads it."""
+    if exc.status >= 500:
+        log.error("an MCP tool failed: %s", exc.detail)
+    message = exc.public_message()
+    if not with_status:
+        return ToolError(message)
+    retry = exc.headers.get("Retry-After")
+    suffix = f" (retry after {retry} s)" if retry else ""
+    return ToolError(f"{exc.status} {exc.title}: {message}{suffix}")
+
+
 def _call[T](fn: Callable[[], T]) -> T:
     """Domain errors become tool errors the caller can act on; nothing internal leaks."""
     try:
         return fn()
-    except ToolInputError as exc:
-        raise ToolError(exc.message) from exc
-    except StoreUnavailable as exc:
-        log.error("tool store unavailable: %s", exc)
-        raise ToolError("The IRIS tool store is unavailable; retry shortly") from exc
     except IrisError as exc:
-        raise ToolError(exc.message) from exc
+        raise tool_error(exc) from exc
 
 
 def build_mcp_server(tools: ToolService) -> MCPServer[Any]:

@@ -29,6 +29,14 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def bearer_credential(authorization: str | None) -> str | None:
+    """The credential of ``Authorization: Bearer <credential>`` (the scheme in any case,
+    spaces around), or None for another scheme or no header: the one reading of the header,
+    for API keys and execution tokens alike."""
+    scheme, _, credential = (authorization or "").strip().partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" else None
+
+
 def validate_project_id(project_id: str) -> str:
     if not PROJECT_PATTERN.match(project_id):
         raise BadRequest("project ids are 1-128 characters of letters, digits and . _ : -")
@@ -51,9 +59,8 @@ class AuthService:
             authorization = authorization[0] if authorization else None
         if not authorization or not authorization.strip():
             raise Unauthorized("Authorization header is required")
-        scheme, _, token = authorization.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not KEY_PATTERN.match(token):
+        token = bearer_credential(authorization)
+        if token is None or not KEY_PATTERN.match(token):
             raise Unauthorized("Invalid API key format")
         return self.principal_for_key(token)
 

@@ -179,7 +179,9 @@ class BackgroundExecutions:
             self._finish(record, status, None, reason, log_writer)
             raise
         except IrisError as exc:
-            status, reason = "failed", exc.message
+            if exc.status >= 500:
+                log.error("execution %s failed in the worker: %s", execution_id, exc.detail)
+            status, reason = "failed", exc.public_message()
         except Exception as exc:
             log.exception("execution %s failed in the worker", execution_id)
             status, reason = "failed", f"internal error in the worker ({type(exc).__name__})"
@@ -282,6 +284,10 @@ class BackgroundExecutions:
             self._declare_dead(record)
             record = self.store.get(principal.project_id, execution_id) or record
         return record
+
+    def lines(self, record: ExecutionRecord, after: int, limit: int) -> list[str]:
+        """Log lines of ``record`` after line ``after`` (at most ``limit``)."""
+        return self.store.logs(record.project_id, record.execution_id, after, limit)
 
     def describe(
         self, principal: Principal, execution_id: str, after: int = 0, limit: int = MAX_LOG_PAGE

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from iris_exec.adapters.httppool import TRANSPORT_ERRORS, ConnectionPool, Reply
-from iris_exec.domain.errors import ConfigurationError, ProviderUnavailable
+from iris_exec.domain.errors import InternalError, ProviderUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,12 @@ def api_url() -> str:
     return f"https://api.{os.environ.get('E2B_DOMAIN') or 'e2b.app'}"
 
 
-def api_error(status: int, detail: str) -> Exception:
+def api_error(status: int, detail: str) -> InternalError | ProviderUnavailable:
     """E2B's failure answer ``status`` as a domain error: the one reading of them, for the
     SDK's exceptions (``E2BSandboxProvider``) and the REST calls here alike."""
     if status == 401:
         log.error("E2B rejected our API key: %s", detail)
-        return ConfigurationError("the E2B API key was rejected; check the E2B secret")
+        return InternalError("the E2B API key was rejected; check the E2B secret")
     if status == 429:
         return ProviderUnavailable("E2B is rate-limiting us", retry_after_s=10)
     if status == 503:

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from iris_exec.adapters.e2b.control import E2BControl, api_error
 from iris_exec.adapters.runner_protocol import Collector, channel_budget, outcome
-from iris_exec.domain.errors import ConfigurationError, ProviderUnavailable, SandboxLost
+from iris_exec.domain.errors import InternalError, ProviderUnavailable, SandboxLost
 from iris_exec.domain.models import CreatedSandbox, ExecutionJob, ProviderSandbox, RunOutcome
 from iris_exec.settings import Settings
 
@@ -120,7 +120,7 @@ class E2BSandboxProvider:
     def _mcp_url(self) -> str:
         base = self._tools_url()
         if not base:
-            raise ConfigurationError("IRIS_PUBLIC_URL is needed for E2B sandboxes to reach /mcp")
+            raise InternalError("IRIS_PUBLIC_URL is needed for E2B sandboxes to reach /mcp")
         return base.rstrip("/") + "/mcp"
 
     def _network(self, token: str | None) -> dict[str, Any]:
@@ -278,7 +278,7 @@ class E2BSandboxProvider:
         except SandboxException as exc:
             if getattr(exc, "status_code", None) != 400 and not str(exc).startswith("400"):
                 raise
-            raise ConfigurationError(
+            raise InternalError(
                 f"E2B refused the egress header rule ({exc}): network transform rules are "
                 "not enabled for this E2B team. Ask E2B to enable them, or set "
                 "IRIS_E2B_EGRESS_MODE=request-file"

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from iris_exec.adapters.local import seccomp
 from iris_exec.adapters.local.cgroups import Cgroups, Limits
@@ -33,6 +33,7 @@ from iris_exec.adapters.local.jail import (
 from iris_exec.adapters.runner_protocol import outcome
 from iris_exec.domain.errors import ConfigurationError, ProviderUnavailable, SandboxLost
 from iris_exec.domain.models import CreatedSandbox, ExecutionJob, ProviderSandbox, RunOutcome
+from iris_exec.domain.ports import ToolSocket, ToolSockets
 from iris_exec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,20 +52,6 @@ REQUIRED_ASSETS = (
     "iris-mcp.mjs",
     "esbuild",
 )
-
-
-class ToolSocket(Protocol):
-    """One sandbox's tool socket (served by the local server, see local/tools_socket.py)."""
-
-    def reset(self) -> None:
-        """A new execution starts: a fresh budget, and nothing left open by the last one."""
-
-    async def aclose(self) -> None: ...
-
-
-class ToolSockets(Protocol):
-    async def open(self, name: str, path: Path) -> ToolSocket:
-        """Listen on ``path`` for the tool calls of one sandbox."""
 
 
 #: Built into the assets directory but never staged into jails.

@@ -1,4 +1,4 @@
-"""Adapters for production: DynamoDB (registry, keys, rate windows), E2B (sandboxes),
+"""Production: DynamoDB (registry, keys, rate windows...), E2B (sandboxes), Lambda (workers),
 PostgreSQL/Supabase (tool records). Built once per Lambda container; secrets are fetched
 from Secrets Manager on first use and cached."""
 
@@ -10,8 +10,8 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
-from iris_exec.composition import Container, assemble
-from iris_exec.domain.errors import ConfigurationError, StoreUnavailable
+from iris_exec.composition import Adapters, Services
+from iris_exec.domain.errors import InternalError, StoreUnavailable
 from iris_exec.domain.ports import ExecutionObserver, IdempotencyStore, ToolStore
 from iris_exec.settings import Settings
 
@@ -46,7 +46,7 @@ def secret(
         if direct:
             return direct
         if not secret_name:
-            raise ConfigurationError(
+            raise InternalError(
                 f"set IRIS_{setting}_SECRET to the name of a Secrets Manager secret"
             )
         from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -60,7 +60,7 @@ def secret(
             log.error("secret %s (%s) could not be read: %s", secret_name, stage, exc)
             raise StoreUnavailable(f"the secret {secret_name} could not be read") from exc
         if not isinstance(fetched, str) or not fetched:
-            raise ConfigurationError(f"the secret {secret_name} is empty")
+            raise InternalError(f"the secret {secret_name} is empty")
         return fetched
 
     return value
@@ -141,7 +141,8 @@ class Lazy:
             close()
 
 
-def build_aws(settings: Settings, *, observer: ExecutionObserver | None = None) -> Container:
+def build_aws(settings: Settings, *, observer: ExecutionObserver | None = None) -> Services:
+    """The services over the AWS adapters; ``observer``: the Lambda edge's metrics."""
     from iris_exec.adapters.dynamodb.audit import DynamoAuditLog
     from iris_exec.adapters.dynamodb.executions import DynamoExecutionStore
     from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
@@ -173,8 +174,7 @@ def build_aws(settings: Settings, *, observer: ExecutionObserver | None = None) 
     previous_key = previous_secret(
         secret(None, settings.token_signing_key_secret, "TOKEN_SIGNING_KEY", stage="AWSPREVIOUS")
     )
-    return assemble(
-        settings,
+    adapters = Adapters(
         registry=DynamoSandboxRegistry(client, settings.sandbox_table),
         keys=DynamoKeyStore(client, settings.keys_table),
         rate_limits=DynamoRateLimitStore(client, settings.rate_table),
@@ -202,3 +202,4 @@ def build_aws(settings: Settings, *, observer: ExecutionObserver | None = None) 
         ),
         observer=observer,
     )
+    return Services(settings, adapters)
