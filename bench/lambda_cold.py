@@ -138,6 +138,7 @@ def first_answers(python: str, build: Path, runtime: Path, layer: Path, floor: f
     suffix = uuid.uuid4().hex[:8]
     tables = {logical: f"{logical}-{suffix}" for logical in TABLES}
     with DynamoDBLocal() as dynamodb, E2BStandIn() as e2b:
+        e2b.team.transform_rules = True  # the header-rewrite egress mode needs them
         secrets = {"iris/e2b": e2b.api_key, "iris/signing": "s" * 64}
         with SecretsStandIn(secrets) as manager:
             client = dynamodb.client()
