@@ -104,10 +104,15 @@ class AwsError(Exception):
         return self.code in THROTTLING_CODES
 
     @property
-    def unavailable(self) -> bool:
-        """AWS cannot serve this now (throttled, a transient code, a 5xx answer): worth
-        sending again later, and once the client has retried it, a 503 to the caller."""
+    def retryable(self) -> bool:
+        """Worth sending again at once, with backoff (what botocore's standard mode retries)."""
         return self.throttled or self.code in TRANSIENT_CODES or self.status in RETRYABLE_STATUS
+
+    @property
+    def unavailable(self) -> bool:
+        """AWS cannot serve this now (throttled, a transient code, any 5xx answer): once the
+        client has retried it, a 503 to the caller, not a 500."""
+        return self.retryable or self.status >= 500
 
 
 class AwsUnreachable(Exception):
@@ -296,7 +301,7 @@ class AwsHttp:
                 if reply.status < 300:
                     return reply
                 error = _error(operation, reply)
-                if last or not error.unavailable:
+                if last or not error.retryable:
                     raise error
                 log.info("%s %s: attempt %d: %s", self.service, operation, attempt, error.code)
             ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
