@@ -251,7 +251,8 @@ def test_secrets_manager_internal_errors_are_retried_though_they_come_as_400(
 ) -> None:
     """Secrets Manager's documented InternalServiceError has HTTP status 400 (its Common
     Errors page): retried by its code, then reported as unavailable, not as a bad request."""
-    error = (400, {}, b'{"__type":"InternalServiceError","Message":"An error occurred"}')
+    body = b'{"__type":"InternalServiceError","Message":"An error occurred"}'
+    error: tuple[int, dict[str, str], bytes] = (400, {}, body)
     recorder.answers.extend([error, error])
     client = SecretsManager(
         AwsHttp("secretsmanager", "us-east-1", recorder.url, credentials=lambda: KEYS,
