@@ -580,3 +580,21 @@ def test_a_record_powertools_wrote_is_replayed(
     replay = store.begin("p2:job-2", "fp-2", now, 60)
     assert replay is not None and replay.state == "completed"
     assert replay.response == {"success": True, "sandboxId": "sb_1"}
+
+
+def test_a_taken_key_costs_one_request_and_is_read_when_dynamodb_returns_no_item(
+    dynamodb_tables: DynamoTables,
+) -> None:
+    """DynamoDB returns the record in the way (ReturnValuesOnConditionCheckFailure): one
+    request answers a retry. A conflict answered without it is read with a GetItem."""
+    table = dynamodb_tables.names["idempotency"]
+    DynamoIdempotencyStore(dynamodb_tables.client, table, 3600).begin("p3:k", "fp", NOW, 60)
+    with FaultyDynamoDB(dynamodb_tables.client.transport.endpoint) as proxy:
+        store = DynamoIdempotencyStore(make_client(proxy.endpoint_url), table, 3600)
+        taken = store.begin("p3:k", "fp", NOW, 60)
+        assert taken is not None and taken.state == "in_progress"
+        assert proxy.seen == {"PutItem": 1}
+        proxy.faults["PutItem"] = Fault("ConditionalCheckFailedException", times=1)
+        other = store.begin("p3:k", "another body", NOW, 60)
+        assert other is not None and other.state == "mismatch"
+        assert proxy.seen == {"PutItem": 2, "GetItem": 1}
