@@ -12,7 +12,7 @@ import pytest
 
 from iris_exec.adapters.dynamodb.audit import DynamoAuditLog
 from iris_exec.adapters.dynamodb.executions import DynamoExecutionStore
-from iris_exec.adapters.dynamodb.idempotency import PowertoolsIdempotencyStore
+from iris_exec.adapters.dynamodb.idempotency import DynamoIdempotencyStore
 from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
 from iris_exec.adapters.dynamodb.ratelimit import DynamoRateLimitStore
 from iris_exec.adapters.dynamodb.registry import DynamoSandboxRegistry
@@ -159,9 +159,7 @@ def idempotency_store(request: pytest.FixtureRequest) -> IdempotencyStore:
         return SqliteIdempotencyStore(request.getfixturevalue("sqlite_db"), RETENTION_S)
     if request.param == "dynamodb":
         tables: DynamoTables = request.getfixturevalue("dynamodb_tables")
-        # Powertools brings its own botocore client.
-        boto = request.getfixturevalue("dynamodb_local").boto_client()
-        return PowertoolsIdempotencyStore(boto, tables.names["idempotency"], RETENTION_S)
+        return DynamoIdempotencyStore(tables.client, tables.names["idempotency"], RETENTION_S)
     raise AssertionError(request.param)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ import pytest
 from iris_exec.adapters.awsapi import AwsError, AwsUnreachable
 from iris_exec.adapters.dynamodb import query_all, scan_all
 from iris_exec.adapters.dynamodb.executions import DynamoExecutionStore
-from iris_exec.adapters.dynamodb.idempotency import PowertoolsIdempotencyStore
+from iris_exec.adapters.dynamodb.idempotency import DynamoIdempotencyStore
 from iris_exec.adapters.dynamodb.keys import DynamoKeyStore
 from iris_exec.adapters.dynamodb.ratelimit import DynamoRateLimitStore
 from iris_exec.adapters.dynamodb.registry import DynamoSandboxRegistry
@@ -279,6 +280,13 @@ OPERATIONS: dict[str, Operation] = {
     "keys.list": lambda c: DynamoKeyStore(c, "t").list("p1"),
     "keys.revoke": lambda c: DynamoKeyStore(c, "t").revoke("key_1", 2.0),
     "rate.hit": lambda c: DynamoRateLimitStore(c, "t").hit("key:k1", 600, 60),
+    "idempotency.begin": lambda c: DynamoIdempotencyStore(c, "t", 3600).begin(
+        "p1:k", "fp", NOW, 60
+    ),
+    "idempotency.complete": lambda c: DynamoIdempotencyStore(c, "t", 3600).complete(
+        "p1:k", "fp", {"ok": True}, NOW
+    ),
+    "idempotency.release": lambda c: DynamoIdempotencyStore(c, "t", 3600).release("p1:k", "fp"),
 }
 
 #: The first DynamoDB operation each one calls, for the fault proxy.
@@ -296,6 +304,9 @@ FIRST_CALL = {
     "keys.list": "Scan",
     "keys.revoke": "Query",
     "rate.hit": "UpdateItem",
+    "idempotency.begin": "PutItem",
+    "idempotency.complete": "UpdateItem",
+    "idempotency.release": "DeleteItem",
 }
 
 
@@ -496,17 +507,94 @@ def test_a_log_reader_between_two_part_writes_waits_for_the_whole_batch(
     assert store.logs("p1", ex.execution_id, 2, 100) == [huge[1], "[stdout] last"]
 
 
-def test_idempotency_records_fail_closed_when_dynamodb_is_unreachable() -> None:
-    """Powertools talks to DynamoDB through botocore: its errors get the same rule."""
-    from tests.support.dynamodb_local import make_boto_client
+# -- idempotency records: Powertools' format ---------------------------------------------------
 
-    client = make_boto_client(
-        f"http://127.0.0.1:{free_port()}",
-        connect_timeout=0.5,
-        read_timeout=0.5,
-        retries={"total_max_attempts": 1},
+
+def powertools_layer(tables: DynamoTables, dynamodb_local: DynamoDBLocal) -> Any:
+    """Powertools' own DynamoDB persistence layer over botocore, configured as the store
+    describes its records: key ``key``, payload validation on ``fingerprint``."""
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
     )
-    store = PowertoolsIdempotencyStore(client, "iris-idempotency", 3600)
-    with pytest.raises(StoreUnavailable, match="unreachable") as raised:
-        store.begin("p1:k", "fp", NOW, 60)
-    assert isinstance(raised.value.__cause__, AwsUnreachable)
+
+    layer = DynamoDBPersistenceLayer(
+        table_name=tables.names["idempotency"], boto3_client=dynamodb_local.boto_client()
+    )
+    config = IdempotencyConfig(
+        event_key_jmespath="key", payload_validation_jmespath="fingerprint", use_local_cache=False
+    )
+    layer.configure(config, key_prefix="iris-exec.execute")
+    return layer
+
+
+def test_an_idempotency_record_is_powertools_record(
+    dynamodb_tables: DynamoTables, dynamodb_local: DynamoDBLocal
+) -> None:
+    """What the store writes, Powertools reads: the same key, status, expiry, payload hash
+    and answer, in the attributes its documentation names."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyValidationError,
+    )
+
+    store = DynamoIdempotencyStore(
+        dynamodb_tables.client, dynamodb_tables.names["idempotency"], 3600
+    )
+    layer = powertools_layer(dynamodb_tables, dynamodb_local)
+    now = time.time()
+    assert store.begin("p1:job-1", "fp-1", now, 60) is None
+    claimed = layer.get_record({"key": "p1:job-1", "fingerprint": "fp-1"})
+    assert claimed.status == "INPROGRESS"
+    assert claimed.in_progress_expiry_timestamp == int((now + 60) * 1000)
+    answer = {"success": True, "result": {"output": "2\n", "logs": ["[stdout] 2"]}}
+    store.complete("p1:job-1", "fp-1", answer, now)
+    done = layer.get_record({"key": "p1:job-1", "fingerprint": "fp-1"})
+    assert done.status == "COMPLETED"
+    assert done.response_json_as_dict() == answer
+    assert done.expiry_timestamp == int(now + 3600)
+    with pytest.raises(IdempotencyValidationError):
+        layer.get_record({"key": "p1:job-1", "fingerprint": "another body"})
+    items = dynamodb_tables.client.scan(TableName=dynamodb_tables.names["idempotency"])["Items"]
+    assert [sorted(item) for item in items] == [
+        ["data", "expiration", "id", "in_progress_expiration", "status", "validation"]
+    ]
+
+
+def test_a_record_powertools_wrote_is_replayed(
+    dynamodb_tables: DynamoTables, dynamodb_local: DynamoDBLocal
+) -> None:
+    """A record Powertools claimed is in progress for the store, and once Powertools saved
+    its answer, the store replays it (records left by an older release keep working)."""
+    layer = powertools_layer(dynamodb_tables, dynamodb_local)
+    store = DynamoIdempotencyStore(
+        dynamodb_tables.client, dynamodb_tables.names["idempotency"], 3600
+    )
+    request = {"key": "p2:job-2", "fingerprint": "fp-2"}
+    layer.save_inprogress(request, remaining_time_in_millis=60_000)
+    now = time.time()
+    running = store.begin("p2:job-2", "fp-2", now, 60)
+    assert running is not None and running.state == "in_progress"
+    other = store.begin("p2:job-2", "fp-other", now, 60)
+    assert other is not None and other.state == "mismatch"
+    layer.save_success(request, {"success": True, "sandboxId": "sb_1"})
+    replay = store.begin("p2:job-2", "fp-2", now, 60)
+    assert replay is not None and replay.state == "completed"
+    assert replay.response == {"success": True, "sandboxId": "sb_1"}
+
+
+def test_a_taken_key_costs_one_request_and_is_read_when_dynamodb_returns_no_item(
+    dynamodb_tables: DynamoTables,
+) -> None:
+    """DynamoDB returns the record in the way (ReturnValuesOnConditionCheckFailure): one
+    request answers a retry. A conflict answered without it is read with a GetItem."""
+    table = dynamodb_tables.names["idempotency"]
+    DynamoIdempotencyStore(dynamodb_tables.client, table, 3600).begin("p3:k", "fp", NOW, 60)
+    with FaultyDynamoDB(dynamodb_tables.client.transport.endpoint) as proxy:
+        store = DynamoIdempotencyStore(make_client(proxy.endpoint_url), table, 3600)
+        taken = store.begin("p3:k", "fp", NOW, 60)
+        assert taken is not None and taken.state == "in_progress"
+        assert proxy.seen == {"PutItem": 1}
+        proxy.faults["PutItem"] = Fault("ConditionalCheckFailedException", times=1)
+        other = store.begin("p3:k", "another body", NOW, 60)
+        assert other is not None and other.state == "mismatch"
+        assert proxy.seen == {"PutItem": 2, "GetItem": 1}

@@ -74,24 +74,12 @@ def recorded(
             return invoke(self, function, payload)
 
         patch.setattr(LambdaApi, "invoke_event", recording_invoke)
-        botocore_client = composition.botocore_dynamodb_client
-
-        def recording_botocore(settings: Any) -> Any:
-            client = botocore_client(settings)
-
-            def hear(params: dict[str, Any], model: Any, **_: Any) -> None:
-                recorder.add(f"dynamodb:{model.name}", str(params.get("TableName", "")))
-
-            client.meta.events.register("provide-client-params.dynamodb.*", hear)
-            return client
-
-        patch.setattr(composition, "botocore_dynamodb_client", recording_botocore)
-        secret = composition.secret
+        from iris_exec.adapters.secrets import secret
 
         def recording_secret(
-            direct: str | None, name: str | None, setting: str, **options: Any
+            direct: str | None, name: str | None, setting: str, *args: Any, **options: Any
         ) -> Callable[[], str]:
-            value = secret(direct, name, setting, **options)
+            value = secret(direct, name, setting, *args, **options)
 
             def read() -> str:
                 recorder.add("secretsmanager:GetSecretValue", setting)

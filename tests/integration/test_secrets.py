@@ -1,18 +1,23 @@
-"""Secrets on AWS, read through Powertools and boto3 from a Secrets Manager stand-in: a
-rotation takes effect within the cache's age, tokens minted before it still verify, and a
-secret that cannot be read is a 503, not an unexpected 500."""
+"""Secrets on AWS, read through the service's own AWS client from a Secrets Manager stand-in
+that checks their signatures: a rotation takes effect within the cache's age, tokens minted
+before it still verify, a secret that cannot be read is a 503, not an unexpected 500, and
+reading one loads neither boto3 nor botocore's client machinery (a cold start's budget)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from iris_exec.composition.aws import previous_secret, secret
+from iris_exec.adapters.secrets import SecretsManagerSecrets, previous_secret, secret
 from iris_exec.domain.errors import StoreUnavailable, Unauthorized
 from iris_exec.services.tokens import ExecutionTokens
-from tests.support.secrets_standin import REGION, SecretsStandIn
+from tests.support.secrets_standin import ACCESS_KEY, REGION, SECRET_KEY, SecretsStandIn
+from tests.support.server import ROOT
 
 NAME = "iris-exec-dev/token-signing-key"
 
@@ -24,15 +29,17 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretsStandIn]:
             **standin.env,
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
-            "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
         }.items():
             monkeypatch.setenv(variable, value)
         yield standin
 
 
 def test_a_rotated_secret_takes_effect_once_its_cache_is_old(secrets: SecretsStandIn) -> None:
-    value = secret(None, NAME, "TOKEN_SIGNING_KEY", max_age_s=1)
+    value = secret(
+        None, NAME, "TOKEN_SIGNING_KEY", SecretsManagerSecrets.connect(REGION), max_age_s=1
+    )
     assert value() == "a" * 64
     secrets.rotate(NAME, "b" * 64)
     assert value() == "a" * 64  # cached
@@ -41,9 +48,11 @@ def test_a_rotated_secret_takes_effect_once_its_cache_is_old(secrets: SecretsSta
 
 
 def test_tokens_minted_before_a_rotation_still_verify(secrets: SecretsStandIn) -> None:
-    current = secret(None, NAME, "TOKEN_SIGNING_KEY", max_age_s=1)
+    reader = SecretsManagerSecrets.connect(REGION)
+    current = secret(None, NAME, "TOKEN_SIGNING_KEY", reader, max_age_s=1)
     previous = previous_secret(
-        secret(None, NAME, "TOKEN_SIGNING_KEY", stage="AWSPREVIOUS", max_age_s=1), max_age_s=1
+        secret(None, NAME, "TOKEN_SIGNING_KEY", reader, stage="AWSPREVIOUS", max_age_s=1),
+        max_age_s=1,
     )
 
     def previous_key() -> bytes | None:
@@ -69,4 +78,40 @@ def test_tokens_minted_before_a_rotation_still_verify(secrets: SecretsStandIn) -
 
 def test_a_secret_that_cannot_be_read_is_a_503(secrets: SecretsStandIn) -> None:
     with pytest.raises(StoreUnavailable):
-        secret(None, "iris-exec-dev/missing", "E2B_API_KEY")()
+        secret(
+            None, "iris-exec-dev/missing", "E2B_API_KEY", SecretsManagerSecrets.connect(REGION)
+        )()
+
+
+def test_a_request_signed_with_another_key_is_refused(
+    secrets: SecretsStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-in checks signatures as Secrets Manager does: a wrong secret key is a 503
+    here, never a value."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-key")
+    with pytest.raises(StoreUnavailable) as raised:
+        SecretsManagerSecrets.connect(REGION).read(NAME)
+    assert "InvalidSignatureException" in str(raised.value.__cause__)
+    assert secrets.reads == []
+
+
+PROBE = """
+import sys
+from iris_exec.adapters.secrets import SecretsManagerSecrets
+value = SecretsManagerSecrets.connect("us-east-1").read(sys.argv[1])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "aws_lambda_powertools")
+               or m in ("botocore.session", "botocore.client"))
+print(len(value), " ".join(heavy))
+"""
+
+
+def test_reading_a_secret_loads_no_aws_sdk(secrets: SecretsStandIn) -> None:
+    """The first request of sandbox_get or sandbox_delete reads the E2B key: in a fresh
+    process, that read must not import boto3 or botocore's client (~150 ms of a cold start)."""
+    layer = str(ROOT / "layers" / "core")
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, NAME],
+        env={**os.environ, "PYTHONPATH": layer}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["64"]

@@ -21,6 +21,7 @@ from tests.support.http_standin import HttpStandIn
 
 #: DynamoDB's HTTP status for each error code the tests inject.
 STATUS = {
+    "ConditionalCheckFailedException": 400,  # without the Item ALL_OLD would return
     "ProvisionedThroughputExceededException": 400,
     "ThrottlingException": 400,
     "RequestLimitExceeded": 400,

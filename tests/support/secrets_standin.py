@@ -1,18 +1,59 @@
 """A stand-in for AWS Secrets Manager's GetSecretValue (its JSON 1.1 protocol), so that a
-function in a process of its own reads its secrets through Powertools and boto3 exactly as
-on Lambda: ``AWS_ENDPOINT_URL_SECRETS_MANAGER`` points boto3 here."""
+function in a process of its own reads its secrets as on Lambda:
+``AWS_ENDPOINT_URL_SECRETS_MANAGER`` points the AWS SDKs (and the service's own client) here.
+
+It refuses what Secrets Manager refuses: an unsigned request (MissingAuthenticationToken),
+one whose Signature Version 4 signature, recomputed with botocore's signer for the
+``secretsmanager`` service and this region, does not match (InvalidSignatureException), and
+a target other than ``secretsmanager.GetSecretValue`` (InvalidAction)."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
+from email.message import Message
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tests.support.http_standin import HttpStandIn
 
 REGION = "us-east-1"
+#: The credentials the stand-in accepts (the pair the tests' AWS clients use).
+ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+SECRET_KEY = "x"
+AUTHORIZATION = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<scope>[^,]+),\s*"
+    r"SignedHeaders=(?P<signed>[^,]+),\s*Signature=(?P<signature>[0-9a-f]{64})$"
+)
+
+
+def signature_error(url: str, headers: Message, body: bytes) -> tuple[int, str] | None:
+    """What Secrets Manager says of the request's signature: None when it is good."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    found = AUTHORIZATION.match(headers.get("Authorization", ""))
+    if found is None or "X-Amz-Date" not in headers:
+        return 403, "MissingAuthenticationToken"
+    if found["key"] != ACCESS_KEY:
+        return 403, "UnrecognizedClientException"
+    signed = found["signed"].split(";")
+    request = AWSRequest(
+        method="POST", url=url, data=body, headers={name: headers[name] or "" for name in signed}
+    )
+    request.context["timestamp"] = headers["X-Amz-Date"]
+    token = headers.get("X-Amz-Security-Token")
+    signer = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY, token), "secretsmanager", REGION)
+    expected = signer.signature(
+        signer.string_to_sign(request, signer.canonical_request(request)), request
+    )
+    scope = f"{headers['X-Amz-Date'][:8]}/{REGION}/secretsmanager/aws4_request"
+    if found["scope"] != scope or found["signature"] != expected:
+        return 400, "InvalidSignatureException"
+    return None
 
 
 class SecretsStandIn(HttpStandIn):
@@ -40,7 +81,13 @@ class SecretsStandIn(HttpStandIn):
                 self.wfile.write(data)
 
             def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                refused = signature_error(standin.endpoint_url + self.path, self.headers, body)
+                if refused is not None:
+                    status, code = refused
+                    self._answer(status, {"message": f"refused: {code}"}, code)
+                    return
+                request = json.loads(body or b"{}")
                 target = self.headers.get("X-Amz-Target", "")
                 if target != "secretsmanager.GetSecretValue":
                     self._answer(400, {"message": f"not supported: {target}"}, "InvalidAction")

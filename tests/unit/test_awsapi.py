@@ -21,7 +21,9 @@ from iris_exec.adapters.awsapi import (
     AwsError,
     AwsHttp,
     Credentials,
+    DynamoDB,
     LambdaApi,
+    SecretsManager,
     default_credentials,
     regional_endpoint,
     sign,
@@ -242,3 +244,63 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(recorder: Recor
     time.sleep(0.2)
     assert api.invoke_event("w", b"{}") == 202
     assert len(recorder.requests) == 3
+
+
+def test_secrets_manager_internal_errors_are_retried_though_they_come_as_400(
+    recorder: Recorder,
+) -> None:
+    """Secrets Manager's documented InternalServiceError has HTTP status 400 (its Common
+    Errors page): retried by its code, then reported as unavailable, not as a bad request."""
+    body = b'{"__type":"InternalServiceError","Message":"An error occurred"}'
+    error: tuple[int, dict[str, str], bytes] = (400, {}, body)
+    recorder.answers.extend([error, error])
+    client = SecretsManager(
+        AwsHttp("secretsmanager", "us-east-1", recorder.url, credentials=lambda: KEYS,
+                max_attempts=2)
+    )  # fmt: skip
+    with pytest.raises(AwsError) as raised:
+        client.get_secret_value(SecretId="iris/e2b")
+    assert raised.value.unavailable and not raised.value.condition_failed
+    assert len(recorder.requests) == 2
+    path, headers, body = recorder.requests[0]
+    assert path == "/"
+    assert headers["X-Amz-Target"] == "secretsmanager.GetSecretValue"
+    assert headers["Content-Type"] == "application/x-amz-json-1.1"
+    assert "/us-east-1/secretsmanager/aws4_request" in headers["Authorization"]
+    assert json.loads(body) == {"SecretId": "iris/e2b"}
+
+
+def test_a_failed_condition_is_neither_retried_nor_unavailable(recorder: Recorder) -> None:
+    failed = b'{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"}'
+    recorder.answers.append((400, {}, failed))
+    client = DynamoDB(AwsHttp("dynamodb", "us-east-1", recorder.url, credentials=lambda: KEYS))
+    with pytest.raises(AwsError) as raised:
+        client.put_item(TableName="t", Item={}, ConditionExpression="attribute_not_exists(id)")
+    assert raised.value.condition_failed and not raised.value.unavailable
+    assert len(recorder.requests) == 1
+
+
+def test_endpoints_come_from_the_sdks_environment_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the AWS SDKs read them: the service's own variable, then the global one, unless
+    configured endpoints are ignored."""
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    ):
+        monkeypatch.delenv(name, raising=False)  # fmt: skip
+    assert SecretsManager.connect("eu-west-1").transport.endpoint == (
+        "https://secretsmanager.eu-west-1.amazonaws.com"
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:9000")
+    assert SecretsManager.connect("eu-west-1").transport.endpoint == "http://127.0.0.1:9000"
+    assert DynamoDB.connect("eu-west-1").transport.endpoint == "http://127.0.0.1:4566"
+    assert DynamoDB.connect("eu-west-1", "http://x:1").transport.endpoint == "http://x:1"
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+    assert DynamoDB.connect("eu-west-1").transport.endpoint == (
+        "https://dynamodb.eu-west-1.amazonaws.com"
+    )

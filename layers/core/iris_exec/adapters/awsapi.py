@@ -1,5 +1,5 @@
-"""A small client for the AWS APIs on this service's request path: DynamoDB (its JSON
-protocol) and Lambda's Invoke, signed with Signature Version 4.
+"""A small client for the AWS APIs this service calls at run time: DynamoDB and Secrets
+Manager (their JSON protocols) and Lambda's Invoke, signed with Signature Version 4.
 
 Why not botocore: importing it and building one client takes ~150 ms of every Lambda cold
 start (the session alone imports ~80 ms of modules, and a client loads and parses its
@@ -7,11 +7,17 @@ service's model), which is half of what the sandbox routes may take in all. What
 service needs is small: sign a POST, send it over a kept-alive connection, retry what AWS
 says to retry, and report errors by AWS's code. The requests and answers have exactly the
 shapes of botocore's low-level client (``client.get_item(TableName=..., Key=...)``), as
-both are DynamoDB's own wire format, except that binary values stay base64 text.
+both are the services' own wire format, except that binary values stay base64 text.
 
-botocore stays for what is off the request path: the admin CLI, Powertools (Secrets Manager,
-idempotency), and the credential chain when the environment holds no keys (on Lambda it
-always does). Tests check the signatures against botocore's own signer."""
+One client, one error vocabulary: every table (idempotency records included) and every
+secret goes through it, and every AWS error is an ``AwsError`` that says whether it is a
+failed condition (``condition_failed``) or AWS being unavailable for now (``unavailable``:
+throttling, a transient code, a 5xx answer; the client has already retried those).
+
+What it deliberately does not do: query strings, pagination helpers, botocore's model
+validation of requests. botocore stays for what is off the request path: the admin CLI and
+the credential chain when the environment holds no keys (on Lambda it always does). Tests
+check the signatures against botocore's own signer."""
 
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 from iris_exec.adapters.httppool import TRANSPORT_ERRORS, ConnectionPool, Reply
@@ -35,9 +41,11 @@ from iris_exec.adapters.httppool import TRANSPORT_ERRORS, ConnectionPool, Reply
 log = logging.getLogger(__name__)
 
 USER_AGENT = "iris-exec"
-#: Error codes AWS answers when a request may succeed if sent again (botocore's "standard"
-#: retry mode retries the same ones).
-RETRYABLE_CODES = frozenset(
+#: Error codes that mean "too much, slow down": botocore's "standard" retry mode retries the
+#: same ones (``botocore/retries/standard.py``), and DynamoDB's error table marks its own
+#: (ProvisionedThroughputExceeded, RequestLimitExceeded, Throttling, LimitExceeded) "OK to
+#: retry".
+THROTTLING_CODES = frozenset(
     {
         "Throttling",
         "ThrottlingException",
@@ -51,11 +59,19 @@ RETRYABLE_CODES = frozenset(
         "LimitExceededException",
         "RequestThrottled",
         "SlowDown",
+        "PriorRequestNotComplete",
+    }
+)
+#: Codes of a request that may succeed if sent again (botocore's transient codes, and the
+#: codes AWS services give their own 5xx answers).
+TRANSIENT_CODES = frozenset(
+    {
         "RequestTimeout",
         "RequestTimeoutException",
-        "PriorRequestNotComplete",
         "InternalError",
+        "InternalFailure",
         "InternalServerError",
+        "InternalServiceError",
         "ServiceUnavailable",
     }
 )
@@ -77,6 +93,26 @@ class AwsError(Exception):
         self.message = message
         #: The answer's JSON body (DynamoDB puts CancellationReasons or Item there).
         self.data = data
+
+    @property
+    def condition_failed(self) -> bool:
+        """A conditional write's condition was false (DynamoDB); never retried."""
+        return self.code == "ConditionalCheckFailedException"
+
+    @property
+    def throttled(self) -> bool:
+        return self.code in THROTTLING_CODES
+
+    @property
+    def retryable(self) -> bool:
+        """Worth sending again at once, with backoff (what botocore's standard mode retries)."""
+        return self.throttled or self.code in TRANSIENT_CODES or self.status in RETRYABLE_STATUS
+
+    @property
+    def unavailable(self) -> bool:
+        """AWS cannot serve this now (throttled, a transient code, any 5xx answer): once the
+        client has retried it, a 503 to the caller, not a 500."""
+        return self.retryable or self.status >= 500
 
 
 class AwsUnreachable(Exception):
@@ -125,6 +161,16 @@ def default_credentials() -> CredentialSource:
 def regional_endpoint(service: str, region: str) -> str:
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     return f"https://{service}.{region}.{suffix}"
+
+
+def configured_endpoint(service_id: str) -> str | None:
+    """The endpoint the environment sets for a service, as the AWS SDKs read it:
+    ``AWS_ENDPOINT_URL_<SERVICE ID>`` (``AWS_ENDPOINT_URL_SECRETS_MANAGER``), else
+    ``AWS_ENDPOINT_URL``, unless ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` is true."""
+    if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
+        return None
+    variable = "AWS_ENDPOINT_URL_" + service_id.upper().replace(" ", "_")
+    return os.environ.get(variable) or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
 def _hmac(key: bytes, text: str) -> bytes:
@@ -255,8 +301,7 @@ class AwsHttp:
                 if reply.status < 300:
                     return reply
                 error = _error(operation, reply)
-                retryable = error.code in RETRYABLE_CODES or reply.status in RETRYABLE_STATUS
-                if last or not retryable:
+                if last or not error.retryable:
                     raise error
                 log.info("%s %s: attempt %d: %s", self.service, operation, attempt, error.code)
             ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
@@ -274,28 +319,47 @@ class AwsHttp:
         self._pool.close()
 
 
-class DynamoDB:
-    """DynamoDB's API: ``call("PutItem", {...})``, or botocore's low-level method names
-    (``put_item(TableName=..., Item=...)``) for the operations this service uses."""
+class JsonApi:
+    """An AWS API of the JSON protocol: every operation a POST to ``/`` naming itself in
+    X-Amz-Target, its request and answer JSON objects."""
 
-    TARGET = "DynamoDB_20120810."
+    #: The SDKs' service id (its endpoint variable), X-Amz-Target's prefix, the JSON version.
+    SERVICE_ID = ""
+    TARGET = ""
+    CONTENT_TYPE = "application/x-amz-json-1.0"
+    SIGNING_NAME = ""
 
     def __init__(self, transport: AwsHttp) -> None:
         self.transport = transport
 
     @classmethod
-    def connect(cls, region: str, endpoint: str | None = None, **options: Any) -> DynamoDB:
-        return cls(AwsHttp("dynamodb", region, endpoint, **options))
+    def connect(cls, region: str, endpoint: str | None = None, **options: Any) -> Self:
+        """A client of the service in ``region``; its endpoint ``endpoint``, else the
+        environment's (``configured_endpoint``), else the regional one."""
+        endpoint = endpoint or configured_endpoint(cls.SERVICE_ID)
+        return cls(AwsHttp(cls.SIGNING_NAME, region, endpoint, **options))
 
     def call(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
         reply = self.transport.send(
             operation,
             "/",
-            {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": self.TARGET + operation},
+            {"Content-Type": self.CONTENT_TYPE, "X-Amz-Target": self.TARGET + operation},
             json.dumps(request, separators=(",", ":")).encode(),
         )
         answer: dict[str, Any] = json.loads(reply.body) if reply.body else {}
         return answer
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+class DynamoDB(JsonApi):
+    """DynamoDB's API: ``call("PutItem", {...})``, or botocore's low-level method names
+    (``put_item(TableName=..., Item=...)``) for the operations this service uses."""
+
+    SERVICE_ID = "DynamoDB"
+    TARGET = "DynamoDB_20120810."
+    SIGNING_NAME = "dynamodb"
 
     def get_item(self, **request: Any) -> dict[str, Any]:
         return self.call("GetItem", request)
@@ -315,9 +379,6 @@ class DynamoDB:
     def scan(self, **request: Any) -> dict[str, Any]:
         return self.call("Scan", request)
 
-    def batch_write_item(self, **request: Any) -> dict[str, Any]:
-        return self.call("BatchWriteItem", request)
-
     def create_table(self, **request: Any) -> dict[str, Any]:
         return self.call("CreateTable", request)
 
@@ -336,8 +397,18 @@ class DynamoDB:
     def list_tables(self, **request: Any) -> dict[str, Any]:
         return self.call("ListTables", request)
 
-    def close(self) -> None:
-        self.transport.close()
+
+class SecretsManager(JsonApi):
+    """Secrets Manager's GetSecretValue (``get_secret_value(SecretId=..., VersionStage=...)``:
+    the answer's ``SecretString``, or ``SecretBinary`` as base64 text)."""
+
+    SERVICE_ID = "Secrets Manager"
+    TARGET = "secretsmanager."
+    CONTENT_TYPE = "application/x-amz-json-1.1"
+    SIGNING_NAME = "secretsmanager"
+
+    def get_secret_value(self, **request: Any) -> dict[str, Any]:
+        return self.call("GetSecretValue", request)
 
 
 class LambdaApi:
@@ -348,6 +419,7 @@ class LambdaApi:
 
     @classmethod
     def connect(cls, region: str, endpoint: str | None = None, **options: Any) -> LambdaApi:
+        endpoint = endpoint or configured_endpoint("Lambda")
         return cls(AwsHttp("lambda", region, endpoint, **options))
 
     def invoke_event(self, function: str, payload: bytes) -> int:

@@ -1,6 +1,8 @@
 """Kept-alive HTTP(S) connections to one endpoint, for the small clients on the request
-path (``awsapi``: DynamoDB and Lambda; ``e2b.control``: E2B's REST API), on the standard
-library's http.client: no client library to import at cold start.
+path (``awsapi``: DynamoDB, Secrets Manager and Lambda; ``e2b.control``: E2B's REST API),
+on the standard library's http.client: no client library to import at cold start. Every
+pool shares one TLS context per CA bundle: loading the system's certificates costs ~20 ms
+of CPU, and a cold sandbox_get talks to three endpoints.
 
 Thread-safe: a request takes an idle connection (or opens one) and gives it back when its
 answer has been read whole; a connection that failed mid-request is closed, never reused."""
@@ -82,7 +84,7 @@ class ConnectionPool:
             host, port = self._address
             if self._https:
                 if self._tls is None:
-                    self._tls = ssl.create_default_context(cafile=self._ca_bundle)
+                    self._tls = tls_context(self._ca_bundle)
                 connection = http.client.HTTPSConnection(
                     host, port, timeout=self._connect_timeout, context=self._tls
                 )
@@ -106,6 +108,22 @@ class ConnectionPool:
         with self._lock:
             self._closed = True
         _close_all(self._idle, self._lock)
+
+
+#: TLS contexts by (CA bundle, SSL_CERT_FILE, SSL_CERT_DIR): what they trust.
+_TLS_CONTEXTS: dict[tuple[str | None, str | None, str | None], ssl.SSLContext] = {}
+
+
+def tls_context(cafile: str | None) -> ssl.SSLContext:
+    """The verifying TLS context for ``cafile`` (None: the system's certificates, found
+    through SSL_CERT_FILE and SSL_CERT_DIR as OpenSSL finds them), made once per process
+    for what it trusts; an SSLContext may be shared by threads (two threads racing here
+    both get a good one)."""
+    trust = (cafile, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    context = _TLS_CONTEXTS.get(trust)
+    if context is None:
+        context = _TLS_CONTEXTS[trust] = ssl.create_default_context(cafile=cafile)
+    return context
 
 
 def _dropped(sock: socket.socket) -> bool:

@@ -1,5 +1,5 @@
-"""DynamoDB adapters for the sandbox registry, API keys, rate-limit windows, the audit trail
-and asynchronous executions.
+"""DynamoDB adapters for the sandbox registry, API keys, rate-limit windows, the audit trail,
+idempotency records and asynchronous executions.
 
 They call DynamoDB through ``iris_exec.adapters.awsapi.DynamoDB`` (one per process,
 thread-safe; botocore's request shapes without botocore's import cost) and translate its
@@ -28,30 +28,20 @@ type Item = dict[str, Value]
 
 log = logging.getLogger(__name__)
 
-#: Error codes that mean "not now": the client has already retried them, so give up with a
-#: 503. (Any other 5xx answer means the same.)
-UNAVAILABLE_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
-
 
 def is_condition_failure(exc: AwsError) -> bool:
-    return exc.code == "ConditionalCheckFailedException"
+    return exc.condition_failed
 
 
 @contextmanager
 def store_errors(what: str) -> Iterator[None]:
-    """Turn DynamoDB's unavailability into ``StoreUnavailable``; anything else propagates."""
+    """Turn DynamoDB's unavailability (``AwsError.unavailable``: throttling, a transient
+    code or a 5xx answer, already retried by the client) and connection trouble into
+    ``StoreUnavailable``; anything else propagates."""
     try:
         yield
     except AwsError as exc:
-        if exc.code not in UNAVAILABLE_CODES and exc.status < 500:
+        if not exc.unavailable:
             raise
         log.warning("DynamoDB refused %s: %s", what, exc.code)
         raise StoreUnavailable(f"DynamoDB is unavailable ({exc.code}) for {what}") from exc
