@@ -178,21 +178,27 @@ class Jail:
 
     def prepare_next(self, python: bool = False) -> None:
         """Start the runner of the next execution now: for the language this sandbox ran
-        last (a sandbox tends to be reused with one language)."""
-        if self._next is None and self.dead is None:
+        last (a sandbox tends to be reused with one language). Not while the host is busy
+        starting runners: one started ahead then only competes with those executions need
+        now, and is wasted if the sandbox closes first (its next execution starts its own)."""
+        if self._next is None and self.dead is None and not self.provider.busy_starting:
             self._next = asyncio.create_task(self._spawn(python))
             self._next_python = python
 
     async def _spawn(self, python: bool = False) -> Runner:
         self._seq += 1
-        return await Runner.spawn(
-            self.provider.cfg,
-            self.provider.cgroups,
-            f"{self.jail_id}-{self._seq}",
-            files_dir=self.files,
-            tools_dir=self.tools_dir,
-            python=python,
-        )
+        self.provider.starting += 1
+        try:
+            return await Runner.spawn(
+                self.provider.cfg,
+                self.provider.cgroups,
+                f"{self.jail_id}-{self._seq}",
+                files_dir=self.files,
+                tools_dir=self.tools_dir,
+                python=python,
+            )
+        finally:
+            self.provider.starting -= 1
 
     async def take_runner(self, python: bool = False) -> Runner:
         task, self._next = self._next, None
@@ -275,9 +281,16 @@ class LocalSandboxProvider:
         #: Executions running now, by project (memory is reserved for them; see _admit).
         self._running: dict[str, int] = {}
         self._memory_freed = asyncio.Event()
+        #: Runners starting now; from one per core on, none is started ahead of its need.
+        self.starting = 0
+        self._cores = len(os.sched_getaffinity(0))
         self._started = False
         self._instance_lock = -1
         self.isolation = "not started"
+
+    @property
+    def busy_starting(self) -> bool:
+        return self.starting >= self._cores
 
     # -- lifecycle -----------------------------------------------------------------
 
