@@ -47,12 +47,13 @@ CPUACCT = Path("/sys/fs/cgroup/cpuacct")
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def node_cpu_ms(runs: int) -> float:
-    """CPU (user + system) of one bare `node -e 0`, averaged over ``runs`` starts."""
+def node_cpu_ms(runs: int, env: dict[str, str] | None = None) -> float:
+    """CPU (user + system) of one bare `node -e 0`, averaged over ``runs`` starts (in this
+    process's environment unless ``env`` is given)."""
     node = shutil.which("node") or "node"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     for _ in range(runs):
-        subprocess.run([node, "-e", "0"], check=True)
+        subprocess.run([node, "-e", "0"], check=True, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     return used * 1000 / runs
@@ -135,6 +136,9 @@ class Cost:
     total_ms: float
     server_ms: float
     node_ms: float
+    #: `node -e 0` with an empty environment, as the jails start Node (NODE_EXTRA_CA_CERTS,
+    #: when set, makes every Node start read the CA bundle).
+    bare_node_ms: float
     cores: int
     method: str
 
@@ -241,6 +245,17 @@ def report(
         f"ceiling: {ceiling:.1f} executions/s ({cost.cores} cores / {cost.node_ms:.1f} ms of CPU"
         f" per `node -e 0`); reached {rate / ceiling:.2f}x of it (target >= 0.7x)"
     )
+    # On a shared machine the tree gets only part of the cores: what its CPU per execution
+    # would allow with the cores to itself tells the cost apart from the contention.
+    alone = cost.cores / (cost.total_ms / per / 1000)
+    print(
+        f"the server's tree used {cost.total_ms / elapsed / 1000:.2f} of {cost.cores} cores;"
+        f" with all of them, {cost.total_ms / per:.1f} ms per execution allows {alone:.1f}/s"
+        f" = {alone / ceiling:.2f}x the ceiling"
+    )
+    print(
+        f"`node -e 0` in an empty environment (as the jails start it): {cost.bare_node_ms:.1f} ms"
+    )
     return server_errors == 0 and transport_errors == 0 and tally.wrong_results == 0
 
 
@@ -263,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             keys = [server.create_key(f"load-{i}") for i in range(args.projects)]
             rss_start, tree_start = server.rss_kib(), tree_rss_kib(server.proc.pid)
             # Measured with the server idle, before the load: the ceiling of this run.
-            node_ms = node_cpu_ms(20)
+            node_ms, bare_node_ms = node_cpu_ms(20), node_cpu_ms(20, env={})
             meter = CpuMeter(server.proc.pid)
             cpu_start, server_start = meter.total_ms(), meter.server_ms()
             print(
@@ -285,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                 meter.total_ms() - cpu_start,
                 meter.server_ms() - server_start,
                 node_ms,
+                bare_node_ms,
                 len(os.sched_getaffinity(0)),
                 meter.method,
             )
