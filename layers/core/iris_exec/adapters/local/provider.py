@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import logging
@@ -101,14 +102,33 @@ def find_python(configured: str | None) -> str | None:
     return None
 
 
+#: mount(2) and umount2(2) themselves: a sandbox's tmpfs costs no mount(8) process.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+MS_NOSUID, MS_NODEV, MNT_DETACH = 2, 4, 2
+
+
+def _mount_tmpfs(target: Path, options: str) -> None:
+    """`mount -t tmpfs -o nosuid,nodev,<options> iris-sandbox <target>`."""
+    flags = MS_NOSUID | MS_NODEV
+    if _LIBC.mount(b"iris-sandbox", os.fsencode(target), b"tmpfs", flags, options.encode()):
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error), str(target))
+
+
+def _unmount(target: Path | str) -> None:
+    """`umount <target>`, else `umount -l` (lazily, once nothing uses it any more)."""
+    path = os.fsencode(target)
+    if _LIBC.umount2(path, 0):
+        _LIBC.umount2(path, MNT_DETACH)
+
+
 def _unmount_under(directory: Path) -> None:
     """Unmount everything mounted below ``directory`` (deepest first)."""
     prefix = str(directory) + "/"
     with open("/proc/self/mountinfo") as mounts:
         points = [line.split()[4] for line in mounts]
     for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
-        if _run(["umount", point]).returncode != 0:
-            _run(["umount", "-l", point])
+        _unmount(point)
 
 
 def _host_memory() -> int:
@@ -161,14 +181,13 @@ class Jail:
         self.tools_dir.mkdir()
         self.tools_dir.chmod(0o755)
         if self.provider.can_mount:
-            opts = f"size={cfg.disk_bytes},mode=0711,nosuid,nodev"
+            opts = f"size={cfg.disk_bytes},mode=0711"
             if cfg.host_uid is not None:
                 opts += f",uid={cfg.host_uid},gid={cfg.host_gid}"
-            done = _run(["mount", "-t", "tmpfs", "-o", opts, "iris-sandbox", str(self.files)])
-            if done.returncode != 0:
-                raise ProviderUnavailable(
-                    f"cannot mount the sandbox's tmpfs: {done.stderr.strip()}"
-                )
+            try:
+                _mount_tmpfs(self.files, opts)
+            except OSError as exc:
+                raise ProviderUnavailable(f"cannot mount the sandbox's tmpfs: {exc}") from exc
         for name, mode in (("home", 0o755), ("tmp", 0o1777)):
             path = self.files / name
             path.mkdir()
@@ -251,8 +270,8 @@ class Jail:
             await asyncio.to_thread(self._remove_files)
 
     def _remove_files(self) -> None:
-        if os.path.ismount(self.files) and _run(["umount", str(self.files)]).returncode != 0:
-            _run(["umount", "-l", str(self.files)])
+        if os.path.ismount(self.files):
+            _unmount(self.files)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -455,8 +474,8 @@ class LocalSandboxProvider:
         removed = 0
         for entry in self.root.iterdir():
             files = entry / "fs"
-            if os.path.ismount(files) and _run(["umount", str(files)]).returncode != 0:
-                _run(["umount", "-l", str(files)])
+            if os.path.ismount(files):
+                _unmount(files)
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
         self.cgroups.sweep()
