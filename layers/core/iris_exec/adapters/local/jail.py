@@ -439,12 +439,14 @@ class Runner:
 
     async def destroy(self) -> None:
         """Kill the whole process tree: the jail's pid namespace dies with bubblewrap."""
-        if self.proc.returncode is None:
+        ended = self.proc.returncode is not None
+        if not ended:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
-        if self.group is not None:
+        # A runner that ended by itself has usually left nothing: no thread for nothing.
+        if self.group is not None and (not ended or self.group.pids()):
             await asyncio.to_thread(self.group.kill_all)
         with contextlib.suppress(ProcessLookupError):
             await self.proc.wait()
