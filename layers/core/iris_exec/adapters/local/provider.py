@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import ctypes
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -131,8 +132,9 @@ def _unmount_under(directory: Path) -> None:
         _unmount(point)
 
 
+@functools.cache
 def _host_memory() -> int:
-    """The host's RAM in bytes (MemTotal)."""
+    """The host's RAM in bytes (MemTotal): read once, not at each admission."""
     with open("/proc/meminfo") as info:
         for line in info:
             if line.startswith("MemTotal:"):
