@@ -105,6 +105,8 @@ def find_python(configured: str | None) -> str | None:
 
 #: mount(2) and umount2(2) themselves: a sandbox's tmpfs costs no mount(8) process.
 _LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+_LIBC.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 MS_NOSUID, MS_NODEV, MNT_DETACH = 2, 4, 2
 
 
