@@ -2,8 +2,11 @@
 
 Each client (a thread with its own keep-alive connection) mixes executions in new and reused
 sandboxes (trivial code), GET and DELETE of its own sandboxes, keeping at most a few alive.
-Prints throughput, p50/p95/p99 latency per operation, the count of every status, and the
-server's memory (RSS) at start and end; exits 1 if any answer was a 5xx or a transport error.
+Prints throughput, p50/p95/p99 latency per operation, the count of every status, the
+server's memory (RSS) at start and end, and what the executions cost: executions/s, CPU ms
+per execution (the server, its compiler and its jails together) against the ceiling the cores
+allow (cores / CPU seconds of a bare `node -e 0`, measured in the same run: every execution
+starts one fresh Node process). Exits 1 if any answer was a 5xx or a transport error.
 
 Run by hand (not by pytest):
 
@@ -15,7 +18,12 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import os
 import random
+import resource
+import shutil
+import subprocess
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -34,6 +42,105 @@ OUTPUT = "=== Results ===\n499500"
 MIX = {"execute-new": 2, "execute-reuse": 5, "get": 3, "delete": 1}
 #: Sandboxes one client keeps alive at most (it closes its oldest before making another).
 MAX_LIVE = 2
+EXECUTES = ("execute-new", "execute-reuse")
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def node_cpu_ms(runs: int, env: dict[str, str] | None = None) -> float:
+    """CPU (user + system) of one bare `node -e 0`, averaged over ``runs`` starts (in this
+    process's environment unless ``env`` is given)."""
+    node = shutil.which("node") or "node"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(runs):
+        subprocess.run([node, "-e", "0"], check=True, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return used * 1000 / runs
+
+
+def tree_pids(pid: int) -> list[int]:
+    """A process and all its live descendants."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def stat_ticks(pid: int) -> tuple[int, int]:
+    """(utime + stime, cutime + cstime) of a process, in clock ticks; zeros once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0, 0
+    # Fields 14-17 of proc(5); the split above starts at field 3.
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    return utime + stime, cutime + cstime
+
+
+class CpuMeter:
+    """CPU used by the server and everything it starts (compiler, jails, mount, ...).
+
+    As root with cgroup v1, the server's process tree is moved into a cpuacct group of its
+    own before the run: every process it starts from then on is counted there, killed jails
+    included. Otherwise the live tree's /proc counters are summed (own time plus reaped
+    children's): a lower bound, as a killed jail's processes are reaped outside the tree."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.group: Path | None = CPUACCT / f"iris-load-{pid}"
+        try:
+            self.group.mkdir()
+            for _ in range(2):  # the second pass takes what the first one's pids started
+                for member in tree_pids(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        (self.group / "cgroup.procs").write_text(str(member))
+        except OSError:
+            self.close()
+            self.group = None
+
+    @property
+    def method(self) -> str:
+        return "cgroup cpuacct" if self.group else "/proc of the live tree (a lower bound)"
+
+    def total_ms(self) -> float:
+        if self.group is not None:
+            return int((self.group / "cpuacct.usage").read_text()) / 1e6
+        return sum(sum(stat_ticks(p)) for p in tree_pids(self.pid)) * TICK_MS
+
+    def server_ms(self) -> float:
+        """The server process alone (its threads, not its children)."""
+        return stat_ticks(self.pid)[0] * TICK_MS
+
+    def close(self) -> None:
+        """Remove the group (once the server and its jails are gone)."""
+        if self.group is not None:
+            for _ in range(50):
+                try:
+                    self.group.rmdir()
+                    return
+                except FileNotFoundError:
+                    return
+                except OSError:
+                    time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """CPU of the server's tree over the run, and the ceiling measured in the same run."""
+
+    total_ms: float
+    server_ms: float
+    node_ms: float
+    #: `node -e 0` with an empty environment, as the jails start Node (NODE_EXTRA_CA_CERTS,
+    #: when set, makes every Node start read the CA bundle).
+    bare_node_ms: float
+    cores: int
+    method: str
 
 
 @dataclass
@@ -96,7 +203,9 @@ def client_loop(url: str, key: str, seed: int, until: float) -> Tally:
     return tally
 
 
-def report(tally: Tally, elapsed: float, rss: tuple[int, int], tree: tuple[int, int]) -> bool:
+def report(
+    tally: Tally, elapsed: float, rss: tuple[int, int], tree: tuple[int, int], cost: Cost
+) -> bool:
     """Print the figures; True if no 5xx, no transport error and no wrong result."""
     total = sum(tally.statuses.values())
     print(f"requests: {total} in {elapsed:.1f} s = {total / elapsed:.1f} requests/s")
@@ -121,6 +230,32 @@ def report(tally: Tally, elapsed: float, rss: tuple[int, int], tree: tuple[int, 
         f"server + compiler + jails RSS: {tree[0] / 1024:.1f} MiB at start,"
         f" {tree[1] / 1024:.1f} MiB at end"
     )
+    executions = sum(tally.statuses[op, "200"] for op in EXECUTES)
+    rate = executions / elapsed
+    ceiling = cost.cores / (cost.node_ms / 1000)
+    per = max(executions, 1)
+    print(f"executions: {executions} = {rate:.1f}/s")
+    others_ms = cost.total_ms - cost.server_ms
+    print(
+        f"CPU per execution: {cost.total_ms / per:.1f} ms (server process"
+        f" {cost.server_ms / per:.1f} ms, its compiler and jails {others_ms / per:.1f} ms;"
+        f" every request of the run counted; {cost.method})"
+    )
+    print(
+        f"ceiling: {ceiling:.1f} executions/s ({cost.cores} cores / {cost.node_ms:.1f} ms of CPU"
+        f" per `node -e 0`); reached {rate / ceiling:.2f}x of it (target >= 0.7x)"
+    )
+    # On a shared machine the tree gets only part of the cores: what its CPU per execution
+    # would allow with the cores to itself tells the cost apart from the contention.
+    alone = cost.cores / (cost.total_ms / per / 1000)
+    print(
+        f"the server's tree used {cost.total_ms / elapsed / 1000:.2f} of {cost.cores} cores;"
+        f" with all of them, {cost.total_ms / per:.1f} ms per execution allows {alone:.1f}/s"
+        f" = {alone / ceiling:.2f}x the ceiling"
+    )
+    print(
+        f"`node -e 0` in an empty environment (as the jails start it): {cost.bare_node_ms:.1f} ms"
+    )
     return server_errors == 0 and transport_errors == 0 and tally.wrong_results == 0
 
 
@@ -142,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
             assert server.proc is not None
             keys = [server.create_key(f"load-{i}") for i in range(args.projects)]
             rss_start, tree_start = server.rss_kib(), tree_rss_kib(server.proc.pid)
+            # Measured with the server idle, before the load: the ceiling of this run.
+            node_ms, bare_node_ms = node_cpu_ms(20), node_cpu_ms(20, env={})
+            meter = CpuMeter(server.proc.pid)
+            cpu_start, server_start = meter.total_ms(), meter.server_ms()
             print(
                 f"{args.clients} clients, {args.seconds:g} s, {args.projects} projects,"
                 f" server pid {server.proc.pid}"
@@ -157,9 +296,18 @@ def main(argv: list[str] | None = None) -> int:
                 for job in jobs:
                     tally.merge(job.result())
             elapsed = time.monotonic() - began
+            cost = Cost(
+                meter.total_ms() - cpu_start,
+                meter.server_ms() - server_start,
+                node_ms,
+                bare_node_ms,
+                len(os.sched_getaffinity(0)),
+                meter.method,
+            )
             rss_end, tree_end = server.rss_kib(), tree_rss_kib(server.proc.pid)
             assert httpx.get(server.url + "/health", timeout=10).status_code == 200
-    ok = report(tally, elapsed, (rss_start, rss_end), (tree_start, tree_end))
+        meter.close()
+    ok = report(tally, elapsed, (rss_start, rss_end), (tree_start, tree_end), cost)
     return 0 if ok else 1
 
 

@@ -228,16 +228,19 @@ async function main(): Promise<void> {
     }
   });
 
-  // Warm-up: everything that does not depend on the request happens before `ready`...
+  // Warm-up: everything that does not depend on the request happens before `ready`.
   await import(irisPrimeUrl);
   writeFrame({ t: "ready" });
-  // ...and the MCP client, which only code calling the tools needs, loads while we wait.
-  const preload = import(irisMcpUrl).catch(() => undefined);
 
   const request = JSON.parse(await readStdin()) as RunRequest;
   request.cwd ??= process.cwd();
   request.workdir = path.resolve(request.cwd, request.workdir ?? path.join(os.homedir(), ".iris", "exec"));
-  await preload;
+  // The MCP client loads only for code that names the tools' module: loading it costs about
+  // as much CPU as the rest of a runner's start. (Code that reaches the tools another way
+  // still gets it, loaded by iris-prime on the first call.)
+  if ((request.code ?? request.source ?? "").includes("iris-prime")) {
+    await import(irisMcpUrl).catch(() => undefined);
+  }
   if (typeof request.outputLimit === "number") outputLimit = request.outputLimit;
   currentRequest = request;
 

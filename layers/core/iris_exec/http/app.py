@@ -192,8 +192,10 @@ def container_of(request: Request) -> Services:
     return container
 
 
-def authenticated(request: Request) -> Principal:
-    """Bearer key -> project, then the per-key rate limit (both before the body is read)."""
+async def authenticated(request: Request) -> Principal:
+    """Bearer key -> project, then the per-key rate limit (both before the body is read).
+    Async like the services that call the same stores: a sync dependency would cost every
+    request a hop to a worker thread and back."""
     container = container_of(request)
     principal = container.auth.authenticate(request.headers.getlist("authorization"))
     request.state.ratelimit = container.rate_limiter.check(principal)

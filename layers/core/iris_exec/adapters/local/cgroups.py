@@ -188,7 +188,11 @@ class Cgroups:
                 with contextlib.suppress(OSError):
                     swap.write_text(str(limits.memory_bytes))
             (pids_dir / "pids.max").write_text(str(limits.max_processes))
-            (cpu_dir / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+            # Each write of a bandwidth walks every cpu cgroup of the host (the kernel's
+            # tg_set_bandwidth): the period is written only if it is not the default already.
+            period = cpu_dir / "cpu.cfs_period_us"
+            if period.read_text().strip() != str(CPU_PERIOD_US):
+                period.write_text(str(CPU_PERIOD_US))
             (cpu_dir / "cpu.cfs_quota_us").write_text(str(quota))
         else:
             (d,) = group.dirs

@@ -439,13 +439,15 @@ class Runner:
 
     async def destroy(self) -> None:
         """Kill the whole process tree: the jail's pid namespace dies with bubblewrap."""
-        if self.proc.returncode is None:
+        ended = self.proc.returncode is not None
+        if not ended:
             # The launcher leads its own process group, so this kills it too. Not
             # ``self.proc.kill()``: Popen polls (and so reaps) before it signals, and the
             # event loop's child watcher then warns "exit status already read".
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.group is not None:
+        # A runner that ended by itself has usually left nothing: no thread for nothing.
+        if self.group is not None and (not ended or self.group.pids()):
             await asyncio.to_thread(self.group.kill_all)
         with contextlib.suppress(ProcessLookupError):
             await self.proc.wait()

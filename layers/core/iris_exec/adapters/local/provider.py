@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -88,18 +90,40 @@ def find_python(configured: str | None) -> str | None:
     return None
 
 
+#: mount(2) and umount2(2) themselves: a sandbox's tmpfs costs no mount(8) process.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+_LIBC.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+MS_NOSUID, MS_NODEV, MNT_DETACH = 2, 4, 2
+
+
+def _mount_tmpfs(target: Path, options: str) -> None:
+    """`mount -t tmpfs -o nosuid,nodev,<options> iris-sandbox <target>`."""
+    flags = MS_NOSUID | MS_NODEV
+    if _LIBC.mount(b"iris-sandbox", os.fsencode(target), b"tmpfs", flags, options.encode()):
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error), str(target))
+
+
+def _unmount(target: Path | str) -> None:
+    """`umount <target>`, else `umount -l` (lazily, once nothing uses it any more)."""
+    path = os.fsencode(target)
+    if _LIBC.umount2(path, 0):
+        _LIBC.umount2(path, MNT_DETACH)
+
+
 def _unmount_under(directory: Path) -> None:
     """Unmount everything mounted below ``directory`` (deepest first)."""
     prefix = str(directory) + "/"
     with open("/proc/self/mountinfo") as mounts:
         points = [line.split()[4] for line in mounts]
     for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
-        if _run(["umount", point]).returncode != 0:
-            _run(["umount", "-l", point])
+        _unmount(point)
 
 
+@functools.cache
 def _host_memory() -> int:
-    """The host's RAM in bytes (MemTotal)."""
+    """The host's RAM in bytes (MemTotal): read once, not at each admission."""
     with open("/proc/meminfo") as info:
         for line in info:
             if line.startswith("MemTotal:"):
@@ -148,14 +172,13 @@ class Jail:
         self.tools_dir.mkdir()
         self.tools_dir.chmod(0o755)
         if self.provider.can_mount:
-            opts = f"size={cfg.disk_bytes},mode=0711,nosuid,nodev"
+            opts = f"size={cfg.disk_bytes},mode=0711"
             if cfg.host_uid is not None:
                 opts += f",uid={cfg.host_uid},gid={cfg.host_gid}"
-            done = _run(["mount", "-t", "tmpfs", "-o", opts, "iris-sandbox", str(self.files)])
-            if done.returncode != 0:
-                raise ProviderUnavailable(
-                    f"cannot mount the sandbox's tmpfs: {done.stderr.strip()}"
-                )
+            try:
+                _mount_tmpfs(self.files, opts)
+            except OSError as exc:
+                raise ProviderUnavailable(f"cannot mount the sandbox's tmpfs: {exc}") from exc
         for name, mode in (("home", 0o755), ("tmp", 0o1777)):
             path = self.files / name
             path.mkdir()
@@ -165,21 +188,27 @@ class Jail:
 
     def prepare_next(self, python: bool = False) -> None:
         """Start the runner of the next execution now: for the language this sandbox ran
-        last (a sandbox tends to be reused with one language)."""
-        if self._next is None and self.dead is None:
+        last (a sandbox tends to be reused with one language). Not while the host is busy
+        starting runners: one started ahead then only competes with those executions need
+        now, and is wasted if the sandbox closes first (its next execution starts its own)."""
+        if self._next is None and self.dead is None and not self.provider.busy_starting:
             self._next = asyncio.create_task(self._spawn(python))
             self._next_python = python
 
     async def _spawn(self, python: bool = False) -> Runner:
         self._seq += 1
-        return await Runner.spawn(
-            self.provider.cfg,
-            self.provider.cgroups,
-            f"{self.jail_id}-{self._seq}",
-            files_dir=self.files,
-            tools_dir=self.tools_dir,
-            python=python,
-        )
+        self.provider.starting += 1
+        try:
+            return await Runner.spawn(
+                self.provider.cfg,
+                self.provider.cgroups,
+                f"{self.jail_id}-{self._seq}",
+                files_dir=self.files,
+                tools_dir=self.tools_dir,
+                python=python,
+            )
+        finally:
+            self.provider.starting -= 1
 
     async def take_runner(self, python: bool = False) -> Runner:
         task, self._next = self._next, None
@@ -235,8 +264,8 @@ class Jail:
             await asyncio.to_thread(self._remove_files)
 
     def _remove_files(self) -> None:
-        if os.path.ismount(self.files) and _run(["umount", str(self.files)]).returncode != 0:
-            _run(["umount", "-l", str(self.files)])
+        if os.path.ismount(self.files):
+            _unmount(self.files)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -265,9 +294,16 @@ class LocalSandboxProvider:
         #: Executions running now, by project (memory is reserved for them; see _admit).
         self._running: dict[str, int] = {}
         self._memory_freed = asyncio.Event()
+        #: Runners starting now; from one per core on, none is started ahead of its need.
+        self.starting = 0
+        self._cores = len(os.sched_getaffinity(0))
         self._started = False
         self._instance_lock = -1
         self.isolation = "not started"
+
+    @property
+    def busy_starting(self) -> bool:
+        return self.starting >= self._cores
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -432,8 +468,8 @@ class LocalSandboxProvider:
         removed = 0
         for entry in self.root.iterdir():
             files = entry / "fs"
-            if os.path.ismount(files) and _run(["umount", str(files)]).returncode != 0:
-                _run(["umount", "-l", str(files)])
+            if os.path.ismount(files):
+                _unmount(files)
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
         self.cgroups.sweep()
