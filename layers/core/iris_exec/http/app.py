@@ -12,7 +12,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -42,6 +42,9 @@ from iris_exec.services.audit import MAX_LIMIT as MAX_AUDIT_LIMIT
 from iris_exec.services.clock import iso, new_id, parse_instant
 from iris_exec.services.output import fit_answer
 from iris_exec.services.sandboxes import validate_sandbox_id
+
+if TYPE_CHECKING:
+    from sse_starlette import ServerSentEvent
 
 log = logging.getLogger(__name__)
 
@@ -243,45 +246,43 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return default if value is None else strict_int(value, name, low, high)
 
 
-def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
 async def execution_stream(
-    container: Services, caller: Principal, execution_id: str, after: int, request: Request
-) -> AsyncIterator[str]:
-    """`log` events as lines are stored (id = line number), `status` when it changes, a
-    comment line as heartbeat, and `done` with the whole answer at the end."""
+    container: Services, caller: Principal, execution_id: str, after: int
+) -> AsyncIterator[ServerSentEvent]:
+    """`log` events as lines are stored (id = line number), `status` when it changes, and
+    `done` with the whole answer at the end (sse-starlette adds the heartbeat comments and
+    ends the stream when the client goes)."""
+    from sse_starlette import ServerSentEvent
+
     from iris_exec.services.background import MAX_LOG_PAGE
 
     background = container.background
-    settings = container.settings
-    poll_s = min(settings.execution_log_flush_s, 0.25)
+    poll_s = min(container.settings.execution_log_flush_s, 0.25)
     cursor, status = after, ""
-    last_sent = asyncio.get_running_loop().time()
-    yield ": stream of execution " + execution_id + "\n\n"
+    yield ServerSentEvent(comment=f"stream of execution {execution_id}")
     while True:
         record = background.record(caller, execution_id)
         lines = background.lines(record, cursor, MAX_LOG_PAGE)
         for line in lines:
             cursor += 1
-            yield _sse("log", {"n": cursor, "line": line}, cursor)
+            yield _event("log", {"n": cursor, "line": line}, cursor)
         if record.status != status:
             status = record.status
-            yield _sse("status", {"status": status})
+            yield _event("status", {"status": status})
         if record.status in FINAL_STATUSES and not lines:
-            yield _sse("done", background.body(record, [], cursor).wire())
-            return
-        now = asyncio.get_running_loop().time()
-        if lines:
-            last_sent = now
-        elif now - last_sent >= settings.sse_heartbeat_s:
-            last_sent = now
-            yield ": heartbeat\n\n"
-        if await request.is_disconnected():
+            yield _event("done", background.body(record, [], cursor).wire())
             return
         await asyncio.sleep(poll_s)
+
+
+def _event(event: str, data: dict[str, Any], event_id: int | None = None) -> ServerSentEvent:
+    from sse_starlette import ServerSentEvent
+
+    return ServerSentEvent(
+        json.dumps(data, separators=(",", ":")),
+        event=event,
+        id=None if event_id is None else str(event_id),
+    )
 
 
 def _sandbox_id_param(request: Request) -> str | None:
@@ -575,15 +576,15 @@ def create_app(
                 # A reconnecting EventSource resumes where it was.
                 after = strict_int(last_event, "Last-Event-ID", 0, 10**9)
             container.background.record(caller, execution_id)  # 400/404 before streaming
-            stream = execution_stream(container, caller, execution_id, after, request)
-            return StreamingResponse(
-                stream,
-                media_type="text/event-stream",
-                headers={
-                    **_ratelimit_headers(request),
-                    "Cache-Control": "no-cache",
-                    "X-Accel-Buffering": "no",
-                },
+            # Imported here: only the local server streams (no Lambda loads it at start).
+            from sse_starlette import EventSourceResponse, ServerSentEvent
+
+            return EventSourceResponse(
+                execution_stream(container, caller, execution_id, after),
+                headers=_ratelimit_headers(request),
+                ping=container.settings.sse_heartbeat_s,
+                ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
+                sep="\n",
             )
 
     if SANDBOX_GET in enabled:
