@@ -246,6 +246,11 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return default if value is None else strict_int(value, name, low, high)
 
 
+#: Lines end with LF alone, as they always have here (sse-starlette's default is CRLF, which
+#: the spec allows but simple clients that split on a blank line do not read).
+SSE_SEP = "\n"
+
+
 async def execution_stream(
     container: Services, caller: Principal, execution_id: str, after: int
 ) -> AsyncIterator[ServerSentEvent]:
@@ -259,7 +264,7 @@ async def execution_stream(
     background = container.background
     poll_s = min(container.settings.execution_log_flush_s, 0.25)
     cursor, status = after, ""
-    yield ServerSentEvent(comment=f"stream of execution {execution_id}")
+    yield ServerSentEvent(comment=f"stream of execution {execution_id}", sep=SSE_SEP)
     while True:
         record = background.record(caller, execution_id)
         lines = background.lines(record, cursor, MAX_LOG_PAGE)
@@ -282,6 +287,7 @@ def _event(event: str, data: dict[str, Any], event_id: int | None = None) -> Ser
         json.dumps(data, separators=(",", ":")),
         event=event,
         id=None if event_id is None else str(event_id),
+        sep=SSE_SEP,
     )
 
 
@@ -583,8 +589,8 @@ def create_app(
                 execution_stream(container, caller, execution_id, after),
                 headers=_ratelimit_headers(request),
                 ping=container.settings.sse_heartbeat_s,
-                ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
-                sep="\n",
+                ping_message_factory=lambda: ServerSentEvent(comment="heartbeat", sep=SSE_SEP),
+                sep=SSE_SEP,
             )
 
     if SANDBOX_GET in enabled:
