@@ -58,6 +58,8 @@ class Report:
     heap_exhausted: bool = False
     oom_kills: int = 0
     returncode: int | None = None
+    #: A kept runner answered and is waiting for the next execution (local jails).
+    kept: bool = False
     #: Output runs of one stream each, earlier runs joined already; the last one still
     #: growing. Joined as they come, a run would be copied once per frame: quadratic.
     _runs: list[tuple[Stream, list[str]]] = field(default_factory=list)
@@ -91,8 +93,12 @@ class Collector:
         clock: Callable[[], float] = time.monotonic,
         frame_clock: bool = False,
         on_output: Callable[[OutputChunk], None] | None = None,
+        nonce: str | None = None,
     ) -> None:
         self.report = Report()
+        #: A kept runner's result frame carries its request's nonce: a result frame without it
+        #: (the code's own, or a late one of an earlier execution) is not this execution's.
+        self.nonce = nonce
         self.limit = output_limit
         self.bytes = 0
         #: What the channel carried, every frame counted (see FRAME_MIN_COST).
@@ -163,6 +169,8 @@ class Collector:
             self.stopped = True
             self.done.set()
         elif kind == "result" and self.report.result is None:
+            if self.nonce is not None and frame.get("nonce") != self.nonce:
+                return
             self.report.result = frame
             self.report.ended_at = self._stamp(frame)
             self.done.set()

@@ -88,6 +88,9 @@ class E2BSandboxProvider:
     checks and kills through ``E2BControl``."""
 
     name = "e2b"
+    #: keepState is refused before a sandbox is taken (services/executions.py, check): the
+    #: runner does not stay alive inside an E2B sandbox between executions yet.
+    keeps_state = False
     #: ``run`` finds a lost sandbox itself (connect answers 404): the services skip their
     #: own liveness call before an execution, one round trip less.
     run_detects_loss = True
