@@ -24,6 +24,7 @@
  * waits for the next request, one JSON line on stdin. Top-level declarations of the
  * code were compiled into bindings of globalThis, so the next execution sees them.
  */
+import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
 import { createRequire, syncBuiltinESMExports } from "node:module";
 import { createHook } from "node:async_hooks";
@@ -417,6 +418,13 @@ async function run(request: RunRequest, preload: Promise<unknown> | null): Promi
     request.specifiers = specifiers;
   }
 
+  if (keeping) {
+    // The runner's directory, not the user's: as empty as a fresh runner's (the code may
+    // have filled it; earlier modules are loaded already).
+    const workdir = request.workdir;
+    const entries = fs.existsSync(workdir) ? fs.readdirSync(workdir) : [];
+    for (const entry of entries) fs.rmSync(path.join(workdir, entry), { recursive: true, force: true });
+  }
   fs.mkdirSync(request.workdir, { recursive: true });
   const modulePath = path.join(request.workdir, request.filename.replace(/\.[cm]?[jt]s$/, "") + ".mjs");
   fs.writeFileSync(modulePath, code ?? "");
