@@ -418,3 +418,30 @@ def test_e2b_refuses_keep_state_before_taking_a_sandbox(tmp_path: Path) -> None:
     with pytest.raises(BadRequest, match="keepState is not available with the 'e2b'"):
         asyncio.run(container.executions.execute(principal, command))
     assert container.registry.list_live("p", time.time()) == []
+
+
+def test_worker_threads_and_file_watchers_are_stopped(server: LocalServer, key: str) -> None:
+    first = kept(
+        server,
+        key,
+        "import { Worker } from 'node:worker_threads';\nimport fs from 'node:fs';\n"
+        "fs.writeFileSync('watched.txt', 'a');\nglobalThis.events = 0;\n"
+        "fs.watch('watched.txt', () => { events++; });\n"
+        "globalThis.worker = new Worker("
+        '\'setInterval(() => require("node:fs").appendFileSync("beat.txt", "b"), 5)\','
+        " { eval: true });\n"
+        "await new Promise((r) => setTimeout(r, 300));\n"
+        "return fs.readFileSync('beat.txt', 'utf8').length > 0;",
+        None,
+    )
+    assert value(first) is True
+    second = kept(
+        server,
+        key,
+        "import fs from 'node:fs';\nconst beats = fs.readFileSync('beat.txt', 'utf8').length;\n"
+        "const seen = events;\nfs.writeFileSync('watched.txt', 'b');\n"
+        "await new Promise((r) => setTimeout(r, 200));\n"
+        "return [fs.readFileSync('beat.txt', 'utf8').length - beats, events - seen];",
+        first["sandboxId"],
+    )
+    assert value(second) == [0, 0]

@@ -275,6 +275,8 @@ class Runner:
         self.paused = False
         #: A kept runner said it could not stop everything its last execution started.
         self.busy = False
+        #: A kept runner is being paused, off the answer's path (see _pause).
+        self.pausing: asyncio.Task[bool] | None = None
 
     @classmethod
     async def spawn(
@@ -348,7 +350,7 @@ class Runner:
         keep = bool(request.get("keep"))
         if keep and self.paused:
             assert self.group is not None
-            await asyncio.to_thread(self.group.resume, self.own_pids)
+            self.group.resume(self.own_pids)  # two signals: not worth a thread
             self.paused = False
         collector = Collector(
             output_limit, on_output=on_output, nonce=request.get("nonce") if keep else None
@@ -391,11 +393,19 @@ class Runner:
             and not report.timed_out
             and not report.output_exceeded
         ):
-            if await self._pause(collector, exited, readers):
-                report.kept = True
-                self.busy = report.result.get("idle") is False
-                return report
-        elif report.result is not None and not report.timed_out and not report.output_exceeded:
+            # Output written before the result frame is already in the pipes: take it, stop
+            # reading, answer, and pause the runner off the answer's path.
+            for _ in range(3):
+                await asyncio.sleep(0)
+            collector.stopped = True
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            report.kept = True
+            self.busy = report.result.get("idle") is False
+            self.pausing = asyncio.create_task(self._pause(exited))
+            return report
+        if report.result is not None and not report.timed_out and not report.output_exceeded:
             # Output written before the result frame is already in the pipes: let the
             # readers take it, answer, and tear the jail down off the request's path.
             for _ in range(3):
@@ -420,28 +430,36 @@ class Runner:
             await asyncio.to_thread(self.group.remove)
         return report
 
-    async def _pause(
-        self, collector: Collector, exited: asyncio.Task[int], readers: list[asyncio.Task[None]]
-    ) -> bool:
-        """A kept runner answered: take the output still in the pipes, stop reading, stop the
-        runner and kill every other process of its group (what the code started). False
-        (then torn down like any other) when that cannot be done."""
-        for _ in range(3):
-            await asyncio.sleep(0)
-        collector.stopped = True
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
+    async def _pause(self, exited: asyncio.Task[int]) -> bool:
+        """A kept runner answered: stop it and kill every other process of its group (what
+        the code started). False when that could not be done (the runner is then not used
+        again: see ready)."""
         if self.group is None or not self.alive:
             return False
         if not await asyncio.to_thread(self.group.pause, self.own_pids, self.proc.pid):
             return False
         self.paused = True
         exited.cancel()
-        return True
+        return self.alive
+
+    async def ready(self) -> bool:
+        """Whether this kept runner is alive, paused with nothing of its last execution left,
+        and said it stopped everything that execution started."""
+        paused = True
+        if self.pausing is not None:
+            try:
+                paused = await asyncio.shield(self.pausing)
+            except Exception:
+                paused = False
+            self.pausing = None
+        return paused and self.alive and not self.busy
 
     async def close(self) -> None:
         """Kill the runner and remove its group (a kept runner, which no execution ends)."""
+        if self.pausing is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.pausing)
+            self.pausing = None
         await self.destroy()
         if self.group is not None:
             await asyncio.to_thread(self.group.remove)

@@ -712,7 +712,7 @@ class LocalSandboxProvider:
         language = job.language
         runner = jail.kept.pop(language, None)
         lost = jail.state_lost.pop(language, None)
-        if runner is not None and (runner.busy or not runner.alive):
+        if runner is not None and not await runner.ready():
             lost = lost or ("busy" if runner.alive else "crash")
             await runner.close()
             runner = None
