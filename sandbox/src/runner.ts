@@ -79,8 +79,9 @@ const irisMcpUrl = pathToFileURL(path.join(assetsDir, "iris-mcp.mjs")).href;
 
 const writeFrame = (() => {
   const wait = new Int32Array(new SharedArrayBuffer(4));
-  return (frame: Record<string, unknown>): void => {
-    const bytes = Buffer.from(stringify(frame) + "\n", "utf8");
+  /** ``lead``: text before the frame (a kept runner's result starts a line of its own). */
+  return (frame: Record<string, unknown>, lead = ""): void => {
+    const bytes = Buffer.from(lead + stringify(frame) + "\n", "utf8");
     let offset = 0;
     while (offset < bytes.length) {
       try {
@@ -378,8 +379,7 @@ async function finish(frame: Record<string, unknown>, code: number): Promise<voi
   timerHook.disable();
   const idle = await quiesce();
   // A line of the code's own left open on fd 3 must not swallow the result: start afresh.
-  fs.writeSync(EVENTS_FD, "\n");
-  writeFrame({ ...frame, at: end, nonce: currentRequest?.nonce, idle });
+  writeFrame({ ...frame, at: end, nonce: currentRequest?.nonce, idle }, "\n");
   currentRequest = null;
   const done = resolveJob;
   resolveJob = null;
@@ -418,16 +418,18 @@ async function run(request: RunRequest, preload: Promise<unknown> | null): Promi
     request.specifiers = specifiers;
   }
 
-  if (keeping) {
-    // The runner's directory, not the user's: as empty as a fresh runner's (the code may
-    // have filled it; earlier modules are loaded already).
-    const workdir = request.workdir;
-    const entries = fs.existsSync(workdir) ? fs.readdirSync(workdir) : [];
-    for (const entry of entries) fs.rmSync(path.join(workdir, entry), { recursive: true, force: true });
-  }
   fs.mkdirSync(request.workdir, { recursive: true });
   const modulePath = path.join(request.workdir, request.filename.replace(/\.[cm]?[jt]s$/, "") + ".mjs");
-  fs.writeFileSync(modulePath, code ?? "");
+  try {
+    fs.writeFileSync(modulePath, code ?? "");
+  } catch (err) {
+    if (!keeping) throw err;
+    // The runner's directory, not the user's, which the code may have filled: emptied as a
+    // fresh runner's is (earlier modules are loaded already).
+    const workdir = request.workdir;
+    for (const entry of fs.readdirSync(workdir)) fs.rmSync(path.join(workdir, entry), { recursive: true, force: true });
+    fs.writeFileSync(modulePath, code ?? "");
+  }
 
   if (init !== null) {
     init({

@@ -597,7 +597,10 @@ class LocalSandboxProvider:
         python = job.language == "python"
         project = job.project_id
         async with jail.lock:
-            await self._admit_waiting(project, self.cfg.limits.memory_bytes, "start an execution")
+            # A kept runner's memory is reserved already (see _reserved).
+            held = job.keep_state and job.language in jail.kept
+            extra = 0 if held else self.cfg.limits.memory_bytes
+            await self._admit_waiting(project, extra, "start an execution")
             self._running[project] = self._running.get(project, 0) + 1
             try:
                 return await self._run(jail, job, python)
