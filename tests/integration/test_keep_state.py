@@ -445,3 +445,12 @@ def test_worker_threads_and_file_watchers_are_stopped(server: LocalServer, key: 
         first["sandboxId"],
     )
     assert value(second) == [0, 0]
+
+
+def test_a_promise_that_never_settles_ends_as_in_a_fresh_run(server: LocalServer, key: str) -> None:
+    code = "console.log('waiting');\nawait new Promise(() => {});\nreturn 'never';"
+    fresh = run(server, key, code, timeoutMs=10_000)["result"]
+    kept_run = kept(server, key, code, None, timeoutMs=10_000)
+    assert fresh["success"] is kept_run["success"] is True
+    assert fresh["output"] == kept_run["output"] == "=== Output ===\nwaiting"
+    assert value(kept(server, key, "return 'still here'", kept_run["sandboxId"])) == "still here"
