@@ -454,3 +454,22 @@ def test_a_promise_that_never_settles_ends_as_in_a_fresh_run(server: LocalServer
     assert fresh["success"] is kept_run["success"] is True
     assert fresh["output"] == kept_run["output"] == "=== Output ===\nwaiting"
     assert value(kept(server, key, "return 'still here'", kept_run["sandboxId"])) == "still here"
+
+
+def test_an_asynchronous_execution_keeps_state_too(server: LocalServer, key: str) -> None:
+    with server.client(key) as client:
+        started = client.post(
+            "/api/iris/execute",
+            json={"code": "const fromAsync = 'a';\nreturn 1", "keepState": True, "async": True},
+        )
+        assert started.status_code == 202, started.text
+        body = started.json()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            polled = client.get(f"/api/iris/executions/{body['executionId']}").json()
+            if polled["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.1)
+    assert polled["status"] == "succeeded", polled
+    assert polled["result"]["metadata"]["stateReset"] is False
+    assert value(kept(server, key, "return fromAsync", body["sandboxId"])) == "a"
