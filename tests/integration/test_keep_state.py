@@ -473,3 +473,33 @@ def test_an_asynchronous_execution_keeps_state_too(server: LocalServer, key: str
     assert polled["status"] == "succeeded", polled
     assert polled["result"]["metadata"]["stateReset"] is False
     assert value(kept(server, key, "return fromAsync", body["sandboxId"])) == "a"
+
+
+def test_typescript_declaration_forms_are_kept(server: LocalServer, key: str) -> None:
+    first = kept(
+        server,
+        key,
+        "import type { ParsedPath } from 'node:path';\nimport path = require('node:path');\n"
+        "import def, { sep as separator } from 'node:path';\nimport 'node:os';\n"
+        "let later!: string;\nexport const exported: number = 1;\n"
+        "const { a = 5, ...rest } = { b: 2, c: 3 } as Record<string, number>;\n"
+        "const [first, , third = 9] = [1, 2];\n"
+        "export default function named(): string { return 'named'; }\n"
+        "enum Color { Red, Green }\nabstract class Shape { abstract area(): number; }\n"
+        "class Square extends Shape { constructor(private s: number) { super(); }"
+        " area() { return this.s ** 2; } }\n"
+        "declare const ambient: number;\nlet parsed: ParsedPath | null = null;\n"
+        "later = 'set';\nreturn 'ok';",
+        None,
+    )
+    assert value(first) == "ok"
+    second = kept(
+        server,
+        key,
+        "return [typeof path.join, def.sep, separator, later, exported, a, rest, first, third,"
+        " named(), Color.Green, new Square(3).area(), parsed, typeof ambient];",
+        first["sandboxId"],
+    )
+    assert value(second) == [
+        "function", "/", "/", "set", 1, 5, {"b": 2, "c": 3}, 1, 9, "named", 1, 9, None, "undefined"
+    ]  # fmt: skip
