@@ -29,9 +29,11 @@ TRIVIAL = "return 1"
 STEP = "globalThis.n = (globalThis.n ?? 0) + 1;\nreturn n"
 
 
-def kept(client: httpx.Client, code: str, sandbox: str | None) -> tuple[float, dict[str, object]]:
+def kept(
+    client: httpx.Client, code: str, sandbox: str | None, language: str = "typescript"
+) -> tuple[float, dict[str, object]]:
     """One keepState execution: (overhead in ms, the answer)."""
-    body: dict[str, object] = {"code": code, "keepState": True}
+    body: dict[str, object] = {"code": code, "keepState": True, "language": language}
     if sandbox is not None:
         body["sandboxId"] = sandbox
     began = time.perf_counter()
@@ -44,14 +46,14 @@ def kept(client: httpx.Client, code: str, sandbox: str | None) -> tuple[float, d
     return elapsed - float(result["executionTime"]), answer
 
 
-def overhead(server: LocalServer, runs: int) -> list[float]:
-    key = server.create_key("state-overhead")
+def overhead(server: LocalServer, runs: int, language: str = "typescript") -> list[float]:
+    key = server.create_key(f"state-overhead-{language}")
     with server.client(key) as client:
-        _, answer = kept(client, TRIVIAL, None)
+        _, answer = kept(client, TRIVIAL, None, language)
         sandbox = str(answer["sandboxId"])
         for _ in range(20):  # warm: the runner, the compiler, the connection
-            kept(client, TRIVIAL, sandbox)
-        return [kept(client, TRIVIAL, sandbox)[0] for _ in range(runs)]
+            kept(client, TRIVIAL, sandbox, language)
+        return [kept(client, TRIVIAL, sandbox, language)[0] for _ in range(runs)]
 
 
 def throughput(server: LocalServer, clients: int, per_client: int) -> tuple[float, int]:
@@ -94,6 +96,7 @@ def main(clients: int = 10, executions: int = 1000, overhead_runs: int = 200) ->
         time.sleep(1.0)  # let the warm pool fill
         rss_start = server.rss_kib()
         values = overhead(server, overhead_runs)
+        python = overhead(server, overhead_runs, "python")
         rate, count = throughput(server, clients, max(1, executions // clients))
         time.sleep(1.0)
         rss_after = server.rss_kib()
@@ -106,6 +109,10 @@ def main(clients: int = 10, executions: int = 1000, overhead_runs: int = 200) ->
         f"trivial execution, warm kept runner    median {statistics.median(values):6.1f} ms"
         f"   p95 {percentile(values, 0.95):6.1f} ms   (overhead; target p50 <= 5 ms;"
         f" {len(values)} runs)"
+    )
+    print(
+        f"the same in Python                     median {statistics.median(python):6.1f} ms"
+        f"   p95 {percentile(python, 0.95):6.1f} ms   (no compile step)"
     )
     print(
         f"{clients} clients, own kept sandbox each     {rate:6.1f} executions/s"
