@@ -503,3 +503,17 @@ def test_typescript_declaration_forms_are_kept(server: LocalServer, key: str) ->
     assert value(second) == [
         "function", "/", "/", "set", 1, 5, {"b": 2, "c": 3}, 1, 9, "named", 1, 9, None, "undefined"
     ]  # fmt: skip
+
+
+def test_the_iris_tools_work_in_every_kept_execution(server: LocalServer, key: str) -> None:
+    """Each execution has its own token: a kept runner's module is re-initialized for each."""
+    ts = "import { iris, context } from './iris-prime';\n" \
+        "return [(await iris.logEvent('kept-ts')).event, context.n];"  # fmt: skip
+    py = "from iris_prime import iris, context\nreturn [iris.log_event('kept-py')['event'], context['n']]"
+    sandbox = None
+    for n in (1, 2, 3):
+        result = kept(server, key, ts, sandbox, context={"n": n})
+        assert value(result) == ["kept-ts", n]
+        sandbox = result["sandboxId"]
+        result = kept(server, key, py, sandbox, context={"n": n}, language="python")
+        assert value(result) == ["kept-py", n]
