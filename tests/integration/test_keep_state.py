@@ -517,3 +517,23 @@ def test_the_iris_tools_work_in_every_kept_execution(server: LocalServer, key: s
         sandbox = result["sandboxId"]
         result = kept(server, key, py, sandbox, context={"n": n}, language="python")
         assert value(result) == ["kept-py", n]
+
+
+def test_a_fork_bomb_left_behind_does_not_outlive_its_execution(
+    server: LocalServer, key: str
+) -> None:
+    first = kept(
+        server,
+        key,
+        "import { spawn } from 'node:child_process';\n"
+        "spawn('/bin/bash', ['-c', 'iris_bomb_k9e() { iris_bomb_k9e | iris_bomb_k9e & };"
+        " iris_bomb_k9e; sleep 30'], { detached: true, stdio: 'ignore' });\n"
+        "await new Promise((r) => setTimeout(r, 50));\nreturn 'left';",
+        None,
+    )
+    assert value(first) == "left"
+    assert wait_until_gone(b"iris_bomb_k9e") == []
+    after = kept(server, key, "return 'next'", first["sandboxId"])
+    assert after["success"] is True and after["returnValue"] == "next"
+    if after["metadata"]["stateReset"]:
+        assert after["metadata"]["stateResetReason"] == "busy"

@@ -437,6 +437,11 @@ class Runner:
         if self.group is None or not self.alive:
             return False
         if not await asyncio.to_thread(self.group.pause, self.own_pids, self.proc.pid):
+            # What the code started outran the kills (a fork bomb): nothing of it may run
+            # on until the next execution, so the runner goes with it, now.
+            self.busy = True
+            await self.destroy()
+            await asyncio.to_thread(self.group.kill_all)
             return False
         self.paused = True
         exited.cancel()

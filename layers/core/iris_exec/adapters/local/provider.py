@@ -716,7 +716,7 @@ class LocalSandboxProvider:
         runner = jail.kept.pop(language, None)
         lost = jail.state_lost.pop(language, None)
         if runner is not None and not await runner.ready():
-            lost = lost or ("busy" if runner.alive else "crash")
+            lost = lost or ("busy" if runner.busy or runner.alive else "crash")
             await runner.close()
             runner = None
         request = self._request(job) | {"keep": True, "nonce": secrets.token_hex(16)}
