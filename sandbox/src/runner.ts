@@ -42,6 +42,8 @@ const EVENTS_FD = 3;
 const INIT = Symbol.for("iris.init");
 const SHUTDOWN = Symbol.for("iris.shutdown");
 const CLOSE_GRACE_MS = 2000;
+/** How long a kept runner waits for the worker threads of an execution to stop. */
+const WORKER_STOP_MS = 2000;
 
 interface RunRequest {
   /** Compiled module (from the host's compiler); or `source` to compile here. */
@@ -329,7 +331,7 @@ async function quiesce(): Promise<boolean> {
     const stopping = Promise.allSettled([...workers].map((w) => w.terminate()));
     const waited = await Promise.race([
       stopping.then(() => true),
-      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 500).unref()),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), WORKER_STOP_MS).unref()),
     ]);
     idle = waited && workers.size === 0;
   }

@@ -430,7 +430,9 @@ def test_worker_threads_and_file_watchers_are_stopped(server: LocalServer, key: 
         "globalThis.worker = new Worker("
         '\'setInterval(() => require("node:fs").appendFileSync("beat.txt", "b"), 5)\','
         " { eval: true });\n"
-        "await new Promise((r) => setTimeout(r, 300));\n"
+        "// A worker takes a while to start on a busy machine: wait for its first beat.\n"
+        "for (let i = 0; i < 500 && !fs.existsSync('beat.txt'); i++)"
+        " await new Promise((r) => setTimeout(r, 20));\n"
         "return fs.readFileSync('beat.txt', 'utf8').length > 0;",
         None,
     )
