@@ -539,3 +539,13 @@ def test_a_fork_bomb_left_behind_does_not_outlive_its_execution(
     assert after["success"] is True and after["returnValue"] == "next"
     if after["metadata"]["stateReset"]:
         assert after["metadata"]["stateResetReason"] == "busy"
+
+
+def test_stopping_the_server_ends_its_kept_runners(tmp_path: Path) -> None:
+    with LocalServer(tmp_path / "data", rate_limit_per_minute=100_000) as own:
+        own_key = own.create_key("stopper")
+        result = kept(own, own_key, "process.title = 'iris_kept_marker_7c2';\nreturn 1", None)
+        value(result)
+        assert processes_with(b"iris_kept_marker_7c2") != []
+    assert wait_until_gone(b"iris_kept_marker_7c2") == []
+    assert wait_until_gone(str(tmp_path).encode()) == []
