@@ -548,4 +548,3 @@ def test_stopping_the_server_ends_its_kept_runners(tmp_path: Path) -> None:
         value(result)
         assert processes_with(b"iris_kept_marker_7c2") != []
     assert wait_until_gone(b"iris_kept_marker_7c2") == []
-    assert wait_until_gone(str(tmp_path).encode()) == []
