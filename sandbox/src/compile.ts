@@ -248,6 +248,12 @@ function keptPrologue(kept: Kept): string {
   return text;
 }
 
+/** Stop esbuild's service process (a kept runner compiling for itself: no process of its
+ *  own may outlive an execution; the next compile starts it again). */
+export async function stopCompiler(): Promise<void> {
+  await esbuild.stop();
+}
+
 export async function compile(source: string, options: CompileOptions): Promise<CompiledProgram | CompileFailure> {
   const rewritten = rewrite(source, options);
   return rewritten.ok ? transform(rewritten, options) : rewritten;

@@ -406,7 +406,7 @@ async function run(request: RunRequest, preload: Promise<unknown> | null): Promi
   let specifiers = request.specifiers ?? {};
   if (code === undefined) {
     // No host-side compiler (e.g. a remote sandbox): compile here.
-    const { compile } = (await import(pathToFileURL(path.join(assetsDir, "compile.mjs")).href)) as typeof import("./compile");
+    const { compile, stopCompiler } = (await import(pathToFileURL(path.join(assetsDir, "compile.mjs")).href)) as typeof import("./compile");
     const compiled = await compile(request.source ?? "", {
       language: request.language ?? "typescript",
       cwd: request.cwd,
@@ -414,6 +414,8 @@ async function run(request: RunRequest, preload: Promise<unknown> | null): Promi
       filename: request.filename,
       keep: request.keep === true,
     });
+    // A kept runner's processes but itself are killed after each execution: esbuild's too.
+    if (keeping) await stopCompiler();
     if (!compiled.ok) return void (await finish({ t: "result", ok: false, error: compiled.error }, 1));
     code = compiled.code;
     specifiers = compiled.specifiers;

@@ -277,3 +277,72 @@ async def test_python_runs_in_an_e2b_sandbox_with_the_same_shapes(
     )  # fmt: skip
     assert failed["result"]["error"]["name"] == "RuntimeError"
     assert failed["result"]["metadata"]["language"] == "python"
+
+
+def kept_command(code: str, sandbox_id: str | None, **fields: object) -> ExecuteCommand:
+    return ExecuteCommand(
+        code=code,
+        language=str(fields.pop("language", "typescript")),  # type: ignore[arg-type]
+        timeout_s=float(fields.pop("timeout_s", 20)),  # type: ignore[arg-type]
+        sandbox_id=sandbox_id,
+        keep_state=True,
+    )
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_keep_state_keeps_a_runner_alive_in_the_e2b_sandbox(
+    tmp_path: Path, e2b: E2BStandIn
+) -> None:
+    container = build(tmp_path, e2b)
+    run = container.executions.execute
+    first = await run(ALPHA, kept_command("const base = 40;\nlet n = 1;\nreturn base + n", None))
+    assert first["result"]["returnValue"] == 41, first
+    assert first["result"]["metadata"]["stateReset"] is False
+    sandbox = first["sandboxId"]
+    second = await run(ALPHA, kept_command("n++;\nconsole.log('kept');\nreturn base + n", sandbox))
+    assert second["result"]["returnValue"] == 42, second
+    assert second["result"]["logs"] == ["[stdout] kept"]
+    py = await run(ALPHA, kept_command("x = 2", sandbox, language="python"))
+    assert py["result"]["success"], py
+    py2 = await run(ALPHA, kept_command("return x * 21", sandbox, language="python"))
+    assert py2["result"]["returnValue"] == 42, py2
+    # What an execution started does not run on into the next.
+    await run(
+        ALPHA,
+        kept_command(
+            "import { spawn } from 'node:child_process';\n"
+            "spawn('sleep', ['713']);\nsetInterval(() => console.log('tick'), 5);\nreturn 1",
+            sandbox,
+        ),
+    )
+    quiet = await run(
+        ALPHA,
+        kept_command(
+            "import { execSync } from 'node:child_process';\n"
+            "await new Promise((r) => setTimeout(r, 100));\n"
+            "return execSync(\"pgrep -c -f 'slee[p] 713' || true\").toString().trim();",
+            sandbox,
+        ),
+    )
+    assert quiet["result"]["returnValue"] == "0", quiet
+    assert quiet["result"]["logs"] == []
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_keep_state_resets_on_e2b_are_said(tmp_path: Path, e2b: E2BStandIn) -> None:
+    container = build(tmp_path, e2b)
+    run = container.executions.execute
+    first = await run(ALPHA, kept_command("const kept = 1;\nreturn kept", None))
+    sandbox = first["sandboxId"]
+    exited = await run(ALPHA, kept_command("process.exit(4);", sandbox))
+    assert exited["result"]["success"] is False
+    after = await run(ALPHA, kept_command("return typeof kept", sandbox))
+    assert after["result"]["returnValue"] == "undefined", after
+    assert after["result"]["metadata"]["stateReset"] is True
+    assert after["result"]["metadata"]["stateResetReason"] == "exit"
+    await run(ALPHA, kept_command("const again = 2;\nreturn again", sandbox))
+    slow = await run(ALPHA, kept_command("while (true) {}", sandbox, timeout_s=2))
+    assert slow["result"]["metadata"]["limitHit"] == "timeout"
+    after = await run(ALPHA, kept_command("return typeof again", sandbox))
+    assert after["result"]["returnValue"] == "undefined", after
+    assert after["result"]["metadata"]["stateResetReason"] == "timeout"

@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from iris_exec.adapters.e2b.provider import E2BSandboxProvider
 from iris_exec.domain.errors import BadRequest
 from iris_exec.domain.models import Principal
+from iris_exec.services.clock import system_clock
 from iris_exec.services.requests import ExecuteCommand
-from iris_exec.settings import Settings
-from tests.support.app import sqlite_container
+from tests.support.app import fake_container
+from tests.support.fakes import FakeProvider
 from tests.support.server import LocalServer
 
 MEMORY_MB = 256
@@ -407,15 +407,14 @@ def test_keep_state_must_be_a_boolean(server: LocalServer, key: str) -> None:
     assert "keepState" in response.json()["message"]
 
 
-def test_e2b_refuses_keep_state_before_taking_a_sandbox(tmp_path: Path) -> None:
-    """Not silently fresh: a 400 before any E2B sandbox is created (the runner does not stay
-    alive inside an E2B sandbox yet)."""
-    settings = Settings(data_dir=tmp_path, public_url="https://iris.example")
-    provider = E2BSandboxProvider(settings, api_key=lambda: "e2b_" + "0" * 40)
-    container = sqlite_container(settings, provider)
+def test_a_provider_that_cannot_keep_state_refuses_before_taking_a_sandbox(
+    tmp_path: Path,
+) -> None:
+    """Not silently fresh: a 400 before any sandbox is created."""
+    container = fake_container(tmp_path, FakeProvider(), system_clock)
     principal = Principal("p", "k")
     command = ExecuteCommand(code="return 1", language="typescript", timeout_s=5, keep_state=True)
-    with pytest.raises(BadRequest, match="keepState is not available with the 'e2b'"):
+    with pytest.raises(BadRequest, match="keepState is not available with the 'fake'"):
         asyncio.run(container.executions.execute(principal, command))
     assert container.registry.list_live("p", time.time()) == []
 

@@ -301,3 +301,12 @@ def outcome(report: Report, began: float, job: ExecutionJob, memory_mb: int) -> 
             "Error", f"The program ended unexpectedly (exit status {report.returncode})"
         )
     return result
+
+
+def lost_because(report: Report, result: RunOutcome) -> str:
+    """Why a kept runner did not come back from an execution (its ``stateResetReason``)."""
+    if result.limit_hit is not None:
+        return result.limit_hit  # "timeout", "memory" or "output"
+    if report.exit_code is not None:
+        return "exit"
+    return "crash"

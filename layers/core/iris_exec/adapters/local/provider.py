@@ -30,7 +30,7 @@ from iris_exec.adapters.local.jail import (
     wait_for_teardowns,
     write_etc,
 )
-from iris_exec.adapters.runner_protocol import Report, outcome
+from iris_exec.adapters.runner_protocol import lost_because, outcome
 from iris_exec.domain.errors import BadRequest, ConfigurationError, ProviderUnavailable, SandboxLost
 from iris_exec.domain.models import (
     CodeError,
@@ -758,12 +758,3 @@ class LocalSandboxProvider:
 
 class KeepStateUnavailable(BadRequest):
     """keepState asked of a server that cannot keep a runner safely."""
-
-
-def lost_because(report: Report, result: RunOutcome) -> str:
-    """Why a kept runner did not come back from an execution."""
-    if result.limit_hit is not None:
-        return result.limit_hit  # "timeout", "memory" or "output"
-    if report.exit_code is not None:
-        return "exit"
-    return "crash"
