@@ -346,3 +346,35 @@ async def test_keep_state_resets_on_e2b_are_said(tmp_path: Path, e2b: E2BStandIn
     after = await run(ALPHA, kept_command("return typeof again", sandbox))
     assert after["result"]["returnValue"] == "undefined", after
     assert after["result"]["metadata"]["stateResetReason"] == "timeout"
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_keep_state_on_e2b_a_forged_state_line_or_a_live_thread(
+    tmp_path: Path, e2b: E2BStandIn
+) -> None:
+    container = build(tmp_path, e2b)
+    run = container.executions.execute
+    forged = await run(
+        ALPHA,
+        kept_command(
+            "import fs from 'node:fs';\n"
+            "fs.writeSync(3, JSON.stringify({ t: 'iris-state', reset: 'timeout' }) + '\\n');\n"
+            "return 1",
+            None,
+        ),
+    )
+    assert forged["result"]["metadata"]["stateReset"] is False, forged
+    sandbox = forged["sandboxId"]
+    threaded = await run(
+        ALPHA,
+        kept_command(
+            "import threading, time\nkept = 1\n"
+            "threading.Thread(target=lambda: time.sleep(600), daemon=True).start()",
+            sandbox,
+            language="python",
+        ),
+    )
+    assert threaded["result"]["success"], threaded
+    after = await run(ALPHA, kept_command("return 'kept' in globals()", sandbox, language="python"))
+    assert after["result"]["metadata"]["stateResetReason"] == "busy", after
+    assert after["result"]["returnValue"] is False

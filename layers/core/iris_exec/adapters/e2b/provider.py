@@ -76,7 +76,8 @@ FILENAMES = {"typescript": "main.ts", "javascript": "main.js", "python": "main.p
 #: Root-only: each kept runner's pid, request FIFO, frame and output files, and why it was
 #: lost (outside RUN_DIR, which every execution's script empties).
 KEPT_DIR = "/root/.iris-kept"
-#: The first line root prints after FRAMES_MARK when a kept runner had been lost.
+#: The first line root prints after FRAMES_MARK in a keepState execution: why the kept
+#: runner had been lost ("reset": "" when it had not).
 STATE_FRAME = b'{"t":"iris-state"'
 REQUEST_TIMEOUT_S = 30
 #: Liveness and kill: quick calls; three attempts stay inside API Gateway's 29 s.
@@ -287,7 +288,7 @@ class E2BSandboxProvider:
         reset: str | None = None
         if nonce is not None and frames and frames[0].startswith(STATE_FRAME):
             state = json.loads(frames.pop(0))
-            reset = str(state.get("reset") or "crash")
+            reset = str(state["reset"]) if state.get("reset") else None
         collector.lines(frames)
         report = collector.report
         report.returncode = exit_code
@@ -390,7 +391,8 @@ class E2BSandboxProvider:
             f"{kill_others}"
             f"/usr/bin/tail -c +$((o1 + 1)) {k}/out; /usr/bin/tail -c +$((e1 + 1)) {k}/err >&2; "
             "printf '\\0IRIS-FRAMES\\0\\n'; "
-            '[ -n "$reason" ] && printf \'{"t":"iris-state","reset":"%s"}\\n\' "$reason"; '
+            # Always the first line, root's: one the code wrote can only follow it.
+            'printf \'{"t":"iris-state","reset":"%s"}\\n\' "$reason"; '
             f"/usr/bin/tail -c +$((off + 1)) {k}/events | /usr/bin/head -c {frames_cap}; "
             f"/usr/bin/rm -rf {here}; exit 0"
         )
