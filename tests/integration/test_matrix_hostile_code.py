@@ -15,7 +15,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,10 @@ class Arena:
     server: LocalServer
     attacker: str
     bystander: str
+    #: The attacker's project (the keepState rows are another project's: tool records and
+    #: write rates are per project).
+    project: str = "attacker"
+    kept_attacker: str = ""
 
     def execute(self, key: str, code: str, **fields: Any) -> dict[str, Any]:
         with self.server.client(key) as client:
@@ -92,7 +96,12 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
         execution_timeout_s=30,
         rate_limit_per_minute=100_000,
     ) as server:
-        yield Arena(server, server.create_key("attacker"), server.create_key("bystander"))
+        yield Arena(
+            server,
+            server.create_key("attacker"),
+            server.create_key("bystander"),
+            kept_attacker=server.create_key("attacker-kept"),
+        )
 
 
 def jail_processes(marker: bytes) -> list[int]:
@@ -254,7 +263,7 @@ def stored_verbatim(answer: dict[str, Any], arena: Arena) -> None:
     with sqlite3.connect(arena.server.data_dir / "iris.db") as db:
         rows = db.execute(
             "SELECT event, metadata FROM tool_events WHERE project_id = ? AND event = ?",
-            ("attacker", SQLISH),
+            (arena.project, SQLISH),
         ).fetchall()
     assert rows == [(SQLISH, json.dumps({"note": SQLISH}, separators=(",", ":")))]
 
@@ -671,6 +680,7 @@ def test_hostile_program_is_contained(arena: Arena, row: Hostile, keep_state: bo
         answer = arena.contained(code, timeoutMs=row.timeout_ms)
         row.check(answer, arena)
         return
+    arena = replace(arena, attacker=arena.kept_attacker, project="attacker-kept")
     answer = arena.contained(code, timeoutMs=row.timeout_ms, keepState=True)
     (row.kept_check or row.check)(answer, arena)
     arena.next_is_clean(answer)
