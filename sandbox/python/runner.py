@@ -14,6 +14,13 @@ user's code and reports on the event channel (file descriptor 3, JSON lines)::
     {"t":"exit","code":N,"at":ms}                   the program exited by itself (sys.exit)
     {"t":"limit","kind":"output","at":ms}           output passed ``outputLimit``; stopped
 
+Kept state (``"keep": true`` in the request): the runner does not exit after its result. It
+stops what the execution left pending (asyncio tasks and callbacks of its event loop,
+``signal.alarm`` and interval timers), then sends its result frame, which then carries the
+request's ``nonce`` and ``idle`` (false: threads the code started still run), and reads the
+next request, one JSON line. The code of every execution runs in the same ``__main__``
+namespace and the same event loop: what one defines, the next sees, as in a notebook.
+
 ``at`` is epoch milliseconds. The request: ``source``, ``filename`` (e.g. ``main.py``, the
 name tracebacks show), ``projectId``, ``sessionId``, ``context``, ``tools`` (null or
 ``{"url", "socket"?, "token"?}``), ``cwd`` (default: the current directory), ``outputLimit``
@@ -45,6 +52,7 @@ import json
 import linecache
 import math
 import os
+import signal
 import stat
 import symtable
 import sys
@@ -54,7 +62,7 @@ import traceback
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO, cast
 
 if TYPE_CHECKING:
     from collections.abc import Buffer
@@ -126,6 +134,13 @@ class Channel:
             for name in (stream,) if stream else ("o", "e"):
                 if self._pending[name]:
                     self._emit(name)
+
+    def reset(self) -> None:
+        """A new execution (kept runner): its output is counted from zero."""
+        with self._lock:
+            self.flush()
+            self._output_bytes = 0
+            self.output_limit = None
 
     def after_fork_in_child(self) -> None:
         # Another thread may have held the lock when the program forked.
@@ -470,8 +485,11 @@ def import_star(namespace: dict[str, Any]) -> Callable[[str], None]:
     return run
 
 
-def run_program(program: Program, namespace: dict[str, Any]) -> Any:
-    """Run the program; the value of its top-level ``return`` (None without one)."""
+def run_program(
+    program: Program, namespace: dict[str, Any], loop: asyncio.AbstractEventLoop | None = None
+) -> Any:
+    """Run the program; the value of its top-level ``return`` (None without one). ``loop``:
+    the kept runner's event loop (a fresh one otherwise)."""
     try:
         if program.is_function:
             outcome = types.FunctionType(program.code, namespace, _WRAPPER)()
@@ -479,7 +497,8 @@ def run_program(program: Program, namespace: dict[str, Any]) -> Any:
             # The user's own code, in its own module namespace: running it is the point.
             outcome = eval(program.code, namespace)  # noqa: S307
         if program.is_async:
-            loop = asyncio.new_event_loop()
+            if loop is None:
+                loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             outcome = loop.run_until_complete(outcome)
     except TopLevelReturn as returned:
@@ -661,6 +680,25 @@ class Execution:
         self.channel = channel
         self.filename = "main.py"
         self.pid = os.getpid()
+        #: Kept state: the namespace, event loop and request stream every execution shares.
+        self.keep = False
+        self.nonce: object = None
+        self.namespace: dict[str, Any] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.requests: io.BufferedReader | None = None
+        self.threads: set[threading.Thread] = set()
+        self.module: types.ModuleType | None = None
+
+    def start_keeping(self) -> None:
+        """From now on this process serves one execution after another. Requests come on a
+        descriptor of the runner's own: the code's stdin is empty, as in a fresh run."""
+        self.keep = True
+        self.requests = os.fdopen(os.dup(0), "rb")
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        self.loop = asyncio.new_event_loop()
+        self.threads = set(threading.enumerate())
 
     def prepare(self, request: dict[str, Any]) -> tuple[Program, dict[str, Any]]:
         """Everything before the user's code runs: place, limits, module, compiled code."""
@@ -668,8 +706,12 @@ class Execution:
         os.chdir(cwd)
         self.filename = str(request.get("filename") or "main.py")
         limit = request.get("outputLimit")
+        self.channel.reset()
         if isinstance(limit, int | float) and not isinstance(limit, bool):
             self.channel.output_limit = int(limit)
+        self.nonce = request.get("nonce")
+        if self.keep:
+            iris_prime._initialized = False  # once per execution, by the runner alone
         source = str(request.get("source") or "")
         context = request.get("context")
         session = request.get("sessionId")
@@ -679,7 +721,12 @@ class Execution:
             execution_context=context if isinstance(context, dict) else {},
             tools=request.get("tools"),
         )
-        namespace = main_module(self.filename)
+        if self.namespace is None or not self.keep:
+            self.namespace = main_module(self.filename)
+            self.module = sys.modules["__main__"]
+        elif self.module is not None:  # the same module again (the code may have replaced it)
+            sys.modules["__main__"] = self.module
+        namespace = self.namespace
         # What compile_program's rewritten statements call.
         vars(builtins)["__iris_return__"] = TopLevelReturn
         vars(builtins)["__iris_import_star__"] = import_star(namespace)
@@ -690,10 +737,10 @@ class Execution:
         linecache.cache[self.filename] = (len(source), None, source.splitlines(True), self.filename)
         return compile_program(source, self.filename), namespace
 
-    def run(self, program: Program, namespace: dict[str, Any]) -> NoReturn:
+    def run(self, program: Program, namespace: dict[str, Any]) -> None:
         self.channel.send({"t": "start", "at": now_ms()})
         try:
-            value = run_program(program, namespace)
+            value = run_program(program, namespace, self.loop)
         except SystemExit as exc:
             ended = now_ms()
             frame = {"t": "exit", "code": exit_code(exc, self.channel)}
@@ -705,16 +752,51 @@ class Execution:
             frame = {"t": "result", "ok": True, "value": serialize(value)}
         self.finish(frame, ended)
 
+    def quiesce(self) -> bool:
+        """Stop what the execution left pending; False when threads it started still run
+        (a thread cannot be stopped from outside: the host then starts a new runner)."""
+        signal.alarm(0)
+        for timer in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF):
+            signal.setitimer(timer, 0)
+        idle = True
+        loop = self.loop
+        if loop is not None and not loop.is_closed() and not loop.is_running():
+            tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                try:
+                    _, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=0.5))
+                except BaseException:  # the code's tasks may raise anything
+                    pending = {task for task in tasks if not task.done()}
+                idle = not pending
+            # Callbacks scheduled for later (call_later, call_soon) never run.
+            for handle in [*getattr(loop, "_scheduled", ()), *getattr(loop, "_ready", ())]:
+                handle.cancel()
+        if loop is None or loop.is_closed():
+            self.loop = asyncio.new_event_loop()
+        threads = [t for t in threading.enumerate() if t not in self.threads and t.is_alive()]
+        return idle and not threads
+
     def error_frame(self, exc: BaseException) -> dict[str, Any]:
         return {"t": "result", "ok": False, "error": describe(exc, self.filename)}
 
-    def finish(self, frame: dict[str, Any], ended: float) -> NoReturn:
+    def finish(self, frame: dict[str, Any], ended: float) -> None:
         """Close down (atexit callbacks, the tools, open files), report, and leave at once:
-        threads and asyncio tasks the program left running do not hold the runner."""
+        threads and asyncio tasks the program left running do not hold the runner. A kept
+        runner that has a result stops what the code left pending, reports and stays."""
         code = frame.get("code", 0 if frame.get("ok") else 1)
         if os.getpid() != self.pid:  # a forked copy of the program: the parent reports
             self.channel.flush()
             os._exit(code & 0xFF)
+        if self.keep and frame.get("t") == "result":
+            iris_prime._shutdown(CLOSE_GRACE_S)
+            idle = self.quiesce()
+            self.channel.flush()
+            # A line of the code's own left open on fd 3 must not swallow the result.
+            os.write(self.channel.fd, b"\n")
+            self.channel.send({**frame, "at": ended, "nonce": self.nonce, "idle": idle})
+            return
         run_atexit_callbacks()
         iris_prime._shutdown(CLOSE_GRACE_S)
         flush_open_files()
@@ -732,8 +814,13 @@ def main_module(filename: str) -> dict[str, Any]:
     return module.__dict__
 
 
-def read_request() -> dict[str, Any]:
-    request = json.loads(sys.stdin.buffer.read())
+def read_request(stream: BinaryIO | io.BufferedReader) -> dict[str, Any] | None:
+    """One request: a line, or everything up to the end (a fresh run's host closes stdin
+    after it); None when there is none (the host is gone)."""
+    line = stream.readline()
+    if not line.strip():
+        return None
+    request = json.loads(line)
     if not isinstance(request, dict):
         raise ValueError("the request must be a JSON object")
     return request
@@ -757,13 +844,23 @@ def main() -> NoReturn:
     execution = Execution(channel)
     # Warm: everything above is imported and set up; only the request is missing.
     channel.send({"t": "ready"})
-    try:
-        program, namespace = execution.prepare(read_request())
-    except BaseException as exc:
-        frame = execution.error_frame(exc)
-    else:
-        execution.run(program, namespace)
-    execution.finish(frame, now_ms())
+    stream: BinaryIO | io.BufferedReader = sys.stdin.buffer
+    while True:
+        try:
+            request = read_request(stream)
+            if request is None:
+                os._exit(0)
+            if request.get("keep") is True and not execution.keep:
+                execution.start_keeping()
+                assert execution.requests is not None
+                stream = execution.requests
+            program, namespace = execution.prepare(request)
+        except BaseException as exc:
+            execution.finish(execution.error_frame(exc), now_ms())
+        else:
+            execution.run(program, namespace)
+        if not execution.keep:
+            os._exit(0)  # finish() left already; never reached
 
 
 if __name__ == "__main__":

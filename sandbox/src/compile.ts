@@ -23,6 +23,9 @@ export interface CompileOptions {
   irisPrimeUrl: string;
   /** Name shown in stack traces, e.g. `main.ts`. */
   filename: string;
+  /** Kept state: top-level declarations and imports become bindings of globalThis, seen by
+   *  the next execution in the same runner (see keepDeclarations). */
+  keep?: boolean;
 }
 
 export interface CompiledProgram {
@@ -102,6 +105,155 @@ export interface Rewritten {
   specifiers: Record<string, string>;
 }
 
+// -- kept state -----------------------------------------------------------------------------
+//
+// A kept runner evaluates each execution in the same realm; what one execution declares at
+// top level must be there for the next, as in a REPL. The program is still the body of an
+// async function (top-level await and return work as ever), so its top-level declarations
+// are rewritten in place (lines and columns do not move) into bindings of globalThis:
+//   const|let|var <pattern> = v   ->  (<pattern> = v)          names declared on globalThis first
+//   import d, { a as b } from 'm' ->  ({ default: d, a: b } = await import('m'))
+//   import * as ns from 'm'       ->  (ns = await import('m'))
+//   function f() {}               ->  kept, plus globalThis.f = f first (it is hoisted)
+//   class C {} / enum E {}        ->  kept, plus globalThis.C = C right after it
+// `const` does not stay constant, and a binding declared again simply gets the new value.
+
+interface Kept {
+  /** Names assigned as globals (declared on globalThis before the code runs). */
+  names: Set<string>;
+  /** Hoisted function declarations, published at the start. */
+  functions: Set<string>;
+}
+
+function patternNames(node: Node | null | undefined, into: Set<string>): void {
+  if (!node) return;
+  switch (node.type) {
+    case "Identifier":
+      into.add(node.name as string);
+      break;
+    case "ObjectPattern":
+      for (const property of node.properties as Node[]) {
+        patternNames(property.type === "RestElement" ? property : (property.value as Node), into);
+      }
+      break;
+    case "ArrayPattern":
+      for (const element of node.elements as (Node | null)[]) patternNames(element, into);
+      break;
+    case "AssignmentPattern":
+      patternNames(node.left as Node, into);
+      break;
+    case "RestElement":
+      patternNames(node.argument as Node, into);
+      break;
+    default:
+      break;
+  }
+}
+
+/** Blank a TypeScript annotation (and a definite `!`) on a declared name or pattern. */
+function stripAnnotation(id: Node, edits: Edit[]): void {
+  const annotation = id.typeAnnotation as Node | null | undefined;
+  if (!annotation) return;
+  const start = id.type === "Identifier" ? id.start + (id.name as string).length : annotation.start;
+  edits.push({ start, end: annotation.end, text: " ".repeat(annotation.end - start) });
+}
+
+function keepVariables(declaration: Node, kept: Kept, edits: Edit[]): void {
+  if (declaration.declare) return;
+  const kind = declaration.kind as string;
+  edits.push({ start: declaration.start, end: declaration.start + kind.length, text: " ".repeat(kind.length) });
+  for (const declarator of declaration.declarations as Node[]) {
+    const id = declarator.id as Node;
+    patternNames(id, kept.names);
+    stripAnnotation(id, edits);
+    edits.push({ start: declarator.start, end: declarator.start, text: "(" });
+    const close = declarator.init ? ")" : " = undefined)";
+    edits.push({ start: declarator.end, end: declarator.end, text: close });
+  }
+}
+
+function keepDeclarations(node: Node, kept: Kept, edits: Edit[]): void {
+  let declaration: Node | null | undefined = node;
+  if (node.type === "ExportNamedDeclaration" || node.type === "ExportDefaultDeclaration") {
+    declaration = node.declaration as Node | null | undefined;
+  }
+  if (!declaration) return;
+  const id = declaration.id as (Node & { name: string }) | null | undefined;
+  switch (declaration.type) {
+    case "VariableDeclaration":
+      keepVariables(declaration, kept, edits);
+      break;
+    case "FunctionDeclaration":
+      if (id) kept.functions.add(id.name);
+      break;
+    case "ClassDeclaration":
+    case "TSEnumDeclaration":
+      if (id && !declaration.declare) {
+        edits.push({ start: declaration.end, end: declaration.end, text: `;globalThis.${id.name} = ${id.name};` });
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+function keepImport(
+  node: Node,
+  text: string,
+  literal: (spec: string) => string,
+  kept: Kept,
+  edits: Edit[],
+): void {
+  const newlines = "\n".repeat((text.match(/\n/g) ?? []).length);
+  const src = node.source as Node & { value: string };
+  const load = `await import(${literal(src.value)})`;
+  if (node.importKind === "type") {
+    edits.push({ start: node.start, end: node.end, text: blank(text) });
+    return;
+  }
+  const fields: string[] = [];
+  let namespace: string | null = null;
+  for (const specifier of node.specifiers as Node[]) {
+    const local = (specifier.local as Node & { name: string }).name;
+    if (specifier.importKind === "type") continue;
+    if (specifier.type === "ImportNamespaceSpecifier") namespace = local;
+    else if (specifier.type === "ImportDefaultSpecifier") fields.push(`default: ${local}`);
+    else {
+      const imported = specifier.imported as Node & { name?: string; value?: string };
+      fields.push(`${JSON.stringify(imported.name ?? imported.value)}: ${local}`);
+    }
+    kept.names.add(local);
+  }
+  const parts: string[] = [];
+  if (namespace !== null && fields.length > 0) {
+    parts.push(`(${namespace} = ${load}, { ${fields.join(", ")} } = ${namespace});`);
+  } else if (namespace !== null) {
+    parts.push(`(${namespace} = ${load});`);
+  } else if (fields.length > 0) {
+    parts.push(`({ ${fields.join(", ")} } = ${load});`);
+  } else if ((node.specifiers as Node[]).length === 0) {
+    parts.push(`${load};`);
+  }
+  edits.push({ start: node.start, end: node.end, text: parts.join("") + newlines });
+}
+
+/** What the wrapper runs first (on its own first line): the kept names exist on globalThis,
+ *  so that assigning them works in strict code, and hoisted functions are published. */
+function keptPrologue(kept: Kept): string {
+  let text = "";
+  if (kept.names.size > 0) {
+    text += ` for (const name of ${JSON.stringify([...kept.names])}) if (!(name in globalThis)) globalThis[name] = undefined;`;
+  }
+  for (const name of kept.functions) text += ` globalThis.${name} = ${name};`;
+  return text;
+}
+
+/** Stop esbuild's service process (a kept runner compiling for itself: no process of its
+ *  own may outlive an execution; the next compile starts it again). */
+export async function stopCompiler(): Promise<void> {
+  await esbuild.stop();
+}
+
 export async function compile(source: string, options: CompileOptions): Promise<CompiledProgram | CompileFailure> {
   const rewritten = rewrite(source, options);
   return rewritten.ok ? transform(rewritten, options) : rewritten;
@@ -132,6 +284,7 @@ export function rewrite(source: string, options: CompileOptions): Rewritten | Co
 
   const specifiers: Record<string, string> = {};
   const hoisted: string[] = [];
+  const kept: Kept = { names: new Set(), functions: new Set() };
   const edits: Edit[] = [];
   const literal = (spec: string) => JSON.stringify(rewriteSpecifier(spec, options, specifiers));
 
@@ -144,6 +297,10 @@ export function rewrite(source: string, options: CompileOptions): Rewritten | Co
     const text = source.slice(node.start, node.end);
     switch (node.type) {
       case "ImportDeclaration": {
+        if (options.keep) {
+          keepImport(node, text, literal, kept, edits);
+          break;
+        }
         edits.push({ start: node.start, end: node.end, text: blank(text) });
         if (node.importKind === "type") break;
         const src = node.source as Node & { value: string };
@@ -183,10 +340,11 @@ export function rewrite(source: string, options: CompileOptions): Rewritten | Co
         const ref = node.moduleReference as Node & { expression?: Node & { value: string } };
         if (ref.type === "TSExternalModuleReference" && ref.expression) {
           const id = node.id as Node & { name: string };
+          const binding = options.keep ? `globalThis.${id.name} =` : `const ${id.name} =`;
           edits.push({
             start: node.start,
             end: node.end,
-            text: `const ${id.name} = require(${JSON.stringify(ref.expression.value)});`,
+            text: `${binding} require(${JSON.stringify(ref.expression.value)});`,
           });
         }
         break;
@@ -200,6 +358,7 @@ export function rewrite(source: string, options: CompileOptions): Rewritten | Co
       default:
         break;
     }
+    if (options.keep) keepDeclarations(node, kept, edits);
   }
 
   // Literal dynamic imports resolve like static ones (from the sandbox's working directory).
@@ -226,7 +385,9 @@ export function rewrite(source: string, options: CompileOptions): Rewritten | Co
   // HEADER_LINES off line numbers in stack traces, so they match what the user wrote.
   const wrapped =
     hoisted.join(" ") +
-    ` export default async function ${ENTRY}(require, __filename, __dirname) {\n` +
+    ` export default async function ${ENTRY}(require, __filename, __dirname) {` +
+    keptPrologue(kept) +
+    "\n" +
     body +
     "\n}\n";
   return { ok: true, wrapped, specifiers };

@@ -24,6 +24,7 @@ interface CompileRequest {
   cwd: string;
   irisPrimeUrl: string;
   filename: string;
+  keep?: boolean;
 }
 
 interface Job {

@@ -172,8 +172,9 @@ const SHUTDOWN = Symbol.for("iris.shutdown");
 const registry = globalThis as Record<symbol, unknown>;
 let tools: ToolsConfig | null = null;
 
+// The runner takes this function and removes it from globalThis before any user code runs:
+// user code cannot re-initialize the module. A kept runner calls it once per execution.
 registry[INIT] = (info: ExecutionInfo): void => {
-  delete registry[INIT]; // one shot: user code cannot re-initialize
   projectId = info.projectId;
   sessionId = info.sessionId;
   context = info.context ?? {};

@@ -16,18 +16,34 @@
  * The result never travels on stdout: whatever the program prints, it cannot
  * make the host believe in another result. (A program that writes to fd 3 on
  * purpose can only change its own result, which it controls anyway.)
+ *
+ * Kept state (`"keep": true` in the request, see keep.ts): the runner does not exit after
+ * its result. It stops what the execution left running (timers, immediates, sockets,
+ * servers, child processes, worker threads), then sends its result frame, which then
+ * carries the request's `nonce` and `idle` (false: something could not be stopped), and
+ * waits for the next request, one JSON line on stdin. Top-level declarations of the
+ * code were compiled into bindings of globalThis, so the next execution sees them.
  */
+import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
-import { createRequire } from "node:module";
+import { createRequire, syncBuiltinESMExports } from "node:module";
+import { createHook } from "node:async_hooks";
 import * as os from "node:os";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 
+// The runner's own tools, taken before any user code runs: kept state lets the code
+// replace globals (`const JSON = ...` becomes a global), and the runner must still work.
+const stringify = JSON.stringify;
+const parseJson = JSON.parse;
+const exit = process.exit.bind(process);
 const EVENTS_FD = 3;
 const INIT = Symbol.for("iris.init");
 const SHUTDOWN = Symbol.for("iris.shutdown");
 const CLOSE_GRACE_MS = 2000;
+/** How long a kept runner waits for the worker threads of an execution to stop. */
+const WORKER_STOP_MS = 2000;
 
 interface RunRequest {
   /** Compiled module (from the host's compiler); or `source` to compile here. */
@@ -47,6 +63,10 @@ interface RunRequest {
   tools?: Record<string, unknown>;
   /** Remote sandboxes: stop at this many bytes of output (the local host counts itself). */
   outputLimit?: number;
+  /** Keep this process (and its globals) for the next request. */
+  keep?: boolean;
+  /** Echoed in a kept execution's result frame: a frame without it is not the runner's. */
+  nonce?: string;
 }
 
 interface ErrorInfo {
@@ -61,8 +81,9 @@ const irisMcpUrl = pathToFileURL(path.join(assetsDir, "iris-mcp.mjs")).href;
 
 const writeFrame = (() => {
   const wait = new Int32Array(new SharedArrayBuffer(4));
-  return (frame: Record<string, unknown>): void => {
-    const bytes = Buffer.from(JSON.stringify(frame) + "\n", "utf8");
+  /** ``lead``: text before the frame (a kept runner's result starts a line of its own). */
+  return (frame: Record<string, unknown>, lead = ""): void => {
+    const bytes = Buffer.from(lead + stringify(frame) + "\n", "utf8");
     let offset = 0;
     while (offset < bytes.length) {
       try {
@@ -73,7 +94,7 @@ const writeFrame = (() => {
           Atomics.wait(wait, 0, 0, 1);
           continue;
         }
-        if (code === "EPIPE" || code === "EBADF") process.exit(70); // the host is gone
+        if (code === "EPIPE" || code === "EBADF") exit(70); // the host is gone
         throw err;
       }
     }
@@ -104,7 +125,7 @@ function captureStream(stream: NodeJS.WriteStream, tag: "o" | "e"): void {
         if (room > 0) writeFrame({ t: "out", s: tag, d: Buffer.from(text).subarray(0, room).toString("utf8") });
         finished = true;
         writeFrame({ t: "limit", kind: "output", at: now() });
-        process.exit(1);
+        exit(1);
       }
       writeFrame({ t: "out", s: tag, d: text });
     }
@@ -120,7 +141,7 @@ function serialize(value: unknown): string | null {
   if (value === undefined) return null;
   const seen = new WeakSet<object>();
   try {
-    const json = JSON.stringify(
+    const json = stringify(
       value,
       (_key, v: unknown) => {
         if (typeof v === "bigint") return v.toString();
@@ -139,7 +160,7 @@ function serialize(value: unknown): string | null {
     );
     return json === undefined ? null : json;
   } catch (err) {
-    return JSON.stringify(`[unserializable result: ${(err as Error).message}]`);
+    return stringify(`[unserializable result: ${(err as Error).message}]`);
   }
 }
 
@@ -183,10 +204,27 @@ function describeError(err: unknown, request: RunRequest | null): ErrorInfo {
   return { name: "Error", message, stack: `Uncaught ${message}` };
 }
 
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
+/** The first request: stdin up to its first newline (a kept runner's host keeps stdin open),
+ *  or to its end (a fresh run's host closes stdin after the request). */
+function readFirstRequest(): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const done = (): void => {
+      process.stdin.off("data", onData);
+      process.stdin.off("end", done);
+      resolve(Buffer.concat(chunks).toString("utf8"));
+    };
+    const onData = (chunk: Buffer): void => {
+      const newline = chunk.indexOf(10);
+      if (newline < 0) return void chunks.push(chunk);
+      chunks.push(chunk.subarray(0, newline));
+      requestBuffer = Buffer.from(chunk.subarray(newline + 1));
+      process.stdin.pause();
+      done();
+    };
+    process.stdin.on("data", onData);
+    process.stdin.on("end", done);
+  });
 }
 
 let currentRequest: RunRequest | null = null;
@@ -201,20 +239,231 @@ async function closeTools(): Promise<void> {
   ]);
 }
 
-async function finish(frame: Record<string, unknown>, code: number): Promise<never> {
-  if (!finished) {
-    finished = true;
-    const end = now(); // the code's time ends here, not after the tools close
-    await closeTools();
-    writeFrame({ ...frame, at: end });
+// -- kept state ------------------------------------------------------------------------------
+
+/** What a kept runner must stop when an execution ends: its timers and immediates (seen
+ *  through async_hooks, whoever created them: setTimeout, node:timers/promises...), the
+ *  handles it opened, and its worker threads. */
+const timeouts = new Set<NodeJS.Timeout>();
+const immediates = new Set<NodeJS.Immediate>();
+const workers = new Set<{ terminate(): Promise<number> }>();
+let baselineHandles = new Set<unknown>();
+let keeping = false;
+/** The kept runner's own descriptor for stdin: blocking, unlike the one process.stdin uses. */
+let requestFd = -1;
+let requestBuffer = Buffer.alloc(0);
+let resolveJob: (() => void) | null = null;
+
+const timerHook = createHook({
+  init(_id, type, _trigger, resource) {
+    if (type === "Timeout") timeouts.add(resource as NodeJS.Timeout);
+    else if (type === "Immediate") immediates.add(resource as NodeJS.Immediate);
+  },
+});
+
+function startKeeping(): void {
+  if (keeping) return;
+  keeping = true;
+  // stdin stays open but does not hold the event loop (an empty loop ends a job).
+  (process.stdin as unknown as { unref?: () => void }).unref?.();
+  // process.stdin made fd 0 non-blocking; a descriptor of our own on the same pipe blocks.
+  try {
+    requestFd = fs.openSync("/proc/self/fd/0", "r");
+  } catch {
+    requestFd = 0;
   }
-  process.exit(code);
+  baselineHandles = new Set(activeHandles());
+  const threads = createRequire(import.meta.url)("node:worker_threads") as {
+    Worker: new (...args: unknown[]) => { terminate(): Promise<number>; once(e: string, f: () => void): void };
+  };
+  const Original = threads.Worker;
+  class TrackedWorker extends Original {
+    constructor(...args: unknown[]) {
+      super(...args);
+      workers.add(this);
+      this.once("exit", () => workers.delete(this));
+    }
+  }
+  threads.Worker = TrackedWorker;
+  syncBuiltinESMExports();
+  // While a job runs its timers are watched; an empty event loop ends the job (as a
+  // fresh process would exit, nothing left to do).
+  process.on("beforeExit", () => {
+    if (currentRequest !== null && !finished) void finish({ t: "result", ok: true, value: null }, 0);
+  });
+}
+
+function activeHandles(): unknown[] {
+  const get = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles;
+  return typeof get === "function" ? get.call(process) : [];
+}
+
+/** Stop what the execution left behind; false when something may still run. */
+async function quiesce(): Promise<boolean> {
+  const clearAll = (): void => {
+    for (const timer of timeouts) clearTimeout(timer);
+    for (const immediate of immediates) clearImmediate(immediate);
+    timeouts.clear();
+    immediates.clear();
+  };
+  clearAll();
+  for (const handle of activeHandles()) {
+    if (baselineHandles.has(handle) || handle === process.stdout || handle === process.stderr) continue;
+    const h = handle as {
+      removeAllListeners?: () => void;
+      kill?: (signal: string) => void;
+      destroy?: () => void;
+      close?: () => void;
+      unref?: () => void;
+    };
+    try {
+      h.removeAllListeners?.();
+      if (typeof h.kill === "function") h.kill("SIGKILL");
+      else if (typeof h.destroy === "function") h.destroy();
+      else if (typeof h.close === "function") h.close();
+      h.unref?.();
+    } catch {
+      // a handle half-closed already: nothing more to do
+    }
+  }
+  let idle = true;
+  if (workers.size > 0) {
+    const stopping = Promise.allSettled([...workers].map((w) => w.terminate()));
+    const waited = await Promise.race([
+      stopping.then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), WORKER_STOP_MS).unref()),
+    ]);
+    idle = waited && workers.size === 0;
+  }
+  // Close events run now, not in the next execution; then nothing of this one is left.
+  await new Promise((resolve) => setImmediate(resolve));
+  clearAll();
+  return idle;
+}
+
+/** The next request, one line on stdin; null at its end (the host is gone). */
+function readRequestSync(): string | null {
+  const chunk = Buffer.alloc(64 * 1024);
+  for (;;) {
+    const newline = requestBuffer.indexOf(10);
+    if (newline >= 0) {
+      const line = requestBuffer.subarray(0, newline).toString("utf8");
+      requestBuffer = requestBuffer.subarray(newline + 1);
+      return line;
+    }
+    let n: number;
+    try {
+      n = fs.readSync(requestFd, chunk, 0, chunk.length, null);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EAGAIN") {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+        continue;
+      }
+      throw err;
+    }
+    if (n === 0) return null;
+    requestBuffer = Buffer.concat([requestBuffer, chunk.subarray(0, n)]);
+  }
+}
+
+// -- one execution ---------------------------------------------------------------------------
+
+async function finish(frame: Record<string, unknown>, code: number): Promise<void> {
+  if (finished) return;
+  finished = true;
+  const end = now(); // the code's time ends here, not after the tools close
+  await closeTools();
+  if (!keeping) {
+    writeFrame({ ...frame, at: end });
+    exit(code);
+    return;
+  }
+  timerHook.disable();
+  const idle = await quiesce();
+  // A line of the code's own left open on fd 3 must not swallow the result: start afresh.
+  writeFrame({ ...frame, at: end, nonce: currentRequest?.nonce, idle }, "\n");
+  currentRequest = null;
+  const done = resolveJob;
+  resolveJob = null;
+  done?.();
 }
 
 function fail(err: unknown): void {
-  if (finished) return;
+  if (finished || currentRequest === null) return;
   void finish({ t: "result", ok: false, error: describeError(err, currentRequest) }, 1);
 }
+
+async function run(request: RunRequest): Promise<void> {
+  request.cwd ??= process.cwd();
+  request.workdir = path.resolve(request.cwd, request.workdir ?? path.join(os.homedir(), ".iris", "exec"));
+  // The MCP client loads only for code that names the tools' module: loading it costs about
+  // as much CPU as the rest of a runner's start. (Code that reaches the tools another way
+  // still gets it, loaded by iris-prime on the first call; a kept runner loads it once.)
+  if ((request.code ?? request.source ?? "").includes("iris-prime")) {
+    await import(irisMcpUrl).catch(() => undefined);
+  }
+  outputLimit = typeof request.outputLimit === "number" ? request.outputLimit : Infinity;
+  outputBytes = 0;
+  finished = false;
+  currentRequest = request;
+
+  let code = request.code;
+  let specifiers = request.specifiers ?? {};
+  if (code === undefined) {
+    // No host-side compiler (e.g. a remote sandbox): compile here.
+    const { compile, stopCompiler } = (await import(pathToFileURL(path.join(assetsDir, "compile.mjs")).href)) as typeof import("./compile");
+    const compiled = await compile(request.source ?? "", {
+      language: request.language ?? "typescript",
+      cwd: request.cwd,
+      irisPrimeUrl,
+      filename: request.filename,
+      keep: request.keep === true,
+    });
+    // A kept runner's processes but itself are killed after each execution: esbuild's too.
+    if (keeping) await stopCompiler();
+    if (!compiled.ok) return void (await finish({ t: "result", ok: false, error: compiled.error }, 1));
+    code = compiled.code;
+    specifiers = compiled.specifiers;
+    request.specifiers = specifiers;
+  }
+
+  fs.mkdirSync(request.workdir, { recursive: true });
+  const modulePath = path.join(request.workdir, request.filename.replace(/\.[cm]?[jt]s$/, "") + ".mjs");
+  try {
+    fs.writeFileSync(modulePath, code ?? "");
+  } catch (err) {
+    if (!keeping) throw err;
+    // The runner's directory, not the user's, which the code may have filled: emptied as a
+    // fresh runner's is (earlier modules are loaded already).
+    const workdir = request.workdir;
+    for (const entry of fs.readdirSync(workdir)) fs.rmSync(path.join(workdir, entry), { recursive: true, force: true });
+    fs.writeFileSync(modulePath, code ?? "");
+  }
+
+  if (init !== null) {
+    init({
+      projectId: request.projectId,
+      sessionId: request.sessionId,
+      context: request.context,
+      tools: request.tools ?? null,
+    });
+  }
+  process.chdir(request.cwd);
+  const userRequire = createRequire(path.join(request.cwd, "index.js"));
+
+  // Each execution's module is new to the loader (it caches by URL).
+  const url = pathToFileURL(modulePath).href + (keeping ? `?run=${++runs}` : "");
+  if (keeping) timerHook.enable();
+  writeFrame({ t: "start", at: now() });
+  const mod = (await import(url)) as {
+    default: (require: NodeJS.Require, filename: string, dirname: string) => Promise<unknown>;
+  };
+  const value = await mod.default(userRequire, path.join(request.cwd, request.filename), request.cwd);
+  await finish({ t: "result", ok: true, value: serialize(value) }, 0);
+}
+
+let runs = 0;
+let init: ((info: unknown) => void) | null = null;
 
 async function main(): Promise<void> {
   captureStream(process.stdout, "o");
@@ -230,59 +479,29 @@ async function main(): Promise<void> {
 
   // Warm-up: everything that does not depend on the request happens before `ready`.
   await import(irisPrimeUrl);
+  // The runner's alone: user code cannot re-initialize the module (iris-prime.ts).
+  const registry = globalThis as Record<symbol, unknown>;
+  const found = registry[INIT];
+  delete registry[INIT];
+  if (typeof found === "function") init = found as (info: unknown) => void;
   writeFrame({ t: "ready" });
 
-  const request = JSON.parse(await readStdin()) as RunRequest;
-  request.cwd ??= process.cwd();
-  request.workdir = path.resolve(request.cwd, request.workdir ?? path.join(os.homedir(), ".iris", "exec"));
-  // The MCP client loads only for code that names the tools' module: loading it costs about
-  // as much CPU as the rest of a runner's start. (Code that reaches the tools another way
-  // still gets it, loaded by iris-prime on the first call.)
-  if ((request.code ?? request.source ?? "").includes("iris-prime")) {
-    await import(irisMcpUrl).catch(() => undefined);
+  let request = parseJson(await readFirstRequest()) as RunRequest;
+  if (request.keep === true) startKeeping();
+  for (;;) {
+    const job = new Promise<void>((resolve) => (resolveJob = resolve));
+    run(request).catch(fail);
+    await job;
+    // Idle: nothing of the last execution runs while this blocks (and the host stops
+    // this process until the next request anyway).
+    const line = readRequestSync();
+    if (line === null) exit(0);
+    request = parseJson(line as string) as RunRequest;
+    request.keep = true;
   }
-  if (typeof request.outputLimit === "number") outputLimit = request.outputLimit;
-  currentRequest = request;
-
-  let code = request.code;
-  let specifiers = request.specifiers ?? {};
-  if (code === undefined) {
-    // No host-side compiler (e.g. a remote sandbox): compile here.
-    const { compile } = (await import(pathToFileURL(path.join(assetsDir, "compile.mjs")).href)) as typeof import("./compile");
-    const compiled = await compile(request.source ?? "", {
-      language: request.language ?? "typescript",
-      cwd: request.cwd,
-      irisPrimeUrl,
-      filename: request.filename,
-    });
-    if (!compiled.ok) return void (await finish({ t: "result", ok: false, error: compiled.error }, 1));
-    code = compiled.code;
-    specifiers = compiled.specifiers;
-    request.specifiers = specifiers;
-  }
-
-  fs.mkdirSync(request.workdir, { recursive: true });
-  const modulePath = path.join(request.workdir, request.filename.replace(/\.[cm]?[jt]s$/, "") + ".mjs");
-  fs.writeFileSync(modulePath, code ?? "");
-
-  const init = (globalThis as Record<symbol, unknown>)[INIT];
-  if (typeof init === "function") {
-    (init as (info: unknown) => void)({
-      projectId: request.projectId,
-      sessionId: request.sessionId,
-      context: request.context,
-      tools: request.tools ?? null,
-    });
-  }
-  process.chdir(request.cwd);
-  const userRequire = createRequire(path.join(request.cwd, "index.js"));
-
-  writeFrame({ t: "start", at: now() });
-  const mod = (await import(pathToFileURL(modulePath).href)) as {
-    default: (require: NodeJS.Require, filename: string, dirname: string) => Promise<unknown>;
-  };
-  const value = await mod.default(userRequire, path.join(request.cwd, request.filename), request.cwd);
-  await finish({ t: "result", ok: true, value: serialize(value) }, 0);
 }
 
-main().catch(fail);
+main().catch((err: unknown) => {
+  if (currentRequest !== null) fail(err);
+  else exit(70);
+});

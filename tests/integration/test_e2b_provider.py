@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -277,3 +278,113 @@ async def test_python_runs_in_an_e2b_sandbox_with_the_same_shapes(
     )  # fmt: skip
     assert failed.result.error is not None and failed.result.error.name == "RuntimeError"
     assert failed.result.metadata.language == "python"
+
+
+def wired(services: Services) -> Callable[[Principal, ExecuteCommand], Awaitable[dict[str, Any]]]:
+    """execute, answering the wire's JSON."""
+
+    async def run(who: Principal, command: ExecuteCommand) -> dict[str, Any]:
+        return (await services.executions.execute(who, command)).wire()
+
+    return run
+
+
+def kept_command(code: str, sandbox_id: str | None, **fields: object) -> ExecuteCommand:
+    return ExecuteCommand(
+        code=code,
+        language=str(fields.pop("language", "typescript")),  # type: ignore[arg-type]
+        timeout_s=float(fields.pop("timeout_s", 20)),  # type: ignore[arg-type]
+        sandbox_id=sandbox_id,
+        keep_state=True,
+    )
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_keep_state_keeps_a_runner_alive_in_the_e2b_sandbox(
+    tmp_path: Path, e2b: E2BStandIn
+) -> None:
+    container = build(tmp_path, e2b)
+    run = wired(container)
+    first = await run(ALPHA, kept_command("const base = 40;\nlet n = 1;\nreturn base + n", None))
+    assert first["result"]["returnValue"] == 41, first
+    assert first["result"]["metadata"]["stateReset"] is False
+    sandbox = first["sandboxId"]
+    second = await run(ALPHA, kept_command("n++;\nconsole.log('kept');\nreturn base + n", sandbox))
+    assert second["result"]["returnValue"] == 42, second
+    assert second["result"]["logs"] == ["[stdout] kept"]
+    py = await run(ALPHA, kept_command("x = 2", sandbox, language="python"))
+    assert py["result"]["success"], py
+    py2 = await run(ALPHA, kept_command("return x * 21", sandbox, language="python"))
+    assert py2["result"]["returnValue"] == 42, py2
+    # What an execution started does not run on into the next.
+    await run(
+        ALPHA,
+        kept_command(
+            "import { spawn } from 'node:child_process';\n"
+            "spawn('sleep', ['713']);\nsetInterval(() => console.log('tick'), 5);\nreturn 1",
+            sandbox,
+        ),
+    )
+    quiet = await run(
+        ALPHA,
+        kept_command(
+            "import { execSync } from 'node:child_process';\n"
+            "await new Promise((r) => setTimeout(r, 100));\n"
+            "return execSync(\"pgrep -c -f 'slee[p] 713' || true\").toString().trim();",
+            sandbox,
+        ),
+    )
+    assert quiet["result"]["returnValue"] == "0", quiet
+    assert quiet["result"]["logs"] == []
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_keep_state_resets_on_e2b_are_said(tmp_path: Path, e2b: E2BStandIn) -> None:
+    container = build(tmp_path, e2b)
+    run = wired(container)
+    first = await run(ALPHA, kept_command("const kept = 1;\nreturn kept", None))
+    sandbox = first["sandboxId"]
+    exited = await run(ALPHA, kept_command("process.exit(4);", sandbox))
+    assert exited["result"]["success"] is False
+    after = await run(ALPHA, kept_command("return typeof kept", sandbox))
+    assert after["result"]["returnValue"] == "undefined", after
+    assert after["result"]["metadata"]["stateReset"] is True
+    assert after["result"]["metadata"]["stateResetReason"] == "exit"
+    await run(ALPHA, kept_command("const again = 2;\nreturn again", sandbox))
+    slow = await run(ALPHA, kept_command("while (true) {}", sandbox, timeout_s=2))
+    assert slow["result"]["metadata"]["limitHit"] == "timeout"
+    after = await run(ALPHA, kept_command("return typeof again", sandbox))
+    assert after["result"]["returnValue"] == "undefined", after
+    assert after["result"]["metadata"]["stateResetReason"] == "timeout"
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_keep_state_on_e2b_a_forged_state_line_or_a_live_thread(
+    tmp_path: Path, e2b: E2BStandIn
+) -> None:
+    container = build(tmp_path, e2b)
+    run = wired(container)
+    forged = await run(
+        ALPHA,
+        kept_command(
+            "import fs from 'node:fs';\n"
+            "fs.writeSync(3, JSON.stringify({ t: 'iris-state', reset: 'timeout' }) + '\\n');\n"
+            "return 1",
+            None,
+        ),
+    )
+    assert forged["result"]["metadata"]["stateReset"] is False, forged
+    sandbox = forged["sandboxId"]
+    threaded = await run(
+        ALPHA,
+        kept_command(
+            "import threading, time\nkept = 1\n"
+            "threading.Thread(target=lambda: time.sleep(600), daemon=True).start()",
+            sandbox,
+            language="python",
+        ),
+    )
+    assert threaded["result"]["success"], threaded
+    after = await run(ALPHA, kept_command("return 'kept' in globals()", sandbox, language="python"))
+    assert after["result"]["metadata"]["stateResetReason"] == "busy", after
+    assert after["result"]["returnValue"] is False

@@ -58,6 +58,8 @@ class Report:
     heap_exhausted: bool = False
     oom_kills: int = 0
     returncode: int | None = None
+    #: A kept runner answered and is waiting for the next execution (local jails).
+    kept: bool = False
     #: Output runs of one stream each, earlier runs joined already; the last one still
     #: growing. Joined as they come, a run would be copied once per frame: quadratic.
     _runs: list[tuple[Stream, list[str]]] = field(default_factory=list)
@@ -90,8 +92,12 @@ class Collector:
         *,
         frame_clock: bool = False,
         on_output: Callable[[OutputChunk], None] | None = None,
+        nonce: str | None = None,
     ) -> None:
         self.report = Report()
+        #: A kept runner's result frame carries its request's nonce: a result frame without it
+        #: (the code's own, or a late one of an earlier execution) is not this execution's.
+        self.nonce = nonce
         self.limit = output_limit
         self.bytes = 0
         #: What the channel carried, every frame counted (see FRAME_MIN_COST).
@@ -161,6 +167,8 @@ class Collector:
             self.stopped = True
             self.done.set()
         elif kind == "result" and self.report.result is None:
+            if self.nonce is not None and frame.get("nonce") != self.nonce:
+                return
             self.report.result = frame
             self.report.ended_at = self._stamp(frame)
             self.done.set()
@@ -291,3 +299,12 @@ def outcome(report: Report, began: float, job: ExecutionJob, memory_mb: int) -> 
             "Error", f"The program ended unexpectedly (exit status {report.returncode})"
         )
     return result
+
+
+def lost_because(report: Report, result: RunOutcome) -> str:
+    """Why a kept runner did not come back from an execution (its ``stateResetReason``)."""
+    if result.limit_hit is not None:
+        return result.limit_hit  # "timeout", "memory" or "output"
+    if report.exit_code is not None:
+        return "exit"
+    return "crash"

@@ -162,6 +162,8 @@ class ExecutionJob:
     sandbox_deadline: float | None = None
     #: Told about output as the program prints it (live logs); may be None.
     on_output: Callable[[OutputChunk], None] | None = None
+    #: Run in the sandbox's kept runner of this language (state kept between executions).
+    keep_state: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,9 @@ class RunOutcome:
     execution_ms: float = 0.0
     setup_ms: float = 0.0
     exit_code: int | None = None
+    #: Kept state: why the runner's state was lost before this execution ("timeout",
+    #: "memory", "output", "exit", "crash", "busy"); None when it was kept.
+    state_reset: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -210,6 +210,13 @@ def register_execution_tools(
             dict[str, JsonValue] | None, Field(description="JSON object the code reads as context")
         ] = None,
         timeoutMs: Annotated[int | None, Field(description="Time limit in ms")] = None,
+        keepState: Annotated[
+            bool,
+            Field(
+                description="Keep the sandbox's runner of this language alive: top-level"
+                " names, imports and globals stay for the next keepState call (with sandboxId)"
+            ),
+        ] = False,
         idempotencyKey: Annotated[
             str | None, Field(description="A retry with the same key returns the first answer")
         ] = None,

@@ -43,6 +43,9 @@ class CodeFailure(Answer):
     stack: str | None = Field(default=None, description="Present when the runtime gave one")
 
 
+StateResetReason = Literal["timeout", "memory", "output", "exit", "crash", "busy"]
+
+
 class RunMetadata(Answer):
     sandbox_id: str
     project_id: str
@@ -59,6 +62,14 @@ class RunMetadata(Answer):
     logs_truncated: bool | None = Field(
         default=None,
         description="Present (true) when log lines were left out to fit the response limit",
+    )
+    state_reset: bool | None = Field(
+        default=None,
+        description="Present with keepState: true when the sandbox's kept runner of this"
+        " language was lost since its last execution (this one started fresh)",
+    )
+    state_reset_reason: StateResetReason | None = Field(
+        default=None, description="Present when stateReset is true: why the runner was lost"
     )
 
 

@@ -91,6 +91,7 @@ class BackgroundExecutions:
         """Queue the execution and start its worker; the 202's body."""
         if self.dispatcher is None:
             raise ServiceUnavailable("Asynchronous executions are not configured here")
+        self._executions.check(command)
         lease: Lease | None = None
         try:
             lease = await self._sandboxes.acquire(

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from iris_exec.domain.errors import (
+    BadRequest,
     IrisError,
     ProviderUnavailable,
     SandboxLost,
@@ -103,6 +104,7 @@ class ExecutionService:
     ) -> ExecutionAnswer:
         """Run the code; errors of the code are data in the answer, not exceptions.
         ``on_output`` hears the output as the program prints it."""
+        self.check(command)
         started = self._clock()
         lease = await self._sandboxes.acquire(
             principal, command.sandbox_id, wait=command.wait, timeout_s=command.timeout_s
@@ -123,6 +125,15 @@ class ExecutionService:
             raise
         self._record_end(record, status_of(answer), answer, None)
         return answer
+
+    def check(self, command: ExecuteCommand) -> None:
+        """Refuse, before any sandbox is taken, what this server's provider cannot do."""
+        if command.keep_state and not getattr(self._provider, "keeps_state", False):
+            raise BadRequest(
+                f"keepState is not available with the '{self._provider.name}' sandbox provider"
+                " yet: its executions always run in a fresh process. Send the request without"
+                " keepState (files in the sandbox persist between executions)"
+            )
 
     def _record_start(
         self,
@@ -213,6 +224,7 @@ class ExecutionService:
             grant=grant,
             sandbox_deadline=lease.record.lifetime_deadline,
             on_output=on_output,
+            keep_state=command.keep_state,
         )
         began = time.monotonic()
         try:
@@ -287,6 +299,11 @@ class ExecutionService:
             metadata = metadata.model_copy(update={"session_id": command.session_id})
         if outcome.limit_hit is not None:
             metadata = metadata.model_copy(update={"limit_hit": outcome.limit_hit})
+        if command.keep_state:
+            metadata = metadata.model_copy(
+                update={"state_reset": outcome.state_reset is not None}
+                | ({"state_reset_reason": outcome.state_reset} if outcome.state_reset else {})
+            )
         extra: dict[str, Any] = {}
         if outcome.value_json is not None:
             # The value itself, as JSON: no printed text can forge it (`output` shows it too).

@@ -39,6 +39,11 @@ class ExecuteBody(BaseModel):
     timeoutMs: int | None = Field(
         None, description="Lower time limit for this run, in ms (at most the configured one)", ge=1
     )
+    keepState: bool = Field(
+        False,
+        description="Run in the sandbox's live runner of this language: top-level names,"
+        " imports and globals of one execution are there in the next (docs/CONTRACT.md)",
+    )
     async_: bool = Field(
         False,
         alias="async",
@@ -60,6 +65,8 @@ class ExecuteCommand:
     background: bool = False
     #: Whether the caller chose timeout_s (timeoutMs) or got the default.
     timeout_given: bool = False
+    #: Run in the sandbox's kept runner (state kept between executions).
+    keep_state: bool = False
 
 
 #: How deeply `context` (and the body) may nest; JSON this deep is never a real context.
@@ -187,6 +194,7 @@ def parse_execute(raw: bytes, principal: Principal, settings: Settings) -> Execu
         sandbox_id=body.sandboxId,
         background=body.async_,
         timeout_given=body.timeoutMs is not None,
+        keep_state=body.keepState,
     )
 
 
@@ -220,6 +228,7 @@ def command_to_dict(command: ExecuteCommand) -> dict[str, Any]:
         "context": command.context,
         "sandboxId": command.sandbox_id,
         "wait": command.wait,
+        "keepState": command.keep_state,
     }
 
 
@@ -232,4 +241,5 @@ def command_from_dict(data: dict[str, Any]) -> ExecuteCommand:
         context=data.get("context") or {},
         sandbox_id=data.get("sandboxId"),
         wait=bool(data.get("wait", True)),
+        keep_state=bool(data.get("keepState", False)),
     )

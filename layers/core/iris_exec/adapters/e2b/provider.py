@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import secrets
 import shlex
 import time
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from iris_exec.adapters.e2b.control import E2BControl, api_error
-from iris_exec.adapters.runner_protocol import Collector, channel_budget, outcome
+from iris_exec.adapters.runner_protocol import Collector, channel_budget, lost_because, outcome
 from iris_exec.domain.errors import InternalError, ProviderUnavailable, SandboxLost
 from iris_exec.domain.models import CreatedSandbox, ExecutionJob, ProviderSandbox, RunOutcome
 from iris_exec.settings import Settings
@@ -72,6 +73,12 @@ EGRESS_MODES = {"header-rewrite": EGRESS_HEADER, "request-file": SANDBOX_TOKEN}
 E2B_TIMEOUT_MARGIN_S = 60
 COMMAND_GRACE_S = 10
 FILENAMES = {"typescript": "main.ts", "javascript": "main.js", "python": "main.py"}
+#: Root-only: each kept runner's pid, request FIFO, frame and output files, and why it was
+#: lost (outside RUN_DIR, which every execution's script empties).
+KEPT_DIR = "/root/.iris-kept"
+#: The first line root prints after FRAMES_MARK in a keepState execution: why the kept
+#: runner had been lost ("reset": "" when it had not).
+STATE_FRAME = b'{"t":"iris-state"'
 REQUEST_TIMEOUT_S = 30
 #: Liveness and kill: quick calls; three attempts stay inside API Gateway's 29 s.
 CONTROL_TIMEOUT_S = 8
@@ -88,6 +95,8 @@ class E2BSandboxProvider:
     checks and kills through ``E2BControl``."""
 
     name = "e2b"
+    #: keepState: a runner per language stays alive in the sandbox (see _kept_script).
+    keeps_state = True
     #: ``run`` finds a lost sandbox itself (connect answers 404): the services skip their
     #: own liveness call before an execution, one round trip less.
     run_detects_loss = True
@@ -231,7 +240,12 @@ class E2BSandboxProvider:
             "outputLimit": job.output_limit_bytes,
             "workdir": self._workdir(job),
         }
-        collector = Collector(job.output_limit_bytes, frame_clock=True, on_output=job.on_output)
+        nonce = secrets.token_hex(16) if job.keep_state else None
+        if nonce is not None:
+            request |= {"keep": True, "nonce": nonce, "workdir": self._kept_workdir(job)}
+        collector = Collector(
+            job.output_limit_bytes, frame_clock=True, on_output=job.on_output, nonce=nonce
+        )
         stdout = _FramedStdout(collector)
         try:
             if token is not None and self.tool_channel == EGRESS_HEADER:
@@ -239,15 +253,28 @@ class E2BSandboxProvider:
             # Root's: the code's user cannot read it (nor a later execution's).
             await sandbox.files.write(f"{here}/request.json", json.dumps(request), user="root")
             follower = None
-            if job.on_output is not None:
+            if job.on_output is not None and nonce is None:
                 # Someone watches this execution live: follow the frames as they are written.
                 await sandbox.files.write(f"{here}/events", "", user="root")
                 follower = await _Follower.start(sandbox, f"{here}/events", collector, job)
             try:
-                exit_code = await self._command(sandbox, self._script(job, here), job, stdout)
+                script = (
+                    self._script(job, here)
+                    if nonce is None
+                    else self._kept_script(job, here, nonce)
+                )
+                exit_code = await self._command(sandbox, script, job, stdout)
                 if exit_code is None:  # killed at the time limit: end what the code started
+                    # (A kept runner: this one is lost, and says why; the others stay.)
+                    k = self._kept(job)
+                    end = (
+                        f"echo timeout > {k}/lost; /usr/bin/kill -KILL $(cat {k}/pid); "
+                        + _KILL_OTHERS
+                        if nonce
+                        else f"pkill -KILL -u {CODE_USER}; "
+                    )
                     await sandbox.commands.run(
-                        f"pkill -KILL -u {CODE_USER}; rm -rf {here} {self._workdir(job)}; true",
+                        f"{end}rm -rf {here} {self._workdir(job)}; true",
                         user="root",
                         timeout=30,
                         retain_output=False,
@@ -257,16 +284,118 @@ class E2BSandboxProvider:
         except Exception as exc:
             raise self._translate(exc, provider_ref) from exc
         # Frames the follower did not deliver (all of them, when nobody followed).
-        collector.lines(stdout.frames()[consumed:])
+        frames = stdout.frames()[consumed:]
+        reset: str | None = None
+        if nonce is not None and frames and frames[0].startswith(STATE_FRAME):
+            state = json.loads(frames.pop(0))
+            reset = str(state["reset"]) if state.get("reset") else None
+        collector.lines(frames)
         report = collector.report
         report.returncode = exit_code
         report.timed_out = report.timed_out or exit_code is None
-        return outcome(report, began, job, self._settings.sandbox_memory_mb)
+        result = outcome(report, began, job, self._settings.sandbox_memory_mb)
+        if nonce is not None:
+            result.state_reset = reset
+            k = self._kept(job)
+            if report.result is None and exit_code is not None:
+                # The runner did not come back: the next execution says why (the script
+                # could only tell that it died).
+                why = lost_because(report, result)
+                with contextlib.suppress(Exception):
+                    await sandbox.files.write(f"{k}/lost", why, user="root")
+            elif report.result is not None and report.result.get("idle") is False:
+                # It could not stop what the code started (a thread): not used again.
+                with contextlib.suppress(Exception):
+                    await sandbox.commands.run(
+                        f"echo busy > {k}/lost; /usr/bin/kill -KILL $(cat {k}/pid); true",
+                        user="root",
+                        timeout=30,
+                        retain_output=False,
+                    )
+        return result
 
     @staticmethod
     def _workdir(job: ExecutionJob) -> str:
         """The execution's own directory, the code's user's (its compiled module)."""
         return f"{CODE_HOME}/.iris/{job.execution_id}"
+
+    @staticmethod
+    def _kept(job: ExecutionJob) -> str:
+        """Root's directory of the sandbox's kept runner of the job's language."""
+        return f"{KEPT_DIR}/{job.language}"
+
+    @staticmethod
+    def _kept_workdir(job: ExecutionJob) -> str:
+        """The kept runner's module directory (the code's user's; not under .iris, which
+        every fresh execution removes)."""
+        return f"{CODE_HOME}/.iris-kept-{job.language}"
+
+    def _kept_script(self, job: ExecutionJob, here: str, nonce: str) -> str:
+        """One root shell per keepState execution. The sandbox's runner of this language is
+        started once (as the code's user, reading requests from a root-owned FIFO and
+        appending frames to a root-owned file); each execution resumes it (SIGCONT), hands
+        it the request, waits for the result frame carrying this execution's nonce, stops
+        it again (SIGSTOP), kills every other process of the code's user (what the code
+        started) and prints the frames this execution added, after FRAMES_MARK. A runner
+        found dead is replaced, and the frames start with why (STATE_FRAME)."""
+        assets = self._settings.e2b_assets_dir
+        heap_mb = max(64, self._settings.sandbox_memory_mb * 3 // 4)
+        runner = (
+            f"/usr/bin/python3 -I -S {assets}/python/runner.py"
+            if job.language == "python"
+            else f"{NODE} --enable-source-maps --max-old-space-size={heap_mb} {assets}/runner.mjs"
+        )
+        env = " ".join(
+            f"{k}={shlex.quote(v)}"
+            for k, v in {
+                "HOME": CODE_HOME,
+                "USER": CODE_USER,
+                "PATH": "/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                "IRIS_ASSETS": assets,
+                "ESBUILD_BINARY_PATH": f"{assets}/esbuild",
+                "NODE_EXTRA_CA_CERTS": SYSTEM_CA_BUNDLE,
+            }.items()
+        )
+        frames_cap = channel_budget(job.output_limit_bytes)
+        as_code = f"/usr/bin/setpriv --reuid={CODE_USER} --regid={CODE_USER} --init-groups"
+        k = self._kept(job)
+        kill_others = _KILL_OTHERS
+        alive = '[ -n "$pid" ] && /usr/bin/kill -0 "$pid" 2>/dev/null'
+        return (
+            "export PATH=/usr/sbin:/usr/bin:/sbin:/bin; "
+            f"[ -e {RUN_DIR}.locked ] || {{ /usr/bin/chown -R root:root /usr/local && "
+            f"/usr/bin/chmod -R go-w /usr/local && /usr/bin/touch {RUN_DIR}.locked; }} "
+            "|| exit 97; "
+            f"/usr/bin/mkdir -p -m 700 {KEPT_DIR} {k}; reason=; "
+            f"pid=$(/usr/bin/cat {k}/pid 2>/dev/null); "
+            f"if {alive}; then /usr/bin/kill -CONT $pid; else "
+            f'  [ -n "$pid" ] && reason=$(/usr/bin/cat {k}/lost 2>/dev/null || echo crash); '
+            f"  {kill_others}"
+            f"  /usr/bin/rm -rf {k}/*; /usr/bin/mkfifo -m 644 {k}/in; "
+            f"  : > {k}/events; : > {k}/out; : > {k}/err; "
+            f"  {as_code} /usr/bin/mkdir -p -m 700 {self._kept_workdir(job)} || exit 97; "
+            f"  ( ulimit -u {self._settings.sandbox_max_processes}; cd {CODE_HOME} && "
+            f"exec {as_code} --no-new-privs /usr/bin/env -i {env} {runner} ) "
+            f"<>{k}/in 3>>{k}/events >>{k}/out 2>>{k}/err & "
+            f"  pid=$!; echo $pid > {k}/pid; "
+            f'  until /usr/bin/grep -q \'"t":"ready"\' {k}/events; do '
+            f"{alive} || break; /usr/bin/sleep 0.005; done; "
+            "fi; "
+            f"off=$(/usr/bin/stat -c %s {k}/events); "
+            f"o1=$(/usr/bin/stat -c %s {k}/out); e1=$(/usr/bin/stat -c %s {k}/err); "
+            f"{{ /usr/bin/cat {here}/request.json; echo; }} > {k}/in; "
+            f"until /usr/bin/tail -c +$((off + 1)) {k}/events | /usr/bin/grep -qF "
+            f'\'"nonce":"{nonce}"\'; do {alive} || break; /usr/bin/sleep 0.005; done; '
+            f"if {alive}; then /usr/bin/kill -STOP $pid; else echo crash > {k}/lost; fi; "
+            f"{kill_others}"
+            f"/usr/bin/tail -c +$((o1 + 1)) {k}/out; /usr/bin/tail -c +$((e1 + 1)) {k}/err >&2; "
+            "printf '\\0IRIS-FRAMES\\0\\n'; "
+            # Always the first line, root's: one the code wrote can only follow it.
+            'printf \'{"t":"iris-state","reset":"%s"}\\n\' "$reason"; '
+            f"/usr/bin/tail -c +$((off + 1)) {k}/events | /usr/bin/head -c {frames_cap}; "
+            f"/usr/bin/rm -rf {here}; exit 0"
+        )
 
     async def _set_egress(self, sandbox: AsyncSandbox, token: str) -> None:
         """The egress rule that adds this execution's token. A 400 is E2B refusing rules
@@ -413,6 +542,16 @@ class E2BSandboxProvider:
     async def is_alive(self, provider_ref: str) -> bool:
         state = await self._control.state(provider_ref)
         return state is not None and state.endswith("running")
+
+
+#: Every process of the code's user but the kept runners (stopped), killed until none is left.
+_KILL_OTHERS = (
+    # (Zombies are dead already: their parent, a stopped runner, reaps them when resumed.)
+    f"while o=$(/usr/bin/ps -u {CODE_USER} -o pid=,stat= | /usr/bin/awk '$2 !~ /^Z/ {{print $1}}'"
+    " | /usr/bin/grep -vxF "
+    f'"$(/usr/bin/cat {KEPT_DIR}/*/pid 2>/dev/null; echo x)"); [ -n "$o" ]; do '
+    "/usr/bin/kill -KILL $o 2>/dev/null; /usr/bin/sleep 0.01; done; "
+)
 
 
 class _FramedStdout:

@@ -99,6 +99,29 @@ class CgroupGroup:
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.002)
 
+    def pause(self, keep: set[int], runner: int | None) -> bool:
+        """Between two executions of a kept runner: SIGSTOP the runner's processes (``keep``,
+        but ``runner``, the host's own child), and SIGKILL every other process of the group
+        (what the execution started), again until none is left. False if some survived."""
+        for pid in keep:
+            if pid != runner:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGSTOP)
+        for _ in range(50):
+            others = [pid for pid in self.pids() if pid not in keep]
+            if not others:
+                return True
+            for pid in others:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.002)
+        return False
+
+    def resume(self, keep: set[int]) -> None:
+        for pid in keep:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGCONT)
+
     def remove(self) -> None:
         """Remove the group's directories; tolerate ones still busy (the sweeper retries)."""
         for d in self.dirs:

@@ -125,12 +125,15 @@ class Compiler:
                 future.set_exception(ProviderUnavailable("the code compiler stopped"))
         self._pending.clear()
 
-    async def compile(self, source: str, language: Language, project_id: str = "") -> Compiled:
+    async def compile(
+        self, source: str, language: Language, project_id: str = "", *, keep: bool = False
+    ) -> Compiled:
+        """``keep``: for a kept runner (top-level declarations become globals, compile.ts)."""
         lock, users = self._per_project.get(project_id, (asyncio.Lock(), 0))
         self._per_project[project_id] = (lock, users + 1)
         try:
             async with lock:
-                return await self._compile(source, language)
+                return await self._compile(source, language, keep)
         finally:
             lock, users = self._per_project[project_id]
             if users == 1:
@@ -138,7 +141,7 @@ class Compiler:
             else:
                 self._per_project[project_id] = (lock, users - 1)
 
-    async def _compile(self, source: str, language: Language) -> Compiled:
+    async def _compile(self, source: str, language: Language, keep: bool = False) -> Compiled:
         await self.start()
         assert self._proc is not None and self._proc.stdin is not None
         request_id = next(self._ids)
@@ -151,6 +154,7 @@ class Compiler:
             "cwd": SANDBOX_HOME,
             "irisPrimeUrl": IRIS_PRIME_URL,
             "filename": FILENAME if language == "typescript" else "main.js",
+            "keep": keep,
         }
         self._proc.stdin.write(json.dumps(request).encode() + b"\n")
         try:

@@ -268,6 +268,15 @@ class Runner:
         self.group = group
         #: The teardown that runs after an answer was given (see ``gone``).
         self.finished: asyncio.Task[None] | None = None
+        #: Kept state: the processes of the runner itself (bubblewrap's and the runner's),
+        #: which live on between executions; everything else in the group is the code's.
+        self.own_pids: set[int] = set()
+        #: A kept runner is stopped (SIGSTOP) between executions.
+        self.paused = False
+        #: A kept runner said it could not stop everything its last execution started.
+        self.busy = False
+        #: A kept runner is being paused, off the answer's path (see _pause).
+        self.pausing: asyncio.Task[bool] | None = None
 
     @classmethod
     async def spawn(
@@ -310,6 +319,8 @@ class Runner:
                     + (err.decode("utf-8", "replace").strip() or "no ready signal"),
                     retry_after_s=2,
                 )
+            if group is not None:
+                runner.own_pids = set(await asyncio.to_thread(group.pids))
             return runner
         except BaseException:
             if write_fd >= 0:
@@ -334,7 +345,16 @@ class Runner:
         output_limit: int,
         on_output: Callable[[OutputChunk], None] | None = None,
     ) -> Report:
-        collector = Collector(output_limit, on_output=on_output)
+        """Run one request. With ``"keep": true`` in it (and a nonce), a runner that answers
+        stays: ``report.kept`` says so, and it is paused until its next ``execute``."""
+        keep = bool(request.get("keep"))
+        if keep and self.paused:
+            assert self.group is not None
+            self.group.resume(self.own_pids)  # two signals: not worth a thread
+            self.paused = False
+        collector = Collector(
+            output_limit, on_output=on_output, nonce=request.get("nonce") if keep else None
+        )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         assert self.proc.stderr is not None
         readers = [
@@ -345,9 +365,13 @@ class Runner:
         exited = asyncio.create_task(self.proc.wait())
         began = time.monotonic()
         try:
-            self.proc.stdin.write(json.dumps(request).encode())
-            await self.proc.stdin.drain()
-            self.proc.stdin.close()
+            if keep:  # one request per line; stdin stays open for the next one
+                self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+                await self.proc.stdin.drain()
+            else:
+                self.proc.stdin.write(json.dumps(request).encode())
+                await self.proc.stdin.drain()
+                self.proc.stdin.close()
         except (BrokenPipeError, ConnectionResetError):
             pass
         try:
@@ -363,6 +387,24 @@ class Runner:
             report.ended_at = time.monotonic()
         if report.started_at is None:
             report.started_at = min(began, report.ended_at)
+        if (
+            keep
+            and report.result is not None
+            and not report.timed_out
+            and not report.output_exceeded
+        ):
+            # Output written before the result frame is already in the pipes: take it, stop
+            # reading, answer, and pause the runner off the answer's path.
+            for _ in range(3):
+                await asyncio.sleep(0)
+            collector.stopped = True
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            report.kept = True
+            self.busy = report.result.get("idle") is False
+            self.pausing = asyncio.create_task(self._pause(exited))
+            return report
         if report.result is not None and not report.timed_out and not report.output_exceeded:
             # Output written before the result frame is already in the pipes: let the
             # readers take it, answer, and tear the jail down off the request's path.
@@ -387,6 +429,45 @@ class Runner:
             report.oom_kills = self.group.oom_kills()
             await asyncio.to_thread(self.group.remove)
         return report
+
+    async def _pause(self, exited: asyncio.Task[int]) -> bool:
+        """A kept runner answered: stop it and kill every other process of its group (what
+        the code started). False when that could not be done (the runner is then not used
+        again: see ready)."""
+        if self.group is None or not self.alive:
+            return False
+        if not await asyncio.to_thread(self.group.pause, self.own_pids, self.proc.pid):
+            # What the code started outran the kills (a fork bomb): nothing of it may run
+            # on until the next execution, so the runner goes with it, now.
+            self.busy = True
+            await self.destroy()
+            await asyncio.to_thread(self.group.kill_all)
+            return False
+        self.paused = True
+        exited.cancel()
+        return self.alive
+
+    async def ready(self) -> bool:
+        """Whether this kept runner is alive, paused with nothing of its last execution left,
+        and said it stopped everything that execution started."""
+        paused = True
+        if self.pausing is not None:
+            try:
+                paused = await asyncio.shield(self.pausing)
+            except Exception:
+                paused = False
+            self.pausing = None
+        return paused and self.alive and not self.busy
+
+    async def close(self) -> None:
+        """Kill the runner and remove its group (a kept runner, which no execution ends)."""
+        if self.pausing is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.pausing)
+            self.pausing = None
+        await self.destroy()
+        if self.group is not None:
+            await asyncio.to_thread(self.group.remove)
 
     async def gone(self) -> None:
         """Return once every process of this runner is gone. A result frame can be forged

@@ -32,9 +32,15 @@ from iris_exec.adapters.local.jail import (
     wait_for_teardowns,
     write_etc,
 )
-from iris_exec.adapters.runner_protocol import outcome
-from iris_exec.domain.errors import ConfigurationError, ProviderUnavailable, SandboxLost
-from iris_exec.domain.models import CreatedSandbox, ExecutionJob, ProviderSandbox, RunOutcome
+from iris_exec.adapters.runner_protocol import lost_because, outcome
+from iris_exec.domain.errors import BadRequest, ConfigurationError, ProviderUnavailable, SandboxLost
+from iris_exec.domain.models import (
+    CodeError,
+    CreatedSandbox,
+    ExecutionJob,
+    ProviderSandbox,
+    RunOutcome,
+)
 from iris_exec.domain.ports import ToolSocket, ToolSockets
 from iris_exec.settings import Settings
 
@@ -156,6 +162,10 @@ class Jail:
         self._next: asyncio.Future[Runner] | None = None
         self._next_python = False
         self._seq = 0
+        #: Kept state: the sandbox's live runner of each language, paused between executions.
+        self.kept: dict[str, Runner] = {}
+        #: Why a language's kept runner was lost, told by its next keepState execution.
+        self.state_lost: dict[str, str] = {}
 
     async def prepare(self) -> None:
         await asyncio.to_thread(self._make_dirs)
@@ -250,6 +260,9 @@ class Jail:
             await self.current.destroy()
         if self.last is not None:
             await self.last.gone()
+        kept, self.kept = list(self.kept.values()), {}
+        for one in kept:
+            await one.close()
         task, self._next = self._next, None
         if task is not None:
             try:
@@ -273,6 +286,8 @@ class LocalSandboxProvider:
     """Sandboxes as bubblewrap jails on this machine. Refuses to start without bubblewrap."""
 
     name = "local"
+    #: Runs keepState executions in a runner kept per sandbox and language.
+    keeps_state = True
 
     def __init__(self, settings: Settings, *, assets_dir: Path | None = None) -> None:
         self.settings = settings
@@ -509,12 +524,16 @@ class LocalSandboxProvider:
         return self.cfg.disk_bytes if self.can_mount else 0
 
     def _reserved(self, project_id: str | None = None) -> int:
+        # A kept runner holds its memory between executions too (one not running counts
+        # here; a running one is in _running).
         if project_id is None:
             jails = len(self._jails) + len(self._pool) + len(self._pool_tasks)
             running = sum(self._running.values())
+            running += sum(len(j.kept) for j in self._jails.values())
         else:
-            jails = sum(1 for j in self._jails.values() if j.owner and j.owner[1] == project_id)
-            running = self._running.get(project_id, 0)
+            owned = [j for j in self._jails.values() if j.owner and j.owner[1] == project_id]
+            jails = len(owned)
+            running = self._running.get(project_id, 0) + sum(len(j.kept) for j in owned)
         return jails * self._tmpfs_bytes() + running * self.cfg.limits.memory_bytes
 
     def _admit(self, project_id: str, extra: int, what: str) -> None:
@@ -604,7 +623,10 @@ class LocalSandboxProvider:
         python = job.language == "python"
         project = job.project_id
         async with jail.lock:
-            await self._admit_waiting(project, self.cfg.limits.memory_bytes, "start an execution")
+            # A kept runner's memory is reserved already (see _reserved).
+            held = job.keep_state and job.language in jail.kept
+            extra = 0 if held else self.cfg.limits.memory_bytes
+            await self._admit_waiting(project, extra, "start an execution")
             self._running[project] = self._running.get(project, 0) + 1
             try:
                 return await self._run(jail, job, python)
@@ -630,15 +652,9 @@ class LocalSandboxProvider:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._memory_freed.wait(), left)
 
-    async def _run(self, jail: Jail, job: ExecutionJob, python: bool) -> RunOutcome:
-        began = time.monotonic()
-        if jail.last is not None:
-            # The last execution answered; its processes may still be ending (or it
-            # forged its end): this one starts once they are all gone.
-            await jail.last.gone()
-            jail.last = None
-        runner_task = asyncio.create_task(jail.take_runner(python))
-        request: dict[str, Any] = {
+    def _request(self, job: ExecutionJob) -> dict[str, Any]:
+        """The runner's request, but the code (see _run)."""
+        return {
             "projectId": job.project_id,
             "sessionId": job.session_id,
             "context": job.context,
@@ -652,29 +668,49 @@ class LocalSandboxProvider:
                 "token": job.grant.token,
             },
         }
+
+    async def _code(self, job: ExecutionJob, python: bool) -> dict[str, Any] | CodeError:
+        """The code's part of the request: Python's source (it compiles in its runner), or
+        the compiled module; the compile error of code that does not compile."""
         if python:
-            # Python compiles in its runner: nothing to do on the host.
-            request |= {
+            return {
                 "source": job.source,
                 "filename": "main.py",
                 "outputLimit": job.output_limit_bytes,
             }
-        else:
-            try:
-                compiled = await self.compiler.compile(job.source, job.language, job.project_id)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await jail.put_back(await runner_task)
-                raise
-            if compiled.error is not None:
+        compiled = await self.compiler.compile(
+            job.source, job.language, job.project_id, keep=job.keep_state
+        )
+        if compiled.error is not None:
+            return compiled.error
+        return {
+            "code": compiled.code,
+            "specifiers": compiled.specifiers,
+            "filename": FILENAME if job.language == "typescript" else "main.js",
+        }
+
+    async def _run(self, jail: Jail, job: ExecutionJob, python: bool) -> RunOutcome:
+        began = time.monotonic()
+        if jail.last is not None:
+            # The last execution answered; its processes may still be ending (or it
+            # forged its end): this one starts once they are all gone.
+            await jail.last.gone()
+            jail.last = None
+        if job.keep_state:
+            return await self._run_kept(jail, job, python, began)
+        runner_task = asyncio.create_task(jail.take_runner(python))
+        request = self._request(job)
+        try:
+            code = await self._code(job, python)
+        except BaseException:
+            with contextlib.suppress(Exception):
                 await jail.put_back(await runner_task)
-                setup_ms = (time.monotonic() - began) * 1000
-                return RunOutcome(error=compiled.error, setup_ms=setup_ms)
-            request |= {
-                "code": compiled.code,
-                "specifiers": compiled.specifiers,
-                "filename": FILENAME if job.language == "typescript" else "main.js",
-            }
+            raise
+        if isinstance(code, CodeError):
+            await jail.put_back(await runner_task)
+            setup_ms = (time.monotonic() - began) * 1000
+            return RunOutcome(error=code, setup_ms=setup_ms)
+        request |= code
         runner = await runner_task
         jail.prepare_next(python)
         if jail.tools is not None:
@@ -690,3 +726,61 @@ class LocalSandboxProvider:
         if jail.dead is not None:
             raise SandboxLost(f"the sandbox was stopped during the execution ({jail.dead})")
         return outcome(report, began, job, self.settings.sandbox_memory_mb)
+
+    async def _run_kept(
+        self, jail: Jail, job: ExecutionJob, python: bool, began: float
+    ) -> RunOutcome:
+        """Run in the sandbox's kept runner of the job's language (started now if there is
+        none). A runner that does not come back from an execution (time limit, memory,
+        output, exit, crash) is gone, and the next keepState execution says why."""
+        if not self.cgroups.version:
+            raise KeepStateUnavailable(
+                "keepState needs cgroups on this server (to stop what an execution leaves"
+                " running between executions); run without keepState"
+            )
+        language = job.language
+        runner = jail.kept.pop(language, None)
+        lost = jail.state_lost.pop(language, None)
+        if runner is not None and not await runner.ready():
+            lost = lost or ("busy" if runner.busy or runner.alive else "crash")
+            await runner.close()
+            runner = None
+        request = self._request(job) | {"keep": True, "nonce": secrets.token_hex(16)}
+        try:
+            code = await self._code(job, python)
+        except BaseException:
+            if runner is not None:
+                jail.kept[language] = runner
+            raise
+        if isinstance(code, CodeError):
+            if runner is not None:
+                jail.kept[language] = runner
+            setup_ms = (time.monotonic() - began) * 1000
+            return RunOutcome(error=code, setup_ms=setup_ms, state_reset=lost)
+        request |= code
+        if runner is None:
+            runner = await jail.take_runner(python)
+            jail.prepare_next(python)
+        if jail.tools is not None:
+            jail.tools.reset()
+        jail.current = runner
+        try:
+            report = await runner.execute(
+                request, job.timeout_s, job.output_limit_bytes, job.on_output
+            )
+        finally:
+            jail.current = None
+        result = outcome(report, began, job, self.settings.sandbox_memory_mb)
+        result.state_reset = lost
+        if report.kept and jail.dead is None:
+            jail.kept[language] = runner
+        else:
+            jail.last = runner
+            jail.state_lost[language] = lost_because(report, result)
+        if jail.dead is not None:
+            raise SandboxLost(f"the sandbox was stopped during the execution ({jail.dead})")
+        return result
+
+
+class KeepStateUnavailable(BadRequest):
+    """keepState asked of a server that cannot keep a runner safely."""

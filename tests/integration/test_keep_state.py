@@ -1,0 +1,549 @@
+"""`"keepState": true`: a sandbox keeps one live runner per language, as a notebook keeps its
+kernel. Real jails, a real server: what one execution declares, the next sees; a runner lost
+to a limit or an exit is replaced, and the next answer says so; nothing of one execution
+runs into the next; no state crosses sandboxes or projects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from iris_exec.domain.errors import BadRequest
+from iris_exec.domain.models import Principal
+from iris_exec.services.clock import system_clock
+from iris_exec.services.requests import ExecuteCommand
+from tests.support.app import fake_container
+from tests.support.fakes import FakeProvider
+from tests.support.server import LocalServer
+
+MEMORY_MB = 256
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    data = tmp_path_factory.mktemp("keep-state") / "data"
+    with LocalServer(data, sandbox_memory_mb=MEMORY_MB, rate_limit_per_minute=100_000) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def key(server: LocalServer) -> str:
+    return server.create_key("keeper")
+
+
+def run(server: LocalServer, key: str, code: str, **fields: Any) -> dict[str, Any]:
+    with server.client(key) as client:
+        response = client.post("/api/iris/execute", json={"code": code, **fields})
+    assert response.status_code == 200, response.text[:500]
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def kept(server: LocalServer, key: str, code: str, sandbox: str | None, **fields: Any) -> Any:
+    """Run with keepState; the result (which must say the state was kept)."""
+    extra = {"sandboxId": sandbox} if sandbox else {}
+    answer = run(server, key, code, keepState=True, **extra, **fields)
+    result: dict[str, Any] = answer["result"]
+    result["sandboxId"] = answer["sandboxId"]
+    return result
+
+
+def value(result: dict[str, Any]) -> Any:
+    assert result["success"] is True, result
+    assert result["metadata"]["stateReset"] is False, result["metadata"]
+    return result.get("returnValue")
+
+
+def processes_with(marker: bytes) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def wait_until_gone(marker: bytes) -> list[int]:
+    deadline = time.monotonic() + 10
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return processes_with(marker)
+
+
+# -- state persists --------------------------------------------------------------------------
+
+
+def test_typescript_declarations_imports_and_globals_persist(server: LocalServer, key: str) -> None:
+    first = kept(
+        server,
+        key,
+        "import { join } from 'node:path';\nimport * as os from 'node:os';\n"
+        "const base: number = 40;\nlet count = 0;\nconst { a, b: [c] } = { a: 1, b: [2] };\n"
+        "function bump(by: number): number { count += by; return count; }\n"
+        "class Box<T> { constructor(public v: T) {} }\n"
+        "globalThis.shared = 'g';\n"
+        "await new Promise((r) => setTimeout(r, 5));\nreturn bump(base + a + c - 1);",
+        None,
+    )
+    assert value(first) == 42
+    assert first["metadata"]["stateReset"] is False
+    sandbox = first["sandboxId"]
+    second = kept(
+        server,
+        key,
+        "const box = new Box(bump(1));\n"
+        "return [count, box.v, join('x', 'y'), typeof os.cpus, shared, base];",
+        sandbox,
+    )
+    assert value(second) == [43, 43, "x/y", "function", "g", 40]
+    # Declared again: the new value (a REPL, not a module that refuses a second `const`).
+    assert value(kept(server, key, "const base = 1;\nreturn base + count;", sandbox)) == 44
+
+
+def test_javascript_state_persists_and_return_ends_the_code(server: LocalServer, key: str) -> None:
+    first = kept(
+        server,
+        key,
+        "let items = [];\nfunction add(x) { items.push(x); return items.length; }\nadd('a');\n"
+        "if (items.length === 1) return 'early';\nreturn 'late';",
+        None,
+        language="javascript",
+    )
+    assert value(first) == "early"
+    again = kept(server, key, "add('b');\nreturn items;", first["sandboxId"], language="javascript")
+    assert value(again) == ["a", "b"]
+
+
+def test_python_state_persists(server: LocalServer, key: str) -> None:
+    first = kept(
+        server,
+        key,
+        "import asyncio, math\nfrom collections import Counter\n"
+        "seen = Counter('abca')\nlock = asyncio.Lock()\n"
+        "def area(r):\n    return round(math.pi * r * r, 2)\n"
+        "class Point:\n    def __init__(self, x): self.x = x\n"
+        "async with lock:\n    await asyncio.sleep(0.01)\n"
+        "try:\n    return area(1)\nfinally:\n    total = 10",
+        None,
+        language="python",
+    )
+    assert value(first) == 3.14
+    sandbox = first["sandboxId"]
+    second = kept(
+        server,
+        key,
+        "async with lock:  # the same event loop: asyncio objects of an earlier run work\n"
+        "    pass\ntotal += 1\n"
+        "return [seen['a'], area(2), Point(total).x, __name__]",
+        sandbox,
+        language="python",
+    )
+    assert value(second) == [2, 12.57, 11, "__main__"]
+    # One runner per language: Python's names are not TypeScript's.
+    assert value(kept(server, key, "return typeof total", sandbox)) == "undefined"
+
+
+def test_an_error_of_the_code_keeps_the_state(server: LocalServer, key: str) -> None:
+    first = kept(server, key, "const kept = 'yes';\nthrow new TypeError('boom');", None)
+    assert first["success"] is False and first["error"]["name"] == "TypeError"
+    sandbox = first["sandboxId"]
+    syntax = kept(server, key, "const = ;", sandbox)
+    assert syntax["error"]["name"] == "SyntaxError"
+    assert value(kept(server, key, "return kept", sandbox)) == "yes"
+    py = kept(server, key, "x = 5\nraise ValueError('no')", sandbox, language="python")
+    assert py["error"]["name"] == "ValueError"
+    assert value(kept(server, key, "return x", sandbox, language="python")) == 5
+
+
+def test_without_keep_state_every_execution_is_fresh(server: LocalServer, key: str) -> None:
+    first = kept(server, key, "globalThis.mark = 1;\nconst kept = 2;\nreturn 0", None)
+    sandbox = first["sandboxId"]
+    fresh = run(server, key, "return [typeof mark, typeof kept]", sandboxId=sandbox)["result"]
+    assert fresh["returnValue"] == ["undefined", "undefined"]
+    assert "stateReset" not in fresh["metadata"]
+    # ...and the kept runner is still there for the next keepState execution.
+    assert value(kept(server, key, "return [mark, kept]", sandbox)) == [1, 2]
+
+
+# -- resets ----------------------------------------------------------------------------------
+
+
+def reset_after(server: LocalServer, key: str, code: str, reason: str, **fields: Any) -> None:
+    first = kept(server, key, "const before = 'kept';\nreturn before", None, **fields)
+    sandbox = first["sandboxId"]
+    lost = kept(server, key, code, sandbox, **fields)
+    assert lost["success"] is False, lost
+    after = kept(server, key, "return typeof before", sandbox, **fields)
+    assert after["success"] is True, after
+    assert after["metadata"]["stateReset"] is True
+    assert after["metadata"]["stateResetReason"] == reason
+    assert after["returnValue"] == "undefined"
+    # Said once: the new runner keeps its own state from then on.
+    assert value(kept(server, key, "const again = 1;\nreturn again", sandbox, **fields)) == 1
+    assert value(kept(server, key, "return again", sandbox, **fields)) == 1
+
+
+def test_a_timeout_resets_the_state(server: LocalServer, key: str) -> None:
+    reset_after(server, key, "while (true) {}", "timeout", timeoutMs=1000)
+
+
+def test_running_out_of_memory_resets_the_state(server: LocalServer, key: str) -> None:
+    reset_after(
+        server,
+        key,
+        "const chunks = [];\nfor (;;) chunks.push(Buffer.alloc(16 * 2 ** 20, 1));",
+        "memory",
+    )
+
+
+def test_process_exit_resets_the_state(server: LocalServer, key: str) -> None:
+    reset_after(server, key, "process.exit(3);", "exit")
+
+
+def test_python_exit_and_memory_reset_the_state(server: LocalServer, key: str) -> None:
+    sandbox = kept(server, key, "before = 1", None, language="python")["sandboxId"]
+    assert kept(server, key, "raise SystemExit(2)", sandbox, language="python")["success"] is False
+    after = kept(server, key, "return 'before' in globals()", sandbox, language="python")
+    assert after["metadata"]["stateResetReason"] == "exit" and after["returnValue"] is False
+    hog = kept(server, key, "x = bytearray(1024 * 2**20)", sandbox, language="python")
+    assert hog["metadata"]["limitHit"] == "memory"
+    after = kept(server, key, "return 1", sandbox, language="python")
+    assert after["metadata"]["stateResetReason"] == "memory"
+
+
+def test_a_crash_resets_the_state(server: LocalServer, key: str) -> None:
+    reset_after(server, key, "process.kill(process.pid, 'SIGKILL');", "crash")
+
+
+# -- nothing of one execution runs into the next ---------------------------------------------
+
+
+def test_timers_and_promises_of_an_execution_do_not_run_in_the_next(
+    server: LocalServer, key: str
+) -> None:
+    first = kept(
+        server,
+        key,
+        "import { setTimeout as sleep } from 'node:timers/promises';\n"
+        "globalThis.ticks = 0;\nsetInterval(() => { ticks++; console.log('tick'); }, 5);\n"
+        "setTimeout(() => console.log('late'), 100);\nsetImmediate(() => console.log('soon'));\n"
+        "sleep(50).then(() => console.log('promise'));\n"
+        "await new Promise((r) => setTimeout(r, 30));\nreturn ticks > 0;",
+        None,
+    )
+    assert value(first) is True
+    second = kept(
+        server,
+        key,
+        "const seen = ticks;\nawait new Promise((r) => setTimeout(r, 200));\nreturn ticks - seen;",
+        first["sandboxId"],
+    )
+    assert value(second) == 0
+    assert second["logs"] == []
+
+
+def test_child_processes_and_servers_are_gone_after_an_execution(
+    server: LocalServer, key: str
+) -> None:
+    first = kept(
+        server,
+        key,
+        "import { spawn } from 'node:child_process';\nimport net from 'node:net';\n"
+        "globalThis.child = spawn('sleep', ['612']);\n"
+        "globalThis.srv = net.createServer().listen(4567);\n"
+        "await new Promise((r) => setTimeout(r, 100));\nreturn child.pid > 0;",
+        None,
+    )
+    assert value(first) is True
+    assert wait_until_gone(b"sleep\x00612\x00") == []
+    second = kept(
+        server,
+        key,
+        "import net from 'node:net';\n"
+        "return await new Promise((resolve) => {\n"
+        "  const s = net.createServer().listen(4567, () => { s.close(); resolve('port free'); });\n"
+        "  s.on('error', (e) => resolve(e.code));\n});",
+        first["sandboxId"],
+    )
+    assert value(second) == "port free"
+
+
+def test_python_tasks_are_cancelled_and_a_live_thread_means_a_new_runner(
+    server: LocalServer, key: str
+) -> None:
+    first = kept(
+        server,
+        key,
+        "import asyncio\nhits = []\n"
+        "async def forever():\n    while True:\n        hits.append(1)\n"
+        "        await asyncio.sleep(0.01)\n"
+        "task = asyncio.get_running_loop().create_task(forever())\n"
+        "await asyncio.sleep(0.05)\nreturn len(hits) > 0",
+        None,
+        language="python",
+    )
+    assert value(first) is True
+    sandbox = first["sandboxId"]
+    second = kept(
+        server,
+        key,
+        "import time\nseen = len(hits)\ntime.sleep(0.2)\nawait asyncio.sleep(0.1)\n"
+        "return [len(hits) - seen, task.cancelled()]",
+        sandbox,
+        language="python",
+    )
+    assert value(second) == [0, True]
+    threaded = kept(
+        server,
+        key,
+        "import threading, time\n"
+        "threading.Thread(target=lambda: time.sleep(600), daemon=True).start()\nreturn 'started'",
+        sandbox,
+        language="python",
+    )
+    assert value(threaded) == "started"
+    after = kept(server, key, "return 'hits' in globals()", sandbox, language="python")
+    assert after["metadata"]["stateReset"] is True
+    assert after["metadata"]["stateResetReason"] == "busy"
+    assert after["returnValue"] is False
+
+
+def test_output_limits_count_per_execution(server: LocalServer, key: str) -> None:
+    """A kept runner's output is counted from zero at each execution, as a fresh one's."""
+    sandbox = None
+    for _ in range(3):
+        result = kept(server, key, "console.log('x'.repeat(400 * 1024));\nreturn 1", sandbox)
+        assert value(result) == 1
+        sandbox = result["sandboxId"]
+
+
+# -- isolation and lifetime ------------------------------------------------------------------
+
+
+def test_no_state_is_shared_between_sandboxes_or_projects(server: LocalServer, key: str) -> None:
+    mine = kept(server, key, "globalThis.secret = 's3';\nconst hidden = 1;\nreturn 1", None)
+    value(mine)
+    other_sandbox = kept(server, key, "return [typeof secret, typeof hidden]", None)
+    assert value(other_sandbox) == ["undefined", "undefined"]
+    other_key = server.create_key("keeper-other")
+    other_project = kept(server, other_key, "return [typeof secret, typeof hidden]", None)
+    assert value(other_project) == ["undefined", "undefined"]
+    py = kept(server, key, "secret = 'p'", None, language="python")
+    other_py = kept(server, other_key, "return 'secret' in globals()", None, language="python")
+    assert value(other_py) is False
+    # Another project naming my sandbox: the contract's 404, no state reached.
+    with server.client(other_key) as client:
+        response = client.post(
+            "/api/iris/execute",
+            json={"code": "return secret", "keepState": True, "sandboxId": py["sandboxId"]},
+        )
+    assert response.status_code == 404
+
+
+def test_closing_the_sandbox_ends_its_kept_runners(server: LocalServer, key: str) -> None:
+    result = kept(server, key, "process.title = 'iris_kept_marker_5e1';\nreturn 1", None)
+    value(result)
+    assert processes_with(b"iris_kept_marker_5e1") != []
+    with server.client(key) as client:
+        closed = client.delete("/api/iris/sandbox", params={"sandboxId": result["sandboxId"]})
+    assert closed.status_code == 200
+    assert wait_until_gone(b"iris_kept_marker_5e1") == []
+
+
+def test_mcp_execute_code_keeps_state(server: LocalServer, key: str) -> None:
+    def call(arguments: dict[str, Any]) -> dict[str, Any]:
+        response = httpx.post(
+            server.url + "/mcp",
+            headers={
+                "authorization": f"Bearer {key}",
+                "accept": "application/json, text/event-stream",
+            },
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "executeCode", "arguments": arguments},
+            },
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        structured: dict[str, Any] = response.json()["result"]["structuredContent"]
+        return structured
+
+    first = call({"code": "const n = 20;\nreturn n", "keepState": True})
+    assert first["returnValue"] == 20
+    second = call({"code": "return n + 1", "keepState": True, "sandboxId": first["sandboxId"]})
+    assert second["returnValue"] == 21
+    assert second["metadata"]["stateReset"] is False
+    refused = httpx.post(
+        server.url + "/mcp",
+        headers={"authorization": f"Bearer {key}", "accept": "application/json"},
+        json={
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "executeCode", "arguments": {"code": "1", "keepState": "yes"}},
+        },
+        timeout=60,
+    ).json()
+    assert refused["result"]["isError"] is True
+    assert "keepState" in json.dumps(refused["result"]["content"])
+
+
+def test_keep_state_must_be_a_boolean(server: LocalServer, key: str) -> None:
+    with server.client(key) as client:
+        response = client.post("/api/iris/execute", json={"code": "1", "keepState": 1})
+    assert response.status_code == 400
+    assert "keepState" in response.json()["message"]
+
+
+def test_a_provider_that_cannot_keep_state_refuses_before_taking_a_sandbox(
+    tmp_path: Path,
+) -> None:
+    """Not silently fresh: a 400 before any sandbox is created."""
+    container = fake_container(tmp_path, FakeProvider(), system_clock)
+    principal = Principal("p", "k")
+    command = ExecuteCommand(code="return 1", language="typescript", timeout_s=5, keep_state=True)
+    with pytest.raises(BadRequest, match="keepState is not available with the 'fake'"):
+        asyncio.run(container.executions.execute(principal, command))
+    assert container.registry.list_live("p", time.time()) == []
+
+
+def test_worker_threads_and_file_watchers_are_stopped(server: LocalServer, key: str) -> None:
+    first = kept(
+        server,
+        key,
+        "import { Worker } from 'node:worker_threads';\nimport fs from 'node:fs';\n"
+        "fs.writeFileSync('watched.txt', 'a');\nglobalThis.events = 0;\n"
+        "fs.watch('watched.txt', () => { events++; });\n"
+        "globalThis.worker = new Worker("
+        '\'setInterval(() => require("node:fs").appendFileSync("beat.txt", "b"), 5)\','
+        " { eval: true });\n"
+        "// A worker takes a while to start on a busy machine: wait for its first beat.\n"
+        "for (let i = 0; i < 500 && !fs.existsSync('beat.txt'); i++)"
+        " await new Promise((r) => setTimeout(r, 20));\n"
+        "return fs.readFileSync('beat.txt', 'utf8').length > 0;",
+        None,
+    )
+    assert value(first) is True
+    second = kept(
+        server,
+        key,
+        "import fs from 'node:fs';\nconst beats = fs.readFileSync('beat.txt', 'utf8').length;\n"
+        "const seen = events;\nfs.writeFileSync('watched.txt', 'b');\n"
+        "await new Promise((r) => setTimeout(r, 200));\n"
+        "return [fs.readFileSync('beat.txt', 'utf8').length - beats, events - seen];",
+        first["sandboxId"],
+    )
+    assert value(second) == [0, 0]
+
+
+def test_a_promise_that_never_settles_ends_as_in_a_fresh_run(server: LocalServer, key: str) -> None:
+    code = "console.log('waiting');\nawait new Promise(() => {});\nreturn 'never';"
+    fresh = run(server, key, code, timeoutMs=10_000)["result"]
+    kept_run = kept(server, key, code, None, timeoutMs=10_000)
+    assert fresh["success"] is kept_run["success"] is True
+    assert fresh["output"] == kept_run["output"] == "=== Output ===\nwaiting"
+    assert value(kept(server, key, "return 'still here'", kept_run["sandboxId"])) == "still here"
+
+
+def test_an_asynchronous_execution_keeps_state_too(server: LocalServer, key: str) -> None:
+    with server.client(key) as client:
+        started = client.post(
+            "/api/iris/execute",
+            json={"code": "const fromAsync = 'a';\nreturn 1", "keepState": True, "async": True},
+        )
+        assert started.status_code == 202, started.text
+        body = started.json()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            polled = client.get(f"/api/iris/executions/{body['executionId']}").json()
+            if polled["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.1)
+    assert polled["status"] == "succeeded", polled
+    assert polled["result"]["metadata"]["stateReset"] is False
+    assert value(kept(server, key, "return fromAsync", body["sandboxId"])) == "a"
+
+
+def test_typescript_declaration_forms_are_kept(server: LocalServer, key: str) -> None:
+    first = kept(
+        server,
+        key,
+        "import type { ParsedPath } from 'node:path';\nimport path = require('node:path');\n"
+        "import def, { sep as separator } from 'node:path';\nimport 'node:os';\n"
+        "let later!: string;\nexport const exported: number = 1;\n"
+        "const { a = 5, ...rest } = { b: 2, c: 3 } as Record<string, number>;\n"
+        "const [first, , third = 9] = [1, 2];\n"
+        "export default function named(): string { return 'named'; }\n"
+        "enum Color { Red, Green }\nabstract class Shape { abstract area(): number; }\n"
+        "class Square extends Shape { constructor(private s: number) { super(); }"
+        " area() { return this.s ** 2; } }\n"
+        "declare const ambient: number;\nlet parsed: ParsedPath | null = null;\n"
+        "later = 'set';\nreturn 'ok';",
+        None,
+    )
+    assert value(first) == "ok"
+    second = kept(
+        server,
+        key,
+        "return [typeof path.join, def.sep, separator, later, exported, a, rest, first, third,"
+        " named(), Color.Green, new Square(3).area(), parsed, typeof ambient];",
+        first["sandboxId"],
+    )
+    assert value(second) == [
+        "function", "/", "/", "set", 1, 5, {"b": 2, "c": 3}, 1, 9, "named", 1, 9, None, "undefined"
+    ]  # fmt: skip
+
+
+def test_the_iris_tools_work_in_every_kept_execution(server: LocalServer, key: str) -> None:
+    """Each execution has its own token: a kept runner's module is re-initialized for each."""
+    ts = "import { iris, context } from './iris-prime';\n" \
+        "return [(await iris.logEvent('kept-ts')).event, context.n];"  # fmt: skip
+    py = "from iris_prime import iris, context\nreturn [iris.log_event('kept-py')['event'], context['n']]"
+    sandbox = None
+    for n in (1, 2, 3):
+        result = kept(server, key, ts, sandbox, context={"n": n})
+        assert value(result) == ["kept-ts", n]
+        sandbox = result["sandboxId"]
+        result = kept(server, key, py, sandbox, context={"n": n}, language="python")
+        assert value(result) == ["kept-py", n]
+
+
+def test_a_fork_bomb_left_behind_does_not_outlive_its_execution(
+    server: LocalServer, key: str
+) -> None:
+    first = kept(
+        server,
+        key,
+        "import { spawn } from 'node:child_process';\n"
+        "spawn('/bin/bash', ['-c', 'iris_bomb_k9e() { iris_bomb_k9e | iris_bomb_k9e & };"
+        " iris_bomb_k9e; sleep 30'], { detached: true, stdio: 'ignore' });\n"
+        "await new Promise((r) => setTimeout(r, 50));\nreturn 'left';",
+        None,
+    )
+    assert value(first) == "left"
+    assert wait_until_gone(b"iris_bomb_k9e") == []
+    after = kept(server, key, "return 'next'", first["sandboxId"])
+    assert after["success"] is True and after["returnValue"] == "next"
+    if after["metadata"]["stateReset"]:
+        assert after["metadata"]["stateResetReason"] == "busy"
+
+
+def test_stopping_the_server_ends_its_kept_runners(tmp_path: Path) -> None:
+    with LocalServer(tmp_path / "data", rate_limit_per_minute=100_000) as own:
+        own_key = own.create_key("stopper")
+        result = kept(own, own_key, "process.title = 'iris_kept_marker_7c2';\nreturn 1", None)
+        value(result)
+        assert processes_with(b"iris_kept_marker_7c2") != []
+    assert wait_until_gone(b"iris_kept_marker_7c2") == []
