@@ -304,3 +304,45 @@ def test_endpoints_come_from_the_sdks_environment_variables(
     assert DynamoDB.connect("eu-west-1").transport.endpoint == (
         "https://dynamodb.eu-west-1.amazonaws.com"
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        pytest.param(
+            400,
+            b'{"__type":"com.amazonaws.dynamodb.v20120810#TransactionConflictException",'
+            b'"message":"Transaction is ongoing for the item"}',
+            "TransactionConflictException",
+            id="item-in-a-transaction",
+        ),
+        pytest.param(
+            409,
+            b'{"__type":"com.amazonaws.dynamodb.v20120810#ReplicatedWriteConflictException"}',
+            "ReplicatedWriteConflictException",
+            id="global-table-write-conflict",
+        ),
+        pytest.param(429, b"", "429", id="too-many-requests-without-a-code"),
+        pytest.param(
+            400,
+            b'{"__type":"com.amazon.coral.availability#ThrottlingException:http://internal/"}',
+            "ThrottlingException",
+            id="type-with-a-detail-suffix",
+        ),
+    ],
+)
+def test_what_aws_says_to_retry_is_retried_then_unavailable(
+    recorder: Recorder, status: int, body: bytes, code: str
+) -> None:
+    """DynamoDB's error table says to retry a TransactionConflictException; botocore retries
+    ReplicatedWriteConflictException for DynamoDB and any 429, and reads ``__type`` up to a
+    ``:``. Each is sent again, then a 503 (unavailable), never a 500."""
+    recorder.answers.extend([(status, {}, body), (status, {}, body)])
+    client = DynamoDB(
+        AwsHttp("dynamodb", "us-east-1", recorder.url, credentials=lambda: KEYS, max_attempts=2)
+    )
+    with pytest.raises(AwsError) as raised:
+        client.update_item(TableName="t", Key={"id": {"S": "a"}}, UpdateExpression="SET x = :x")
+    assert raised.value.code == code
+    assert raised.value.unavailable and not raised.value.condition_failed
+    assert len(recorder.requests) == 2

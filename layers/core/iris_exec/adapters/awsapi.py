@@ -62,10 +62,15 @@ THROTTLING_CODES = frozenset(
         "PriorRequestNotComplete",
     }
 )
-#: Codes of a request that may succeed if sent again (botocore's transient codes, and the
-#: codes AWS services give their own 5xx answers).
+#: Codes of a request that may succeed if sent again (botocore's transient codes, the codes
+#: AWS services give their own 5xx answers, and DynamoDB's write conflicts: an item in an
+#: ongoing transaction (TransactionConflictException, "OK to retry" in DynamoDB's error
+#: table) or written in another region of a global table (ReplicatedWriteConflictException,
+#: which botocore's DynamoDB retry policy retries).
 TRANSIENT_CODES = frozenset(
     {
+        "TransactionConflictException",
+        "ReplicatedWriteConflictException",
         "RequestTimeout",
         "RequestTimeoutException",
         "InternalError",
@@ -75,7 +80,9 @@ TRANSIENT_CODES = frozenset(
         "ServiceUnavailable",
     }
 )
-RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+#: 429 is "too many requests" whatever the code (botocore's throttling status); the rest are
+#: botocore's transient statuses.
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 #: Full-jitter exponential backoff between attempts: up to 50 ms, then 100 ms, ...
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 2.0
@@ -245,7 +252,9 @@ def _error(operation: str, reply: Reply) -> AwsError:
     with contextlib.suppress(ValueError):
         data = json.loads(reply.body) if reply.body else None
     if isinstance(data, dict):
-        code = code or str(data.get("__type") or data.get("code") or "").rsplit("#", 1)[-1]
+        # As botocore reads it: ``namespace#Code``, possibly followed by ``:<detail>``.
+        body_code = str(data.get("__type") or data.get("code") or "")
+        code = code or body_code.split(":", 1)[0].rsplit("#", 1)[-1]
         message = str(data.get("message") or data.get("Message") or "")
     return AwsError(operation, reply.status, code or str(reply.status), message, data)
 
