@@ -95,6 +95,32 @@ def test_a_request_signed_with_another_key_is_refused(
     assert secrets.reads == []
 
 
+def test_errors_read_alike_by_botocore_and_our_client(secrets: SecretsStandIn) -> None:
+    """The stand-in answers errors as Secrets Manager's JSON protocol does (the code in the
+    body's ``__type``): botocore, which reads it from nowhere else, and the service's own
+    client see the same ResourceNotFoundException, for a missing secret and for a stage a
+    secret never had."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from iris_exec.adapters.awsapi import AwsError, SecretsManager
+
+    boto = boto3.client("secretsmanager", region_name=REGION)
+    ours = SecretsManager.connect(REGION)
+    for request in (
+        {"SecretId": "iris-exec-dev/missing"},
+        {"SecretId": NAME, "VersionStage": "AWSPREVIOUS"},
+    ):
+        with pytest.raises(ClientError) as theirs:
+            boto.get_secret_value(**request)
+        with pytest.raises(AwsError) as mine:
+            ours.get_secret_value(**request)
+        assert theirs.value.response["Error"]["Code"] == "ResourceNotFoundException"
+        assert mine.value.code == "ResourceNotFoundException"
+        assert mine.value.message == theirs.value.response["Error"]["Message"]
+    assert boto.get_secret_value(SecretId=NAME)["SecretString"] == "a" * 64
+
+
 PROBE = """
 import sys
 from iris_exec.adapters.secrets import SecretsManagerSecrets
