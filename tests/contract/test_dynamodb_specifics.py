@@ -556,7 +556,7 @@ def test_an_idempotency_record_is_powertools_record(
         layer.get_record({"key": "p1:job-1", "fingerprint": "another body"})
     items = dynamodb_tables.client.scan(TableName=dynamodb_tables.names["idempotency"])["Items"]
     assert [sorted(item) for item in items] == [
-        ["data", "expiration", "id", "in_progress_expiration", "status", "validation"]
+        ["claim", "data", "expiration", "id", "in_progress_expiration", "status", "validation"]
     ]
 
 
@@ -598,3 +598,24 @@ def test_a_taken_key_costs_one_request_and_is_read_when_dynamodb_returns_no_item
         other = store.begin("p3:k", "another body", NOW, 60)
         assert other is not None and other.state == "mismatch"
         assert proxy.seen == {"PutItem": 2, "GetItem": 1}
+
+
+def test_a_claim_whose_answer_was_lost_is_still_the_claimants(
+    dynamodb_tables: DynamoTables,
+) -> None:
+    """DynamoDB wrote the claim but its answer never arrived; the client sends the PutItem
+    again (as botocore would), and its condition now fails on the claim itself. That
+    request holds the key: it runs, and is not told that it is still running (a 409 for its
+    own first try). Another request with the same key still waits."""
+    table = dynamodb_tables.names["idempotency"]
+    with FaultyDynamoDB(dynamodb_tables.client.transport.endpoint) as proxy:
+        store = DynamoIdempotencyStore(make_client(proxy.endpoint_url), table, 3600)
+        proxy.lost["PutItem"] = 1
+        now = time.time()
+        assert store.begin("p4:k", "fp", now, 60) is None
+        assert proxy.seen == {"PutItem": 2}
+        again = store.begin("p4:k", "fp", now, 60)
+        assert again is not None and again.state == "in_progress"
+        store.complete("p4:k", "fp", {"success": True}, now)
+        replay = store.begin("p4:k", "fp", now, 60)
+        assert replay is not None and replay.state == "completed"
