@@ -16,6 +16,7 @@ import json
 import re
 import time
 import uuid
+from collections import Counter
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -65,6 +66,9 @@ class SecretsStandIn(HttpStandIn):
         #: AWSPREVIOUS: the value before the last ``rotate``.
         self.previous: dict[str, str] = {}
         self.reads: list[str] = []
+        #: Version stage -> how many of its reads get Secrets Manager's InternalServiceError
+        #: (a server fault, which the SDKs retry).
+        self.failing: Counter[str] = Counter()
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -103,6 +107,11 @@ class SecretsStandIn(HttpStandIn):
                 name = str(request.get("SecretId", ""))
                 stage = str(request.get("VersionStage") or "AWSCURRENT")
                 standin.reads.append(name)
+                if standin.failing[stage] > 0:
+                    standin.failing[stage] -= 1
+                    error = {"__type": "InternalServiceError", "Message": "An error occurred"}
+                    self._answer(500, error)
+                    return
                 values = standin.previous if stage == "AWSPREVIOUS" else standin.secrets
                 if stage not in ("AWSCURRENT", "AWSPREVIOUS") or name not in values:
                     message = (
