@@ -165,9 +165,34 @@ def default_credentials() -> CredentialSource:
     return from_botocore
 
 
+#: Each partition's DNS suffix, and its dual-stack one, by the prefix of its regions
+#: (botocore's ``data/partitions.json``); any other region is in ``aws`` (GovCloud too).
+PARTITIONS = (
+    ("cn-", "amazonaws.com.cn", "api.amazonwebservices.com.cn"),
+    ("us-iso-", "c2s.ic.gov", "api.aws"),
+    ("us-isob-", "sc2s.sgov.gov", "api.aws"),
+    ("us-isof-", "csp.hci.ic.gov", "api.aws.hci.ic.gov"),
+    ("eu-isoe-", "cloud.adc-e.uk", "api.cloud-aws.adc-e.uk"),
+    ("eusc-", "amazonaws.eu", "api.amazonwebservices.eu"),
+)
+
+
+def _enabled(variable: str) -> bool:
+    return os.environ.get(variable, "").strip().lower() == "true"
+
+
 def regional_endpoint(service: str, region: str) -> str:
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://{service}.{region}.{suffix}"
+    """The service's endpoint in ``region``, as the AWS SDKs resolve it: in the region's
+    partition, FIPS (``service-fips.``) when AWS_USE_FIPS_ENDPOINT is true, dual-stack when
+    AWS_USE_DUALSTACK_ENDPOINT is (the SDKs' variables for these settings)."""
+    suffix, dual_suffix = next(
+        ((plain, dual) for prefix, plain, dual in PARTITIONS if region.startswith(prefix)),
+        ("amazonaws.com", "api.aws"),
+    )
+    host = f"{service}-fips" if _enabled("AWS_USE_FIPS_ENDPOINT") else service
+    if _enabled("AWS_USE_DUALSTACK_ENDPOINT"):
+        suffix = dual_suffix
+    return f"https://{host}.{region}.{suffix}"
 
 
 def configured_endpoint(service_id: str) -> str | None:
