@@ -619,3 +619,43 @@ def test_a_claim_whose_answer_was_lost_is_still_the_claimants(
         store.complete("p4:k", "fp", {"success": True}, now)
         replay = store.begin("p4:k", "fp", now, 60)
         assert replay is not None and replay.state == "completed"
+
+
+def test_a_start_whose_answer_was_lost_is_still_the_workers(
+    dynamodb_tables: DynamoTables,
+) -> None:
+    """The worker's start (queued -> running) was written but its answer lost; the client
+    sends the UpdateItem again and its condition fails on that very write. The worker still
+    runs the execution (it was not taken by another delivery), and another delivery of the
+    same event still does not."""
+    table = dynamodb_tables.names["executions"]
+    DynamoExecutionStore(dynamodb_tables.client, table, 3600).create(execution_record(7))
+    with FaultyDynamoDB(dynamodb_tables.client.transport.endpoint) as proxy:
+        store = DynamoExecutionStore(make_client(proxy.endpoint_url), table, 3600)
+        proxy.lost["UpdateItem"] = 1
+        ex = execution_record(7)
+        assert store.start(ex.project_id, ex.execution_id, started_at=NOW, alive_until=NOW + 60)
+        assert proxy.seen == {"UpdateItem": 2}
+        again = store.start(ex.project_id, ex.execution_id, started_at=NOW, alive_until=NOW + 60)
+        assert not again
+        found = store.get(ex.project_id, ex.execution_id)
+        assert found is not None and found.status == "running"
+
+
+def test_a_create_whose_answer_was_lost_is_not_a_conflict(dynamodb_tables: DynamoTables) -> None:
+    """A new sandbox's record was written but the answer lost; the client sends the PutItem
+    again and its attribute_not_exists condition fails on that very item. The create
+    succeeded (it is not AlreadyExists, a 500 for a fresh id); another record with the
+    same id is still refused."""
+    from iris_exec.domain.errors import AlreadyExists
+
+    table = dynamodb_tables.names["sandboxes"]
+    with FaultyDynamoDB(dynamodb_tables.client.transport.endpoint) as proxy:
+        registry = DynamoSandboxRegistry(make_client(proxy.endpoint_url), table, clock=lambda: NOW)
+        proxy.lost["PutItem"] = 1
+        registry.create(record("sb_lostans1", lifetime_deadline=NOW + 3600.5))
+        assert proxy.seen == {"PutItem": 2}
+        with pytest.raises(AlreadyExists):
+            registry.create(record("sb_lostans1", project="p2"))
+    found = registry_of(dynamodb_tables).get("p1", "sb_lostans1")
+    assert found is not None
