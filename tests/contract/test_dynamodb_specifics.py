@@ -556,7 +556,7 @@ def test_an_idempotency_record_is_powertools_record(
         layer.get_record({"key": "p1:job-1", "fingerprint": "another body"})
     items = dynamodb_tables.client.scan(TableName=dynamodb_tables.names["idempotency"])["Items"]
     assert [sorted(item) for item in items] == [
-        ["data", "expiration", "id", "in_progress_expiration", "status", "validation"]
+        ["claim", "data", "expiration", "id", "in_progress_expiration", "status", "validation"]
     ]
 
 
@@ -598,3 +598,64 @@ def test_a_taken_key_costs_one_request_and_is_read_when_dynamodb_returns_no_item
         other = store.begin("p3:k", "another body", NOW, 60)
         assert other is not None and other.state == "mismatch"
         assert proxy.seen == {"PutItem": 2, "GetItem": 1}
+
+
+def test_a_claim_whose_answer_was_lost_is_still_the_claimants(
+    dynamodb_tables: DynamoTables,
+) -> None:
+    """DynamoDB wrote the claim but its answer never arrived; the client sends the PutItem
+    again (as botocore would), and its condition now fails on the claim itself. That
+    request holds the key: it runs, and is not told that it is still running (a 409 for its
+    own first try). Another request with the same key still waits."""
+    table = dynamodb_tables.names["idempotency"]
+    with FaultyDynamoDB(dynamodb_tables.client.transport.endpoint) as proxy:
+        store = DynamoIdempotencyStore(make_client(proxy.endpoint_url), table, 3600)
+        proxy.lost["PutItem"] = 1
+        now = time.time()
+        assert store.begin("p4:k", "fp", now, 60) is None
+        assert proxy.seen == {"PutItem": 2}
+        again = store.begin("p4:k", "fp", now, 60)
+        assert again is not None and again.state == "in_progress"
+        store.complete("p4:k", "fp", {"success": True}, now)
+        replay = store.begin("p4:k", "fp", now, 60)
+        assert replay is not None and replay.state == "completed"
+
+
+def test_a_start_whose_answer_was_lost_is_still_the_workers(
+    dynamodb_tables: DynamoTables,
+) -> None:
+    """The worker's start (queued -> running) was written but its answer lost; the client
+    sends the UpdateItem again and its condition fails on that very write. The worker still
+    runs the execution (it was not taken by another delivery), and another delivery of the
+    same event still does not."""
+    table = dynamodb_tables.names["executions"]
+    DynamoExecutionStore(dynamodb_tables.client, table, 3600).create(execution_record(7))
+    with FaultyDynamoDB(dynamodb_tables.client.transport.endpoint) as proxy:
+        store = DynamoExecutionStore(make_client(proxy.endpoint_url), table, 3600)
+        proxy.lost["UpdateItem"] = 1
+        ex = execution_record(7)
+        assert store.start(ex.project_id, ex.execution_id, started_at=NOW, alive_until=NOW + 60)
+        assert proxy.seen == {"UpdateItem": 2}
+        again = store.start(ex.project_id, ex.execution_id, started_at=NOW, alive_until=NOW + 60)
+        assert not again
+        found = store.get(ex.project_id, ex.execution_id)
+        assert found is not None and found.status == "running"
+
+
+def test_a_create_whose_answer_was_lost_is_not_a_conflict(dynamodb_tables: DynamoTables) -> None:
+    """A new sandbox's record was written but the answer lost; the client sends the PutItem
+    again and its attribute_not_exists condition fails on that very item. The create
+    succeeded (it is not AlreadyExists, a 500 for a fresh id); another record with the
+    same id is still refused."""
+    from iris_exec.domain.errors import AlreadyExists
+
+    table = dynamodb_tables.names["sandboxes"]
+    with FaultyDynamoDB(dynamodb_tables.client.transport.endpoint) as proxy:
+        registry = DynamoSandboxRegistry(make_client(proxy.endpoint_url), table, clock=lambda: NOW)
+        proxy.lost["PutItem"] = 1
+        registry.create(record("sb_lostans1", lifetime_deadline=NOW + 3600.5))
+        assert proxy.seen == {"PutItem": 2}
+        with pytest.raises(AlreadyExists):
+            registry.create(record("sb_lostans1", project="p2"))
+    found = registry_of(dynamodb_tables).get("p1", "sb_lostans1")
+    assert found is not None

@@ -76,6 +76,31 @@ def test_tokens_minted_before_a_rotation_still_verify(secrets: SecretsStandIn) -
         tokens.verify(forged)
 
 
+def test_a_previous_key_secrets_manager_could_not_give_is_asked_again(
+    secrets: SecretsStandIn,
+) -> None:
+    """Right after a rotation, Secrets Manager fails (after every retry) to give the
+    previous key: a token minted before the rotation is a 503 that once, not refused as
+    forged until the cache ages, and the next request verifies it."""
+    reader = SecretsManagerSecrets.connect(REGION)
+    current = secret(None, NAME, "TOKEN_SIGNING_KEY", reader, max_age_s=0)
+    previous = previous_secret(
+        secret(None, NAME, "TOKEN_SIGNING_KEY", reader, stage="AWSPREVIOUS", max_age_s=0)
+    )
+
+    def previous_key() -> bytes | None:
+        key = previous()
+        return key.encode() if key else None
+
+    tokens = ExecutionTokens(lambda: current().encode(), time.time, previous_key)
+    before = tokens.mint("p", "sb_1", "ex_1", None, time.time() + 60).token
+    secrets.rotate(NAME, "b" * 64)
+    secrets.failing["AWSPREVIOUS"] = 3  # each of the client's three attempts
+    with pytest.raises(StoreUnavailable):
+        tokens.verify(before)
+    assert tokens.verify(before).execution_id == "ex_1"
+
+
 def test_a_secret_that_cannot_be_read_is_a_503(secrets: SecretsStandIn) -> None:
     with pytest.raises(StoreUnavailable):
         secret(
@@ -93,6 +118,32 @@ def test_a_request_signed_with_another_key_is_refused(
         SecretsManagerSecrets.connect(REGION).read(NAME)
     assert "InvalidSignatureException" in str(raised.value.__cause__)
     assert secrets.reads == []
+
+
+def test_errors_read_alike_by_botocore_and_our_client(secrets: SecretsStandIn) -> None:
+    """The stand-in answers errors as Secrets Manager's JSON protocol does (the code in the
+    body's ``__type``): botocore, which reads it from nowhere else, and the service's own
+    client see the same ResourceNotFoundException, for a missing secret and for a stage a
+    secret never had."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from iris_exec.adapters.awsapi import AwsError, SecretsManager
+
+    boto = boto3.client("secretsmanager", region_name=REGION)
+    ours = SecretsManager.connect(REGION)
+    for request in (
+        {"SecretId": "iris-exec-dev/missing"},
+        {"SecretId": NAME, "VersionStage": "AWSPREVIOUS"},
+    ):
+        with pytest.raises(ClientError) as theirs:
+            boto.get_secret_value(**request)
+        with pytest.raises(AwsError) as mine:
+            ours.get_secret_value(**request)
+        assert theirs.value.response["Error"]["Code"] == "ResourceNotFoundException"
+        assert mine.value.code == "ResourceNotFoundException"
+        assert mine.value.message == theirs.value.response["Error"]["Message"]
+    assert boto.get_secret_value(SecretId=NAME)["SecretString"] == "a" * 64
 
 
 PROBE = """

@@ -1,5 +1,6 @@
 """A proxy in front of DynamoDB Local that answers chosen operations with DynamoDB's own
-error answers (throttling, 5xx) a given number of times, and forwards everything else.
+error answers (throttling, 5xx) a given number of times, or carries a request out and loses
+its answer, and forwards everything else.
 
 DynamoDB Local never throttles; this gives the adapters the exact wire answers AWS sends
 (HTTP status, ``__type``, ``x-amz-crc32``) through the same client and connections they
@@ -46,6 +47,9 @@ class FaultyDynamoDB(HttpStandIn):
     seen: Counter[str] = field(default_factory=Counter)
     #: Answer with a body that does not match its x-amz-crc32 this many times.
     corrupt: int = 0
+    #: Operation -> how many of its requests DynamoDB carries out but whose answer is lost
+    #: (the connection closes before a byte of it: a timeout or reset on the way back).
+    lost: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -59,6 +63,13 @@ class FaultyDynamoDB(HttpStandIn):
                 return None
             fault.times -= 1
             return fault.code
+
+    def _take_loss(self, operation: str) -> bool:
+        with self._lock:
+            if self.lost[operation] <= 0:
+                return False
+            self.lost[operation] -= 1
+            return True
 
     def _take_corruption(self) -> bool:
         with self._lock:
@@ -106,6 +117,9 @@ class FaultyDynamoDB(HttpStandIn):
                     data = answer.read()
                 finally:
                     connection.close()
+                if proxy._take_loss(operation):
+                    self.close_connection = True
+                    return
                 if proxy._take_corruption():
                     self._answer(answer.status, data, crc=(zlib.crc32(data) + 1) & 0xFFFFFFFF)
                 else:

@@ -2,10 +2,13 @@
 function in a process of its own reads its secrets as on Lambda:
 ``AWS_ENDPOINT_URL_SECRETS_MANAGER`` points the AWS SDKs (and the service's own client) here.
 
-It refuses what Secrets Manager refuses: an unsigned request (MissingAuthenticationToken),
-one whose Signature Version 4 signature, recomputed with botocore's signer for the
-``secretsmanager`` service and this region, does not match (InvalidSignatureException), and
-a target other than ``secretsmanager.GetSecretValue`` (InvalidAction)."""
+It refuses what Secrets Manager refuses: an unsigned request
+(MissingAuthenticationTokenException), one whose Signature Version 4 signature, recomputed
+with botocore's signer for the ``secretsmanager`` service and this region, does not match
+(InvalidSignatureException), and a target other than ``secretsmanager.GetSecretValue``
+(UnknownOperationException). Errors are answered as the JSON protocol answers them: the code
+only in the body's ``__type`` (botocore reads it from there and nowhere else), the text in
+``Message``."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import json
 import re
 import time
 import uuid
+from collections import Counter
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -37,9 +41,9 @@ def signature_error(url: str, headers: Message, body: bytes) -> tuple[int, str] 
 
     found = AUTHORIZATION.match(headers.get("Authorization", ""))
     if found is None or "X-Amz-Date" not in headers:
-        return 403, "MissingAuthenticationToken"
+        return 400, "com.amazon.coral.service#MissingAuthenticationTokenException"
     if found["key"] != ACCESS_KEY:
-        return 403, "UnrecognizedClientException"
+        return 400, "com.amazon.coral.service#UnrecognizedClientException"
     signed = found["signed"].split(";")
     request = AWSRequest(
         method="POST", url=url, data=body, headers={name: headers[name] or "" for name in signed}
@@ -52,7 +56,7 @@ def signature_error(url: str, headers: Message, body: bytes) -> tuple[int, str] 
     )
     scope = f"{headers['X-Amz-Date'][:8]}/{REGION}/secretsmanager/aws4_request"
     if found["scope"] != scope or found["signature"] != expected:
-        return 400, "InvalidSignatureException"
+        return 400, "com.amazon.coral.service#InvalidSignatureException"
     return None
 
 
@@ -62,6 +66,9 @@ class SecretsStandIn(HttpStandIn):
         #: AWSPREVIOUS: the value before the last ``rotate``.
         self.previous: dict[str, str] = {}
         self.reads: list[str] = []
+        #: Version stage -> how many of its reads get Secrets Manager's InternalServiceError
+        #: (a server fault, which the SDKs retry).
+        self.failing: Counter[str] = Counter()
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,13 +77,12 @@ class SecretsStandIn(HttpStandIn):
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def _answer(self, status: int, body: dict[str, Any], error: str = "") -> None:
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/x-amz-json-1.1")
                 self.send_header("Content-Length", str(len(data)))
-                if error:
-                    self.send_header("x-amzn-ErrorType", error)
+                self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -85,16 +91,27 @@ class SecretsStandIn(HttpStandIn):
                 refused = signature_error(standin.endpoint_url + self.path, self.headers, body)
                 if refused is not None:
                     status, code = refused
-                    self._answer(status, {"message": f"refused: {code}"}, code)
+                    self._answer(status, {"__type": code, "Message": f"refused: {code}"})
                     return
                 request = json.loads(body or b"{}")
                 target = self.headers.get("X-Amz-Target", "")
                 if target != "secretsmanager.GetSecretValue":
-                    self._answer(400, {"message": f"not supported: {target}"}, "InvalidAction")
+                    self._answer(
+                        400,
+                        {
+                            "__type": "com.amazon.coral.service#UnknownOperationException",
+                            "Message": f"not supported: {target}",
+                        },
+                    )
                     return
                 name = str(request.get("SecretId", ""))
                 stage = str(request.get("VersionStage") or "AWSCURRENT")
                 standin.reads.append(name)
+                if standin.failing[stage] > 0:
+                    standin.failing[stage] -= 1
+                    error = {"__type": "InternalServiceError", "Message": "An error occurred"}
+                    self._answer(500, error)
+                    return
                 values = standin.previous if stage == "AWSPREVIOUS" else standin.secrets
                 if stage not in ("AWSCURRENT", "AWSPREVIOUS") or name not in values:
                     message = (
@@ -103,7 +120,7 @@ class SecretsStandIn(HttpStandIn):
                         else "Secrets Manager can't find the specified secret value for"
                         f" staging label: {stage}"
                     )
-                    self._answer(400, {"message": message}, "ResourceNotFoundException")
+                    self._answer(400, {"__type": "ResourceNotFoundException", "Message": message})
                     return
                 self._answer(
                     200,

@@ -5,6 +5,7 @@ Its round trips against a real DynamoDB Local are in tests/contract."""
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import time
 from collections.abc import Iterator
@@ -128,6 +129,40 @@ def test_a_different_secret_or_body_gives_another_signature() -> None:
 def test_regional_endpoints() -> None:
     assert regional_endpoint("dynamodb", "eu-west-1") == "https://dynamodb.eu-west-1.amazonaws.com"
     assert regional_endpoint("lambda", "cn-north-1") == "https://lambda.cn-north-1.amazonaws.com.cn"
+
+
+@functools.cache
+def boto_session() -> Any:
+    """One session for every client (it caches the services' models)."""
+    import boto3
+
+    return boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b")
+
+
+@pytest.mark.parametrize("service", ["dynamodb", "secretsmanager", "lambda"])
+@pytest.mark.parametrize(
+    "region",
+    ["us-east-1", "us-gov-west-1", "cn-north-1", "us-iso-east-1", "us-isob-east-1",
+     "us-isof-south-1", "eu-isoe-west-1", "eusc-de-east-1"],
+)  # fmt: skip
+@pytest.mark.parametrize(("fips", "dualstack"), [(False, False), (True, False), (False, True)])
+def test_endpoints_are_those_botocore_resolves(
+    monkeypatch: pytest.MonkeyPatch, service: str, region: str, fips: bool, dualstack: bool
+) -> None:
+    """In every partition, and with the SDKs' FIPS and dual-stack settings (a deployment
+    that must use FIPS endpoints sets AWS_USE_FIPS_ENDPOINT): botocore's endpoint rules
+    are the reference."""
+    from botocore.exceptions import EndpointVariantError
+
+    for name in ("AWS_ENDPOINT_URL", f"AWS_ENDPOINT_URL_{service.upper()}"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_USE_FIPS_ENDPOINT", str(fips).lower())
+    monkeypatch.setenv("AWS_USE_DUALSTACK_ENDPOINT", str(dualstack).lower())
+    try:
+        theirs = boto_session().client(service, region_name=region).meta.endpoint_url
+    except EndpointVariantError:
+        pytest.skip("botocore knows no such endpoint")
+    assert regional_endpoint(service, region) == theirs
 
 
 def test_credentials_come_from_the_lambda_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -304,3 +339,45 @@ def test_endpoints_come_from_the_sdks_environment_variables(
     assert DynamoDB.connect("eu-west-1").transport.endpoint == (
         "https://dynamodb.eu-west-1.amazonaws.com"
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        pytest.param(
+            400,
+            b'{"__type":"com.amazonaws.dynamodb.v20120810#TransactionConflictException",'
+            b'"message":"Transaction is ongoing for the item"}',
+            "TransactionConflictException",
+            id="item-in-a-transaction",
+        ),
+        pytest.param(
+            409,
+            b'{"__type":"com.amazonaws.dynamodb.v20120810#ReplicatedWriteConflictException"}',
+            "ReplicatedWriteConflictException",
+            id="global-table-write-conflict",
+        ),
+        pytest.param(429, b"", "429", id="too-many-requests-without-a-code"),
+        pytest.param(
+            400,
+            b'{"__type":"com.amazon.coral.availability#ThrottlingException:http://internal/"}',
+            "ThrottlingException",
+            id="type-with-a-detail-suffix",
+        ),
+    ],
+)
+def test_what_aws_says_to_retry_is_retried_then_unavailable(
+    recorder: Recorder, status: int, body: bytes, code: str
+) -> None:
+    """DynamoDB's error table says to retry a TransactionConflictException; botocore retries
+    ReplicatedWriteConflictException for DynamoDB and any 429, and reads ``__type`` up to a
+    ``:``. Each is sent again, then a 503 (unavailable), never a 500."""
+    recorder.answers.extend([(status, {}, body), (status, {}, body)])
+    client = DynamoDB(
+        AwsHttp("dynamodb", "us-east-1", recorder.url, credentials=lambda: KEYS, max_attempts=2)
+    )
+    with pytest.raises(AwsError) as raised:
+        client.update_item(TableName="t", Key={"id": {"S": "a"}}, UpdateExpression="SET x = :x")
+    assert raised.value.code == code
+    assert raised.value.unavailable and not raised.value.condition_failed
+    assert len(recorder.requests) == 2

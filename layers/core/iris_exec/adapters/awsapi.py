@@ -62,10 +62,15 @@ THROTTLING_CODES = frozenset(
         "PriorRequestNotComplete",
     }
 )
-#: Codes of a request that may succeed if sent again (botocore's transient codes, and the
-#: codes AWS services give their own 5xx answers).
+#: Codes of a request that may succeed if sent again (botocore's transient codes, the codes
+#: AWS services give their own 5xx answers, and DynamoDB's write conflicts: an item in an
+#: ongoing transaction (TransactionConflictException, "OK to retry" in DynamoDB's error
+#: table) or written in another region of a global table (ReplicatedWriteConflictException,
+#: which botocore's DynamoDB retry policy retries).
 TRANSIENT_CODES = frozenset(
     {
+        "TransactionConflictException",
+        "ReplicatedWriteConflictException",
         "RequestTimeout",
         "RequestTimeoutException",
         "InternalError",
@@ -75,7 +80,9 @@ TRANSIENT_CODES = frozenset(
         "ServiceUnavailable",
     }
 )
-RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+#: 429 is "too many requests" whatever the code (botocore's throttling status); the rest are
+#: botocore's transient statuses.
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 #: Full-jitter exponential backoff between attempts: up to 50 ms, then 100 ms, ...
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 2.0
@@ -158,9 +165,34 @@ def default_credentials() -> CredentialSource:
     return from_botocore
 
 
+#: Each partition's DNS suffix, and its dual-stack one, by the prefix of its regions
+#: (botocore's ``data/partitions.json``); any other region is in ``aws`` (GovCloud too).
+PARTITIONS = (
+    ("cn-", "amazonaws.com.cn", "api.amazonwebservices.com.cn"),
+    ("us-iso-", "c2s.ic.gov", "api.aws"),
+    ("us-isob-", "sc2s.sgov.gov", "api.aws"),
+    ("us-isof-", "csp.hci.ic.gov", "api.aws.hci.ic.gov"),
+    ("eu-isoe-", "cloud.adc-e.uk", "api.cloud-aws.adc-e.uk"),
+    ("eusc-", "amazonaws.eu", "api.amazonwebservices.eu"),
+)
+
+
+def _enabled(variable: str) -> bool:
+    return os.environ.get(variable, "").strip().lower() == "true"
+
+
 def regional_endpoint(service: str, region: str) -> str:
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://{service}.{region}.{suffix}"
+    """The service's endpoint in ``region``, as the AWS SDKs resolve it: in the region's
+    partition, FIPS (``service-fips.``) when AWS_USE_FIPS_ENDPOINT is true, dual-stack when
+    AWS_USE_DUALSTACK_ENDPOINT is (the SDKs' variables for these settings)."""
+    suffix, dual_suffix = next(
+        ((plain, dual) for prefix, plain, dual in PARTITIONS if region.startswith(prefix)),
+        ("amazonaws.com", "api.aws"),
+    )
+    host = f"{service}-fips" if _enabled("AWS_USE_FIPS_ENDPOINT") else service
+    if _enabled("AWS_USE_DUALSTACK_ENDPOINT"):
+        suffix = dual_suffix
+    return f"https://{host}.{region}.{suffix}"
 
 
 def configured_endpoint(service_id: str) -> str | None:
@@ -245,7 +277,9 @@ def _error(operation: str, reply: Reply) -> AwsError:
     with contextlib.suppress(ValueError):
         data = json.loads(reply.body) if reply.body else None
     if isinstance(data, dict):
-        code = code or str(data.get("__type") or data.get("code") or "").rsplit("#", 1)[-1]
+        # As botocore reads it: ``namespace#Code``, possibly followed by ``:<detail>``.
+        body_code = str(data.get("__type") or data.get("code") or "")
+        code = code or body_code.split(":", 1)[0].rsplit("#", 1)[-1]
         message = str(data.get("message") or data.get("Message") or "")
     return AwsError(operation, reply.status, code or str(reply.status), message, data)
 

@@ -23,6 +23,11 @@ SECRET_MAX_AGE_S = 300
 NOT_FOUND = "ResourceNotFoundException"
 
 
+class SecretVersionMissing(StoreUnavailable):
+    """Secrets Manager has no such secret, or none of its versions has the stage asked for
+    (ResourceNotFoundException: AWSPREVIOUS before the first rotation)."""
+
+
 class SecretsManagerSecrets:
     """Secret values by name, each (name, stage) kept ``max_age_s``; thread-safe enough:
     two threads may both read an expired value, and both get a good one."""
@@ -58,7 +63,9 @@ class SecretsManagerSecrets:
                 logging.INFO if expected else logging.ERROR,
                 "secret %s (%s) could not be read: %s", name, stage, exc,
             )  # fmt: skip
-            raise StoreUnavailable(f"the secret {name} could not be read") from exc
+            missing = getattr(exc, "code", "") == NOT_FOUND
+            error = SecretVersionMissing if missing else StoreUnavailable
+            raise error(f"the secret {name} could not be read") from exc
         value = answer.get("SecretString")
         if not isinstance(value, str) or not value:
             raise InternalError(f"the secret {name} holds no text (SecretString)")
@@ -98,7 +105,9 @@ def previous_secret(
 ) -> Callable[[], str | None]:
     """The AWSPREVIOUS version through ``value`` (made by ``secret(..., stage=...)``), or
     None when the secret was never rotated (that answer, too, is kept ``max_age_s``: a
-    forged token must not cost a Secrets Manager call)."""
+    forged token must not cost a Secrets Manager call). When Secrets Manager cannot answer
+    now, ``StoreUnavailable`` and nothing kept: remembering "no previous key" then would
+    refuse every token minted before a rotation for ``max_age_s``."""
     known: list[tuple[float, str | None]] = []
 
     def previous() -> str | None:
@@ -106,7 +115,7 @@ def previous_secret(
             return known[0][1]
         try:
             found: str | None = value()
-        except StoreUnavailable:
+        except SecretVersionMissing:
             found = None
         known[:] = [(time.monotonic(), found)]
         return found

@@ -13,6 +13,7 @@ import base64
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from iris_exec.adapters.awsapi import AwsError, AwsUnreachable
@@ -124,15 +125,39 @@ def query_page(
         request["ExclusiveStartKey"] = last
 
 
+def _canonical(value: Any) -> Any:
+    """An attribute value as DynamoDB compares it: numbers by value (DynamoDB gives back
+    ``"3600"`` for a ``"3600.0"`` it was sent), maps and lists member by member."""
+    if isinstance(value, dict) and len(value) == 1:
+        [(kind, inner)] = value.items()
+        if kind == "N":
+            return ("N", Decimal(inner))
+        if kind == "M":
+            return ("M", {name: _canonical(member) for name, member in inner.items()})
+        if kind == "L":
+            return ("L", [_canonical(member) for member in inner])
+        if kind == "NS":
+            return ("NS", {Decimal(number) for number in inner})
+        if kind in ("SS", "BS"):
+            return (kind, set(inner))
+    return value
+
+
 def put_new(client: DynamoDB, table: str, item: Item, key: str, what: str, ident: str) -> None:
     """Put ``item`` unless one with its key attribute ``key`` exists: then
-    ``AlreadyExists(ident)``."""
+    ``AlreadyExists(ident)``. An item in the way equal to ``item`` is this put's own, done
+    by an attempt whose answer was lost (the client sent the PutItem again): success."""
     with store_errors(what):
         try:
             client.put_item(
-                TableName=table, Item=item, ConditionExpression=f"attribute_not_exists({key})"
+                TableName=table,
+                Item=item,
+                ConditionExpression=f"attribute_not_exists({key})",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except AwsError as exc:
-            if is_condition_failure(exc):
+            if not is_condition_failure(exc):
+                raise
+            held = (exc.data or {}).get("Item") or {}
+            if _canonical({"M": held}) != _canonical({"M": item}):
                 raise AlreadyExists(ident) from exc
-            raise

@@ -18,6 +18,7 @@ Every item expires by DynamoDB's TTL ``retention_s`` after the execution was cre
 from __future__ import annotations
 
 import json
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from iris_exec.adapters import logchunks
@@ -177,9 +178,13 @@ class DynamoExecutionStore:
         sets: dict[str, Value],
         removes: tuple[str, ...] = (),
         alive_before: float | None = None,
+        mine: str | None = None,
     ) -> bool:
         """SET ``sets`` (attribute -> value) and REMOVE ``removes`` if the status is one of
-        ``expect`` (and, given ``alive_before``, ``aliveUntil`` is before it)."""
+        ``expect`` (and, given ``alive_before``, ``aliveUntil`` is before it). ``mine``: an
+        attribute of ``sets`` holding a token of this call: when the condition fails on an
+        item that already holds it, this call's own write was done by an attempt whose
+        answer was lost (the client sent it again), and the change is this call's."""
         names = {f"#{name}": name for name in (*sets, *removes, "status")}
         values: dict[str, Value] = {f":{name}": value for name, value in sets.items()}
         values[":project"] = text(project_id)
@@ -202,10 +207,12 @@ class DynamoExecutionStore:
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
+                    **({"ReturnValuesOnConditionCheckFailure": "ALL_OLD"} if mine else {}),
                 )
         except AwsError as exc:
             if is_condition_failure(exc):
-                return False
+                held = (exc.data or {}).get("Item") or {}
+                return mine is not None and held.get(mine) == sets[mine]
             raise
         return True
 
@@ -214,7 +221,9 @@ class DynamoExecutionStore:
     ) -> bool:
         sets = {"status": text("running"), "startedAt": num(started_at)}
         sets["aliveUntil"] = num(alive_until)
-        return self._change(project_id, execution_id, QUEUED, sets)
+        # The worker that took it: another delivery of the event has another token.
+        sets["startToken"] = text(secrets.token_hex(16))
+        return self._change(project_id, execution_id, QUEUED, sets, mine="startToken")
 
     def beat(self, project_id: str, execution_id: str, *, alive_until: float) -> bool:
         sets = {"aliveUntil": num(alive_until)}

@@ -9,16 +9,21 @@ either is read by the other:
 - ``expiration``: when the record ends, epoch seconds (the table's TTL attribute);
 - ``in_progress_expiration``: when a claim not completed may be taken again, epoch ms;
 - ``validation``: the MD5 of the request's fingerprint as JSON (payload validation);
-- ``data``: the answer as JSON with sorted keys.
+- ``data``: the answer as JSON with sorted keys;
+- ``claim``: ours, not Powertools' (which ignores attributes it does not name): a random
+  token of the request that claimed the key.
 
 A claim is Powertools' conditional put: it succeeds when no record exists, the record has
 expired, or it is an in-progress claim past its ``in_progress_expiration``; otherwise
-DynamoDB returns the record that stood in the way (ReturnValuesOnConditionCheckFailure)."""
+DynamoDB returns the record that stood in the way (ReturnValuesOnConditionCheckFailure).
+When that record carries this claim's own token, the claim had succeeded and its answer was
+lost: the client sent the PutItem again (as botocore does), so the key is this request's."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -70,12 +75,14 @@ class DynamoIdempotencyStore:
 
     def begin(self, key: str, fingerprint: str, now: float, lock_s: float) -> IdempotencyHit | None:
         validation = powertools_hash(fingerprint)
+        token = secrets.token_hex(16)
         claim: Item = {
             **self._key(key),
             "expiration": integer(int(now + self._retention_s)),
             "status": text(IN_PROGRESS),
             "in_progress_expiration": integer(int((now + lock_s) * 1000)),
             "validation": text(validation),
+            "claim": text(token),
         }
         with store_errors("claiming an idempotency key"):
             try:
@@ -107,6 +114,8 @@ class DynamoIdempotencyStore:
                 ).get("Item")
             if held is None:  # released since: the caller's retry claims it
                 return IdempotencyHit("in_progress")
+            if get_opt_str(held, "claim") == token and get_opt_str(held, "status") == IN_PROGRESS:
+                return None  # our own claim, written by an attempt whose answer was lost
             if get_opt_str(held, "validation") != validation:
                 return IdempotencyHit("mismatch")
             if get_opt_str(held, "status") != COMPLETED:
