@@ -387,6 +387,16 @@ class JsonApi:
         self.transport.close()
 
 
+def _operation(name: str) -> Callable[..., dict[str, Any]]:
+    """A method named as botocore's (``put_item(TableName=...)``) that calls ``name``."""
+
+    def method(self: JsonApi, **request: Any) -> dict[str, Any]:
+        return self.call(name, request)
+
+    method.__doc__ = f"{name} (the API's request fields as keyword arguments)"
+    return method
+
+
 class DynamoDB(JsonApi):
     """DynamoDB's API: ``call("PutItem", {...})``, or botocore's low-level method names
     (``put_item(TableName=..., Item=...)``) for the operations this service uses."""
@@ -395,41 +405,18 @@ class DynamoDB(JsonApi):
     TARGET = "DynamoDB_20120810."
     SIGNING_NAME = "dynamodb"
 
-    def get_item(self, **request: Any) -> dict[str, Any]:
-        return self.call("GetItem", request)
-
-    def put_item(self, **request: Any) -> dict[str, Any]:
-        return self.call("PutItem", request)
-
-    def update_item(self, **request: Any) -> dict[str, Any]:
-        return self.call("UpdateItem", request)
-
-    def delete_item(self, **request: Any) -> dict[str, Any]:
-        return self.call("DeleteItem", request)
-
-    def query(self, **request: Any) -> dict[str, Any]:
-        return self.call("Query", request)
-
-    def scan(self, **request: Any) -> dict[str, Any]:
-        return self.call("Scan", request)
-
-    def create_table(self, **request: Any) -> dict[str, Any]:
-        return self.call("CreateTable", request)
-
-    def delete_table(self, **request: Any) -> dict[str, Any]:
-        return self.call("DeleteTable", request)
-
-    def describe_table(self, **request: Any) -> dict[str, Any]:
-        return self.call("DescribeTable", request)
-
-    def describe_time_to_live(self, **request: Any) -> dict[str, Any]:
-        return self.call("DescribeTimeToLive", request)
-
-    def update_time_to_live(self, **request: Any) -> dict[str, Any]:
-        return self.call("UpdateTimeToLive", request)
-
-    def list_tables(self, **request: Any) -> dict[str, Any]:
-        return self.call("ListTables", request)
+    get_item = _operation("GetItem")
+    put_item = _operation("PutItem")
+    update_item = _operation("UpdateItem")
+    delete_item = _operation("DeleteItem")
+    query = _operation("Query")
+    scan = _operation("Scan")
+    create_table = _operation("CreateTable")
+    delete_table = _operation("DeleteTable")
+    describe_table = _operation("DescribeTable")
+    describe_time_to_live = _operation("DescribeTimeToLive")
+    update_time_to_live = _operation("UpdateTimeToLive")
+    list_tables = _operation("ListTables")
 
 
 class SecretsManager(JsonApi):
@@ -441,8 +428,7 @@ class SecretsManager(JsonApi):
     CONTENT_TYPE = "application/x-amz-json-1.1"
     SIGNING_NAME = "secretsmanager"
 
-    def get_secret_value(self, **request: Any) -> dict[str, Any]:
-        return self.call("GetSecretValue", request)
+    get_secret_value = _operation("GetSecretValue")
 
 
 class LambdaApi:

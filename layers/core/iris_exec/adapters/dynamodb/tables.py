@@ -18,130 +18,78 @@ log = logging.getLogger(__name__)
 #: Records of gone sandboxes stay this long after their lifetime deadline (for 410 answers).
 SANDBOX_RETENTION_S = 7 * 24 * 3600
 
+
+def _attributes(**types: str) -> list[dict[str, str]]:
+    return [{"AttributeName": name, "AttributeType": kind} for name, kind in types.items()]
+
+
+def _key(hash_key: str, range_key: str | None = None) -> list[dict[str, str]]:
+    schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+    if range_key is not None:
+        schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
+    return schema
+
+
+def _index(name: str, hash_key: str, range_key: str | None = None) -> dict[str, Any]:
+    """A global secondary index that projects whole items."""
+    return {
+        "IndexName": name,
+        "KeySchema": _key(hash_key, range_key),
+        "Projection": {"ProjectionType": "ALL"},
+    }
+
+
+def _table(
+    attributes: dict[str, str], key: list[dict[str, str]], *indexes: dict[str, Any]
+) -> dict[str, Any]:
+    table: dict[str, Any] = {"AttributeDefinitions": _attributes(**attributes), "KeySchema": key}
+    if indexes:
+        table["GlobalSecondaryIndexes"] = list(indexes)
+    return table | {"BillingMode": "PAY_PER_REQUEST"}
+
+
 TABLES: dict[str, dict[str, Any]] = {
-    "sandboxes": {
-        "AttributeDefinitions": [
-            {"AttributeName": "sandboxId", "AttributeType": "S"},
-            {"AttributeName": "projectId", "AttributeType": "S"},
-            {"AttributeName": "lastUsedAt", "AttributeType": "N"},
-            {"AttributeName": "status", "AttributeType": "S"},
-            {"AttributeName": "expiresAt", "AttributeType": "N"},
-            {"AttributeName": "createdAt", "AttributeType": "N"},
-        ],
-        "KeySchema": [{"AttributeName": "sandboxId", "KeyType": "HASH"}],
-        "GlobalSecondaryIndexes": [
-            {
-                # list_live: a project's sandboxes, least recently used first.
-                "IndexName": "byProject",
-                "KeySchema": [
-                    {"AttributeName": "projectId", "KeyType": "HASH"},
-                    {"AttributeName": "lastUsedAt", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                # list_recent: a project's sandboxes, newest first (the console's list).
-                "IndexName": "byProjectCreated",
-                "KeySchema": [
-                    {"AttributeName": "projectId", "KeyType": "HASH"},
-                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                # list_due and list_running: running sandboxes, earliest deadline first.
-                "IndexName": "byStatus",
-                "KeySchema": [
-                    {"AttributeName": "status", "KeyType": "HASH"},
-                    {"AttributeName": "expiresAt", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-        ],
-        "BillingMode": "PAY_PER_REQUEST",
-    },
-    "keys": {
-        "AttributeDefinitions": [
-            {"AttributeName": "keyHash", "AttributeType": "S"},
-            {"AttributeName": "keyId", "AttributeType": "S"},
-        ],
-        "KeySchema": [{"AttributeName": "keyHash", "KeyType": "HASH"}],
-        "GlobalSecondaryIndexes": [
-            {
-                # revoke: keys are revoked by id, found by hash.
-                "IndexName": "byKeyId",
-                "KeySchema": [{"AttributeName": "keyId", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-        ],
-        "BillingMode": "PAY_PER_REQUEST",
-    },
-    "rate": {
-        "AttributeDefinitions": [
-            {"AttributeName": "subject", "AttributeType": "S"},
-            {"AttributeName": "windowStart", "AttributeType": "N"},
-        ],
-        "KeySchema": [
-            {"AttributeName": "subject", "KeyType": "HASH"},
-            {"AttributeName": "windowStart", "KeyType": "RANGE"},
-        ],
-        "BillingMode": "PAY_PER_REQUEST",
-    },
-    "audit": {
-        "AttributeDefinitions": [
-            {"AttributeName": "projectId", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        # sk = "<epoch ms, 15 digits>#<event id>": a project's trail in time order.
-        "KeySchema": [
-            {"AttributeName": "projectId", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        "BillingMode": "PAY_PER_REQUEST",
-    },
-    "executions": {
-        "AttributeDefinitions": [
-            {"AttributeName": "executionId", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-            {"AttributeName": "open", "AttributeType": "S"},
-            {"AttributeName": "aliveUntil", "AttributeType": "N"},
-            {"AttributeName": "projectId", "AttributeType": "S"},
-            {"AttributeName": "createdAt", "AttributeType": "N"},
-        ],
+    "sandboxes": _table(
+        {
+            "sandboxId": "S",
+            "projectId": "S",
+            "lastUsedAt": "N",
+            "status": "S",
+            "expiresAt": "N",
+            "createdAt": "N",
+        },
+        _key("sandboxId"),
+        # list_live: a project's sandboxes, least recently used first.
+        _index("byProject", "projectId", "lastUsedAt"),
+        # list_recent: a project's sandboxes, newest first (the console's list).
+        _index("byProjectCreated", "projectId", "createdAt"),
+        # list_due and list_running: running sandboxes, earliest deadline first.
+        _index("byStatus", "status", "expiresAt"),
+    ),
+    # revoke: keys are revoked by id, found by hash.
+    "keys": _table({"keyHash": "S", "keyId": "S"}, _key("keyHash"), _index("byKeyId", "keyId")),
+    "rate": _table({"subject": "S", "windowStart": "N"}, _key("subject", "windowStart")),
+    # sk = "<epoch ms, 15 digits>#<event id>": a project's trail in time order.
+    "audit": _table({"projectId": "S", "sk": "S"}, _key("projectId", "sk")),
+    "executions": _table(
+        {
+            "executionId": "S",
+            "sk": "S",
+            "open": "S",
+            "aliveUntil": "N",
+            "projectId": "S",
+            "createdAt": "N",
+        },
         # sk = "meta" | "log#<line>#<part>" | "result#<part>" (adapters/dynamodb/executions.py)
-        "KeySchema": [
-            {"AttributeName": "executionId", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        "GlobalSecondaryIndexes": [
-            {
-                # list_stale: unfinished executions (sparse: only they have `open`).
-                "IndexName": "byOpen",
-                "KeySchema": [
-                    {"AttributeName": "open", "KeyType": "HASH"},
-                    {"AttributeName": "aliveUntil", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                # list_recent: a project's executions, newest first (sparse: only the
-                # `meta` items have createdAt; log and result parts stay out).
-                "IndexName": "byProject",
-                "KeySchema": [
-                    {"AttributeName": "projectId", "KeyType": "HASH"},
-                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-        ],
-        "BillingMode": "PAY_PER_REQUEST",
-    },
+        _key("executionId", "sk"),
+        # list_stale: unfinished executions (sparse: only they have `open`).
+        _index("byOpen", "open", "aliveUntil"),
+        # list_recent: a project's executions, newest first (sparse: only the `meta` items
+        # have createdAt; log and result parts stay out).
+        _index("byProject", "projectId", "createdAt"),
+    ),
     # Powertools idempotency's own schema (DynamoDBPersistenceLayer defaults).
-    "idempotency": {
-        "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
-        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
-        "BillingMode": "PAY_PER_REQUEST",
-    },
+    "idempotency": _table({"id": "S"}, _key("id")),
 }
 
 #: The attribute DynamoDB's TTL deletes by (epoch seconds), per table. TTL is not part of

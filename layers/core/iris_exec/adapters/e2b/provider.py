@@ -338,25 +338,7 @@ class E2BSandboxProvider:
         it again (SIGSTOP), kills every other process of the code's user (what the code
         started) and prints the frames this execution added, after FRAMES_MARK. A runner
         found dead is replaced, and the frames start with why (STATE_FRAME)."""
-        assets = self._settings.e2b_assets_dir
-        heap_mb = max(64, self._settings.sandbox_memory_mb * 3 // 4)
-        runner = (
-            f"/usr/bin/python3 -I -S {assets}/python/runner.py"
-            if job.language == "python"
-            else f"{NODE} --enable-source-maps --max-old-space-size={heap_mb} {assets}/runner.mjs"
-        )
-        env = " ".join(
-            f"{k}={shlex.quote(v)}"
-            for k, v in {
-                "HOME": CODE_HOME,
-                "USER": CODE_USER,
-                "PATH": "/usr/bin:/bin",
-                "LANG": "C.UTF-8",
-                "IRIS_ASSETS": assets,
-                "ESBUILD_BINARY_PATH": f"{assets}/esbuild",
-                "NODE_EXTRA_CA_CERTS": SYSTEM_CA_BUNDLE,
-            }.items()
-        )
+        runner, env = self._runner_command(job), self._code_env()
         frames_cap = channel_budget(job.output_limit_bytes)
         as_code = f"/usr/bin/setpriv --reuid={CODE_USER} --regid={CODE_USER} --init-groups"
         k = self._kept(job)
@@ -413,21 +395,19 @@ class E2BSandboxProvider:
                 "IRIS_E2B_EGRESS_MODE=request-file"
             ) from exc
 
-    def _script(self, job: ExecutionJob, here: str) -> str:
-        """One root shell does the whole execution: the code runs as the unprivileged user
-        in a fresh directory; then every process of that user is killed, and only then
-        are the frames printed (after FRAMES_MARK, so nothing of the code's can follow
-        them) and the execution's files removed. Nothing the code wrote runs later."""
+    def _runner_command(self, job: ExecutionJob) -> str:
+        """The runner of the job's language, as the code's user starts it."""
         assets = self._settings.e2b_assets_dir
         heap_mb = max(64, self._settings.sandbox_memory_mb * 3 // 4)
-        runner = (
+        if job.language == "python":
             # -S: no site-packages (.pth files run at start), whoever wrote them.
-            f"/usr/bin/python3 -I -S {assets}/python/runner.py"
-            if job.language == "python"
-            else f"{NODE} --enable-source-maps --max-old-space-size={heap_mb} {assets}/runner.mjs"
-        )
-        work = self._workdir(job)
-        env = " ".join(
+            return f"/usr/bin/python3 -I -S {assets}/python/runner.py"
+        return f"{NODE} --enable-source-maps --max-old-space-size={heap_mb} {assets}/runner.mjs"
+
+    def _code_env(self) -> str:
+        """The whole environment of the code's processes (nothing of root's)."""
+        assets = self._settings.e2b_assets_dir
+        return " ".join(
             f"{k}={shlex.quote(v)}"
             for k, v in {
                 "HOME": CODE_HOME,
@@ -440,6 +420,14 @@ class E2BSandboxProvider:
                 "NODE_EXTRA_CA_CERTS": SYSTEM_CA_BUNDLE,
             }.items()
         )
+
+    def _script(self, job: ExecutionJob, here: str) -> str:
+        """One root shell does the whole execution: the code runs as the unprivileged user
+        in a fresh directory; then every process of that user is killed, and only then
+        are the frames printed (after FRAMES_MARK, so nothing of the code's can follow
+        them) and the execution's files removed. Nothing the code wrote runs later."""
+        runner, env = self._runner_command(job), self._code_env()
+        work = self._workdir(job)
         # The frames are JSON: escaped text, a frame per write. The same budget as the
         # runner's channel anywhere (runner_protocol), so output at its cap always fits.
         frames_cap = channel_budget(job.output_limit_bytes)
