@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from iris_exec.adapters.runner_protocol import Collector, Report
+from iris_exec.adapters.frames import Collector, Report
 from iris_exec.composition import Services
 from iris_exec.domain.models import ApiKeyRecord, SandboxRecord, SandboxStatus
 from iris_exec.domain.tools import ToolCaller

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from iris_exec.adapters.e2b.control import E2BControl, api_error
-from iris_exec.adapters.runner_protocol import Collector, channel_budget, lost_because, outcome
+from iris_exec.adapters.frames import Collector, channel_budget, lost_because, outcome
 from iris_exec.domain.errors import InternalError, ProviderUnavailable, SandboxLost
 from iris_exec.domain.models import CreatedSandbox, ExecutionJob, ProviderSandbox, RunOutcome
 from iris_exec.settings import Settings
@@ -429,7 +429,7 @@ class E2BSandboxProvider:
         runner, env = self._runner_command(job), self._code_env()
         work = self._workdir(job)
         # The frames are JSON: escaped text, a frame per write. The same budget as the
-        # runner's channel anywhere (runner_protocol), so output at its cap always fits.
+        # runner's channel anywhere (adapters/frames.py), so output at its cap always fits.
         frames_cap = channel_budget(job.output_limit_bytes)
         as_code = f"/usr/bin/setpriv --reuid={CODE_USER} --regid={CODE_USER} --init-groups"
         # Kill every process of the code's user: kill(-1) as that user, again until none is

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iris_exec.adapters.frames import Collector, Report
 from iris_exec.adapters.local.cgroups import CgroupGroup, Cgroups, Limits
-from iris_exec.adapters.runner_protocol import Collector, Report
 from iris_exec.domain.errors import ProviderUnavailable
 from iris_exec.domain.models import OutputChunk, Stream
 

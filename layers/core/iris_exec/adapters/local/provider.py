@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from iris_exec.adapters.frames import lost_because, outcome
 from iris_exec.adapters.local import seccomp
 from iris_exec.adapters.local.cgroups import Cgroups, Limits
 from iris_exec.adapters.local.compiler import FILENAME, Compiler
@@ -32,7 +33,6 @@ from iris_exec.adapters.local.jail import (
     wait_for_teardowns,
     write_etc,
 )
-from iris_exec.adapters.runner_protocol import lost_because, outcome
 from iris_exec.domain.errors import BadRequest, ConfigurationError, ProviderUnavailable, SandboxLost
 from iris_exec.domain.models import (
     CodeError,

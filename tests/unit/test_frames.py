@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from iris_exec.adapters.runner_protocol import Collector
+from iris_exec.adapters.frames import Collector
 from iris_exec.domain.models import OutputChunk
 
 CAP = 1024 * 1024
