@@ -13,7 +13,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from iris_exec.adapters.local.jail import (
+from iris_exec.adapters.local.runner import (
     ASSETS_MOUNT,
     SANDBOX_HOME,
     JailConfig,

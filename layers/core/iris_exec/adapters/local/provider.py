@@ -24,7 +24,7 @@ from iris_exec.adapters.frames import lost_because, outcome
 from iris_exec.adapters.local import seccomp
 from iris_exec.adapters.local.cgroups import Cgroups, Limits
 from iris_exec.adapters.local.compiler import FILENAME, Compiler
-from iris_exec.adapters.local.jail import (
+from iris_exec.adapters.local.runner import (
     EXEC_DIR,
     SANDBOX_HOME,
     TOOLS_MOUNT,

@@ -1,8 +1,10 @@
-"""Bubblewrap jails and the Node runner processes inside them.
+"""Runners: the processes that run code, each in a bubblewrap jail (the sandbox itself,
+its files and tool socket, is ``provider.Jail``).
 
 A *runner* is one jail (own user, pid, mount, ipc, uts, cgroup and network
 namespaces) with one fresh Node process that has loaded the runner asset and
-waits for its request. It runs exactly one execution and dies with it. The
+waits for its request. It runs one execution and dies with it, or, kept (keepState),
+waits stopped for the sandbox's next one. The
 sandbox's files live in a host directory (a size-capped tmpfs when we are root)
 that every runner of that sandbox mounts as ``/home/user`` and ``/tmp``.
 """
