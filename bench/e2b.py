@@ -19,7 +19,7 @@ from pathlib import Path
 
 from iris_exec.adapters.e2b.provider import E2BSandboxProvider
 from iris_exec.domain.models import Principal
-from iris_exec.services.requests import ExecuteCommand
+from iris_exec.services.commands import ExecuteCommand
 from iris_exec.settings import Settings
 from tests.support.app import sqlite_container
 from tests.support.e2b_standin import E2BStandIn

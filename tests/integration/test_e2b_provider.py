@@ -22,7 +22,7 @@ from iris_exec.composition import Services
 from iris_exec.domain.errors import Gone, ServiceUnavailable, Unauthorized
 from iris_exec.domain.models import Principal, SandboxStatus
 from iris_exec.http.app import create_app
-from iris_exec.services.requests import ExecuteCommand
+from iris_exec.services.commands import ExecuteCommand
 from iris_exec.services.tokens import ExecutionTokens
 from iris_exec.settings import Settings
 from tests.support.app import sqlite_container

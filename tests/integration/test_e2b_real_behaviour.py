@@ -32,7 +32,7 @@ from iris_exec.domain.errors import ServiceUnavailable
 from iris_exec.domain.models import Principal
 from iris_exec.http.app import create_app
 from iris_exec.local.server import WithMcp, mcp_endpoint
-from iris_exec.services.requests import ExecuteCommand
+from iris_exec.services.commands import ExecuteCommand
 from iris_exec.settings import Settings
 from tests.support.app import sqlite_container
 from tests.support.e2b_standin import E2BStandIn

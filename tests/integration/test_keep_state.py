@@ -18,7 +18,7 @@ import pytest
 from iris_exec.domain.errors import BadRequest
 from iris_exec.domain.models import Principal
 from iris_exec.services.clock import system_clock
-from iris_exec.services.requests import ExecuteCommand
+from iris_exec.services.commands import ExecuteCommand
 from tests.support.app import fake_container
 from tests.support.fakes import FakeProvider
 from tests.support.server import LocalServer

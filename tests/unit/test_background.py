@@ -10,7 +10,7 @@ import pytest
 from iris_exec.composition import Services
 from iris_exec.domain.errors import Gone, NotFound, ServiceUnavailable
 from iris_exec.domain.models import Principal, SandboxStatus
-from iris_exec.services.requests import ExecuteCommand
+from iris_exec.services.commands import ExecuteCommand
 from iris_exec.services.sandboxes import LEASE_GRACE_S
 from tests.support.app import fake_container
 from tests.support.fakes import FakeProvider, MovableClock

@@ -17,7 +17,7 @@ from iris_exec.domain.errors import (
     TooManyRequests,
 )
 from iris_exec.domain.models import Principal
-from iris_exec.services.requests import ExecuteCommand
+from iris_exec.services.commands import ExecuteCommand
 from tests.support.app import fake_container
 from tests.support.fakes import FakeProvider, MovableClock
 

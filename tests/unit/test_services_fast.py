@@ -29,7 +29,7 @@ from iris_exec.domain.errors import (
 )
 from iris_exec.domain.models import ExecutionJob, Principal, RunOutcome
 from iris_exec.domain.tools import ToolCaller, ToolInputError, ToolLimitError
-from iris_exec.services.requests import ExecuteCommand, parse_execute
+from iris_exec.services.commands import ExecuteCommand, parse_execute
 from iris_exec.settings import Settings
 from tests.support.app import fake_container
 from tests.support.fakes import FakeProvider, MovableClock

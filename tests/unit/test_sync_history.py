@@ -12,7 +12,7 @@ import pytest
 from iris_exec.composition import Services
 from iris_exec.domain.errors import Gone, SandboxLost, StoreUnavailable
 from iris_exec.domain.models import ExecutionRecord, Principal
-from iris_exec.services.requests import ExecuteCommand
+from iris_exec.services.commands import ExecuteCommand
 from tests.support.app import fake_container
 from tests.support.fakes import FakeProvider, MovableClock
 

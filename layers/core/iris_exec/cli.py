@@ -23,7 +23,7 @@ from iris_exec.domain.models import Principal
 from iris_exec.domain.ports import UsageKeys
 from iris_exec.services.auth import AuthService, validate_project_id
 from iris_exec.services.clock import system_clock
-from iris_exec.services.requests import ExecuteCommand
+from iris_exec.services.commands import ExecuteCommand
 from iris_exec.services.sandboxes import validate_sandbox_id
 from iris_exec.settings import Settings
 
@@ -323,7 +323,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "note: no local server is running, so no sandbox outlives this command;"
             " start `iris-exec serve` to reuse sandboxes between runs"
         )
-    from iris_exec.services.requests import parse_execute
+    from iris_exec.services.commands import parse_execute
 
     command = parse_execute(json.dumps(payload).encode(), Principal(project, "cli"), settings)
     with engine_lock(settings):

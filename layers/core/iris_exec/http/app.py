@@ -455,7 +455,7 @@ def create_app(
 
     if EXECUTE in enabled:
         # Imported only by the apps that serve the route (the Lambda functions' cold starts).
-        from iris_exec.services.requests import (
+        from iris_exec.services.commands import (
             ExecuteBody,
             max_body_bytes,
             parse_execute,

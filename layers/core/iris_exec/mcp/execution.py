@@ -293,7 +293,7 @@ async def _execute(
     body: dict[str, Any],
     key: str | None,
 ) -> CallToolResult:
-    from iris_exec.services.requests import parse_execute  # the HTTP API's own rules
+    from iris_exec.services.commands import parse_execute  # the HTTP API's own rules
 
     settings = container.settings
     # The wait counts from the request's arrival: creating a sandbox is part of it.

@@ -40,9 +40,9 @@ from iris_exec.services.answers import (
     RunResult,
 )
 from iris_exec.services.clock import Clock, iso, new_id
+from iris_exec.services.commands import ExecuteCommand, command_from_dict, command_to_dict
 from iris_exec.services.executions import ExecutionService, status_of
 from iris_exec.services.output import LiveLines
-from iris_exec.services.requests import ExecuteCommand, command_from_dict, command_to_dict
 from iris_exec.services.sandboxes import Lease, SandboxService
 from iris_exec.settings import Settings
 

@@ -29,8 +29,8 @@ from iris_exec.domain.models import (
 from iris_exec.domain.ports import ExecutionObserver, ExecutionStore, SandboxProvider
 from iris_exec.services.answers import CodeFailure, ExecutionAnswer, RunMetadata, RunResult
 from iris_exec.services.clock import Clock, iso, new_id
+from iris_exec.services.commands import ExecuteCommand, command_to_dict
 from iris_exec.services.output import label, log_lines, sections
-from iris_exec.services.requests import ExecuteCommand, command_to_dict
 from iris_exec.services.sandboxes import Lease, SandboxService
 from iris_exec.services.tokens import ExecutionTokens
 from iris_exec.settings import Settings

@@ -13,8 +13,8 @@ from iris_exec.domain.models import OutputChunk, Principal
 from iris_exec.domain.ports import IdempotencyStore
 from iris_exec.services.answers import Answer, ExecutionAnswer
 from iris_exec.services.clock import Clock
+from iris_exec.services.commands import ExecuteCommand
 from iris_exec.services.executions import ExecutionService
-from iris_exec.services.requests import ExecuteCommand
 
 type Runner[A: Answer] = Callable[[Principal, ExecuteCommand], Awaitable[A]]
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces

@@ -1,4 +1,5 @@
-"""Validation of the execute request body: every rule of CONTRACT.md, one clear message each."""
+"""The execute command: the request body's every rule of CONTRACT.md (one clear message each),
+shared by the HTTP API, MCP and the CLI, and the command the services run."""
 
 from __future__ import annotations
 
