@@ -213,13 +213,17 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(
-            f"Request body of {declared} bytes is too large; code may be at most 100 KiB"
+            f"Request body of {declared} bytes is too large; at most {limit} bytes are read"
+            " (the code's and the context's limits, as JSON)"
         )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise PayloadTooLarge("Request body is too large; code may be at most 100 KiB")
+            raise PayloadTooLarge(
+                f"Request body is too large; at most {limit} bytes are read"
+                " (the code's and the context's limits, as JSON)"
+            )
     return bytes(body)
 
 

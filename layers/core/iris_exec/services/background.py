@@ -332,14 +332,13 @@ class BackgroundExecutions:
 
     # -- the dead ----------------------------------------------------------------------------
 
-    def _declare_dead(self, record: ExecutionRecord, reason: str | None = None) -> bool:
-        if reason is None:
-            reason = (
-                "its worker never started (no worker picked it up in time)"
-                if record.status == "queued"
-                else "its worker stopped (no sign of life since "
-                f"{iso(record.alive_until - self._alive_window_s)}); the output so far is kept"
-            )
+    def _declare_dead(self, record: ExecutionRecord) -> bool:
+        reason = (
+            "its worker never started (no worker picked it up in time)"
+            if record.status == "queued"
+            else "its worker stopped (no sign of life since "
+            f"{iso(record.alive_until - self._alive_window_s)}); the output so far is kept"
+        )
         ended = self._end(record, "failed", reason=reason, alive_before=self._clock())
         if ended:
             log.warning("execution %s failed: %s", record.execution_id, reason)
