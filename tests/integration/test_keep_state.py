@@ -547,3 +547,39 @@ def test_stopping_the_server_ends_its_kept_runners(tmp_path: Path) -> None:
         value(result)
         assert processes_with(b"iris_kept_marker_7c2") != []
     assert wait_until_gone(b"iris_kept_marker_7c2") == []
+
+
+def test_a_process_that_continues_its_runner_cannot_outrun_the_pause(
+    server: LocalServer, key: str
+) -> None:
+    # The code's children send SIGCONT to the runner as fast as they can: between the
+    # runner's SIGSTOP and their own SIGKILL they would wake it, and the runner (here a
+    # thread of it) would run on between executions.
+    armed = kept(
+        server,
+        key,
+        "import os, signal, threading, time\n"
+        "def beat():\n    while True:\n"
+        "        with open('beat.txt', 'w') as f:\n            f.write(repr(time.time()))\n"
+        "        time.sleep(0.02)\n"
+        "threading.Thread(target=beat, daemon=True).start()\n"
+        "runner = os.getpid()\n"
+        "for _ in range(4):\n    if os.fork() == 0:\n        while True:\n"
+        "            os.kill(runner, signal.SIGCONT)\n"
+        "time.sleep(0.1)\nreturn 'armed'",
+        None,
+        language="python",
+    )
+    answered = time.time()
+    assert armed["success"] is True, armed
+    time.sleep(2.5)
+    read = run(
+        server,
+        key,
+        "with open('beat.txt') as f:\n    return float(f.read())",
+        language="python",
+        sandboxId=armed["sandboxId"],
+    )
+    last_beat = read["result"]["returnValue"]
+    # Nothing of the runner ran after its answer (beyond a moment for the pause to land).
+    assert last_beat < answered + 0.5, last_beat - answered
