@@ -416,7 +416,7 @@ def test_a_provider_that_cannot_keep_state_refuses_before_taking_a_sandbox(
     command = ExecuteCommand(code="return 1", language="typescript", timeout_s=5, keep_state=True)
     with pytest.raises(BadRequest, match="keepState is not available with the 'fake'"):
         asyncio.run(container.executions.execute(principal, command))
-    assert container.registry.list_live("p", time.time()) == []
+    assert container.adapters.registry.list_live("p", time.time()) == []
 
 
 def test_worker_threads_and_file_watchers_are_stopped(server: LocalServer, key: str) -> None:
