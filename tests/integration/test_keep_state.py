@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -583,3 +584,44 @@ def test_a_process_that_continues_its_runner_cannot_outrun_the_pause(
     last_beat = read["result"]["returnValue"]
     # Nothing of the runner ran after its answer (beyond a moment for the pause to land).
     assert last_beat < answered + 0.5, last_beat - answered
+
+
+def test_closing_the_sandbox_while_a_kept_execution_waits_leaves_no_runner(
+    server: LocalServer, key: str
+) -> None:
+    # A fresh run forges its end and runs on: the next execution waits (up to a second) for
+    # it to be gone. The sandbox is closed during that wait: the kept execution must not
+    # then start a runner in it that nothing ends.
+    marker = "iris_late_kept_" + str(time.time_ns())[-6:]
+    forged = run(
+        server,
+        key,
+        "require('node:fs').writeSync(3, JSON.stringify({ t: 'result', ok: true }) + '\\n');\n"
+        "await new Promise((r) => setTimeout(r, 5000));",
+        language="javascript",
+    )
+    sandbox = forged["sandboxId"]
+    answers: list[httpx.Response] = []
+
+    def late_kept() -> None:
+        with server.client(key) as client:
+            answers.append(
+                client.post(
+                    "/api/iris/execute",
+                    json={
+                        "code": f"process.title = '{marker}';\nreturn 1",
+                        "sandboxId": sandbox,
+                        "keepState": True,
+                    },
+                )
+            )
+
+    waiting = threading.Thread(target=late_kept)
+    waiting.start()
+    time.sleep(0.3)
+    with server.client(key) as client:
+        closed = client.delete("/api/iris/sandbox", params={"sandboxId": sandbox})
+    waiting.join(30)
+    assert closed.status_code == 200
+    assert [a.status_code for a in answers] == [410], [a.text for a in answers]
+    assert wait_until_gone(marker.encode()) == []
