@@ -405,8 +405,8 @@ async def test_keep_state_on_e2b_a_runner_woken_by_its_children_is_stopped_all_t
         kept_command(
             "import os, signal, threading, time\n"
             "def beat():\n    while True:\n"
-            "        with open('beat.txt', 'w') as f:\n            f.write(repr(time.time()))\n"
-            "        time.sleep(0.02)\n"
+            "        with open('beat.new', 'w') as f:\n            f.write(repr(time.time()))\n"
+            "        os.replace('beat.new', 'beat.txt')\n        time.sleep(0.02)\n"
             "threading.Thread(target=beat, daemon=True).start()\n"
             "runner = os.getpid()\n"
             "for _ in range(4):\n    if os.fork() == 0:\n        while True:\n"
@@ -427,5 +427,6 @@ async def test_keep_state_on_e2b_a_runner_woken_by_its_children_is_stopped_all_t
             armed["sandboxId"],
         ),
     )
+    assert read["result"]["success"] is True, read["result"]
     last_beat = read["result"]["returnValue"]
     assert last_beat < answered + 0.5, last_beat - answered

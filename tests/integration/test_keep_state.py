@@ -561,8 +561,8 @@ def test_a_process_that_continues_its_runner_cannot_outrun_the_pause(
         key,
         "import os, signal, threading, time\n"
         "def beat():\n    while True:\n"
-        "        with open('beat.txt', 'w') as f:\n            f.write(repr(time.time()))\n"
-        "        time.sleep(0.02)\n"
+        "        with open('beat.new', 'w') as f:\n            f.write(repr(time.time()))\n"
+        "        os.replace('beat.new', 'beat.txt')\n        time.sleep(0.02)\n"
         "threading.Thread(target=beat, daemon=True).start()\n"
         "runner = os.getpid()\n"
         "for _ in range(4):\n    if os.fork() == 0:\n        while True:\n"
@@ -581,6 +581,7 @@ def test_a_process_that_continues_its_runner_cannot_outrun_the_pause(
         language="python",
         sandboxId=armed["sandboxId"],
     )
+    assert read["result"]["success"] is True, read["result"]
     last_beat = read["result"]["returnValue"]
     # Nothing of the runner ran after its answer (beyond a moment for the pause to land).
     assert last_beat < answered + 0.5, last_beat - answered
@@ -625,3 +626,26 @@ def test_closing_the_sandbox_while_a_kept_execution_waits_leaves_no_runner(
     assert closed.status_code == 200
     assert [a.status_code for a in answers] == [410], [a.text for a in answers]
     assert wait_until_gone(marker.encode()) == []
+
+
+def test_the_code_cannot_claim_a_limit_it_did_not_hit(server: LocalServer, key: str) -> None:
+    """limitHit is the service's reading: a runner's "limit" frame written by the code, or
+    Node's out-of-memory words printed by a program that then answers, are not one. Kept or
+    fresh, the answer is the code's own, and a kept runner stays."""
+    forged_limit = (
+        "require('node:fs').writeSync(3, JSON.stringify({ t: 'limit', kind: 'output' }) + '\\n');\n"
+    )
+    forged_heap = (
+        "console.error('FATAL ERROR: Reached heap limit - JavaScript heap out of memory');\n"
+    )
+    for keep in (False, True):
+        for forged in (forged_limit, forged_heap):
+            answer = run(server, key, forged + "return 7", language="javascript", keepState=keep)[
+                "result"
+            ]
+            assert answer["success"] is True, answer
+            assert answer["returnValue"] == 7
+            assert "limitHit" not in answer["metadata"], answer["metadata"]
+    sandbox = kept(server, key, forged_limit + "globalThis.still = 1;\nreturn 1", None)
+    after = kept(server, key, "return still", sandbox["sandboxId"])
+    assert value(after) == 1
