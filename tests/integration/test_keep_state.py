@@ -649,3 +649,41 @@ def test_the_code_cannot_claim_a_limit_it_did_not_hit(server: LocalServer, key: 
     sandbox = kept(server, key, forged_limit + "globalThis.still = 1;\nreturn 1", None)
     after = kept(server, key, "return still", sandbox["sandboxId"])
     assert value(after) == 1
+
+
+def test_a_runner_that_stops_reading_requests_still_answers_at_the_time_limit(
+    server: LocalServer, key: str
+) -> None:
+    # The code makes its kept runner never read again; the next request is larger than the
+    # pipe holds (control characters are six bytes each in JSON): writing it must not wait
+    # past the time limit.
+    first = kept(
+        server,
+        key,
+        "import gc, types, time\n"
+        "for m in gc.get_objects():\n"
+        "    if isinstance(m, types.ModuleType) and hasattr(m, 'read_request'):\n"
+        "        m.read_request = lambda stream: time.sleep(10**6)\n"
+        "return 1",
+        None,
+        language="python",
+    )
+    assert value(first) == 1
+    began = time.monotonic()
+    with server.client(key, timeout=60) as client:
+        stuck = client.post(
+            "/api/iris/execute",
+            json={
+                "code": "# " + "\x01" * 90_000 + "\nreturn 2",
+                "language": "python",
+                "keepState": True,
+                "sandboxId": first["sandboxId"],
+                "timeoutMs": 3000,
+            },
+        )
+    assert stuck.status_code == 200, stuck.text[:300]
+    assert stuck.json()["result"]["metadata"]["limitHit"] == "timeout"
+    assert time.monotonic() - began < 30
+    after = kept(server, key, "return 3", first["sandboxId"], language="python")
+    assert after["returnValue"] == 3
+    assert after["metadata"]["stateResetReason"] == "timeout"
