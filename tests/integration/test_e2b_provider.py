@@ -3,6 +3,7 @@ of E2B complain about most, checked one by one."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -388,3 +389,44 @@ async def test_keep_state_on_e2b_a_forged_state_line_or_a_live_thread(
     after = await run(ALPHA, kept_command("return 'kept' in globals()", sandbox, language="python"))
     assert after["result"]["metadata"]["stateResetReason"] == "busy", after
     assert after["result"]["returnValue"] is False
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_keep_state_on_e2b_a_runner_woken_by_its_children_is_stopped_all_the_same(
+    tmp_path: Path, e2b: E2BStandIn
+) -> None:
+    # The code's processes send the runner SIGCONT as fast as they can: between root's
+    # SIGSTOP and their own SIGKILL they would wake it, and the runner (a thread of it)
+    # would run on between executions.
+    container = build(tmp_path, e2b)
+    run = wired(container)
+    armed = await run(
+        ALPHA,
+        kept_command(
+            "import os, signal, threading, time\n"
+            "def beat():\n    while True:\n"
+            "        with open('beat.new', 'w') as f:\n            f.write(repr(time.time()))\n"
+            "        os.replace('beat.new', 'beat.txt')\n        time.sleep(0.02)\n"
+            "threading.Thread(target=beat, daemon=True).start()\n"
+            "runner = os.getpid()\n"
+            "for _ in range(4):\n    if os.fork() == 0:\n        while True:\n"
+            "            os.kill(runner, signal.SIGCONT)\n"
+            "time.sleep(0.1)\nreturn 'armed'",
+            None,
+            language="python",
+        ),
+    )
+    answered = time.time()
+    assert armed["result"]["returnValue"] == "armed", armed
+    await asyncio.sleep(2.5)
+    # Another language's kept runner: it does not end the Python one.
+    read = await run(
+        ALPHA,
+        kept_command(
+            "import fs from 'node:fs';\nreturn Number(fs.readFileSync('beat.txt', 'utf8'))",
+            armed["sandboxId"],
+        ),
+    )
+    assert read["result"]["success"] is True, read["result"]
+    last_beat = read["result"]["returnValue"]
+    assert last_beat < answered + 0.5, last_beat - answered

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -547,3 +548,142 @@ def test_stopping_the_server_ends_its_kept_runners(tmp_path: Path) -> None:
         value(result)
         assert processes_with(b"iris_kept_marker_7c2") != []
     assert wait_until_gone(b"iris_kept_marker_7c2") == []
+
+
+def test_a_process_that_continues_its_runner_cannot_outrun_the_pause(
+    server: LocalServer, key: str
+) -> None:
+    # The code's children send SIGCONT to the runner as fast as they can: between the
+    # runner's SIGSTOP and their own SIGKILL they would wake it, and the runner (here a
+    # thread of it) would run on between executions.
+    armed = kept(
+        server,
+        key,
+        "import os, signal, threading, time\n"
+        "def beat():\n    while True:\n"
+        "        with open('beat.new', 'w') as f:\n            f.write(repr(time.time()))\n"
+        "        os.replace('beat.new', 'beat.txt')\n        time.sleep(0.02)\n"
+        "threading.Thread(target=beat, daemon=True).start()\n"
+        "runner = os.getpid()\n"
+        "for _ in range(4):\n    if os.fork() == 0:\n        while True:\n"
+        "            os.kill(runner, signal.SIGCONT)\n"
+        "time.sleep(0.1)\nreturn 'armed'",
+        None,
+        language="python",
+    )
+    answered = time.time()
+    assert armed["success"] is True, armed
+    time.sleep(2.5)
+    read = run(
+        server,
+        key,
+        "with open('beat.txt') as f:\n    return float(f.read())",
+        language="python",
+        sandboxId=armed["sandboxId"],
+    )
+    assert read["result"]["success"] is True, read["result"]
+    last_beat = read["result"]["returnValue"]
+    # Nothing of the runner ran after its answer (beyond a moment for the pause to land).
+    assert last_beat < answered + 0.5, last_beat - answered
+
+
+def test_closing_the_sandbox_while_a_kept_execution_waits_leaves_no_runner(
+    server: LocalServer, key: str
+) -> None:
+    # A fresh run forges its end and runs on: the next execution waits (up to a second) for
+    # it to be gone. The sandbox is closed during that wait: the kept execution must not
+    # then start a runner in it that nothing ends.
+    marker = "iris_late_kept_" + str(time.time_ns())[-6:]
+    forged = run(
+        server,
+        key,
+        "require('node:fs').writeSync(3, JSON.stringify({ t: 'result', ok: true }) + '\\n');\n"
+        "await new Promise((r) => setTimeout(r, 5000));",
+        language="javascript",
+    )
+    sandbox = forged["sandboxId"]
+    answers: list[httpx.Response] = []
+
+    def late_kept() -> None:
+        with server.client(key) as client:
+            answers.append(
+                client.post(
+                    "/api/iris/execute",
+                    json={
+                        "code": f"process.title = '{marker}';\nreturn 1",
+                        "sandboxId": sandbox,
+                        "keepState": True,
+                    },
+                )
+            )
+
+    waiting = threading.Thread(target=late_kept)
+    waiting.start()
+    time.sleep(0.3)
+    with server.client(key) as client:
+        closed = client.delete("/api/iris/sandbox", params={"sandboxId": sandbox})
+    waiting.join(30)
+    assert closed.status_code == 200
+    assert [a.status_code for a in answers] == [410], [a.text for a in answers]
+    assert wait_until_gone(marker.encode()) == []
+
+
+def test_the_code_cannot_claim_a_limit_it_did_not_hit(server: LocalServer, key: str) -> None:
+    """limitHit is the service's reading: a runner's "limit" frame written by the code, or
+    Node's out-of-memory words printed by a program that then answers, are not one. Kept or
+    fresh, the answer is the code's own, and a kept runner stays."""
+    forged_limit = (
+        "require('node:fs').writeSync(3, JSON.stringify({ t: 'limit', kind: 'output' }) + '\\n');\n"
+    )
+    forged_heap = (
+        "console.error('FATAL ERROR: Reached heap limit - JavaScript heap out of memory');\n"
+    )
+    for keep in (False, True):
+        for forged in (forged_limit, forged_heap):
+            answer = run(server, key, forged + "return 7", language="javascript", keepState=keep)[
+                "result"
+            ]
+            assert answer["success"] is True, answer
+            assert answer["returnValue"] == 7
+            assert "limitHit" not in answer["metadata"], answer["metadata"]
+    sandbox = kept(server, key, forged_limit + "globalThis.still = 1;\nreturn 1", None)
+    after = kept(server, key, "return still", sandbox["sandboxId"])
+    assert value(after) == 1
+
+
+def test_a_runner_that_stops_reading_requests_still_answers_at_the_time_limit(
+    server: LocalServer, key: str
+) -> None:
+    # The code makes its kept runner never read again; the next request is larger than the
+    # pipe holds (control characters are six bytes each in JSON): writing it must not wait
+    # past the time limit.
+    first = kept(
+        server,
+        key,
+        "import gc, types, time\n"
+        "for m in gc.get_objects():\n"
+        "    if isinstance(m, types.ModuleType) and hasattr(m, 'read_request'):\n"
+        "        m.read_request = lambda stream: time.sleep(10**6)\n"
+        "return 1",
+        None,
+        language="python",
+    )
+    assert value(first) == 1
+    began = time.monotonic()
+    with server.client(key, timeout=60) as client:
+        stuck = client.post(
+            "/api/iris/execute",
+            json={
+                "code": "# " + "\x01" * 90_000 + "\nreturn 2",
+                "language": "python",
+                "keepState": True,
+                "sandboxId": first["sandboxId"],
+                "timeoutMs": 3000,
+            },
+        )
+    assert stuck.status_code == 200, stuck.text[:300]
+    assert stuck.json()["result"]["metadata"]["limitHit"] == "timeout"
+    assert time.monotonic() - began < 30
+    after = kept(server, key, "return 3", first["sandboxId"], language="python")
+    assert after["returnValue"] == 3
+    assert after["metadata"]["stateResetReason"] == "timeout"

@@ -24,6 +24,9 @@ FRAME_MIN_COST = 64
 SLOW_FRAME_FACTOR = 8
 #: A run's pieces are joined once this many have come (bounded memory, linear time).
 RUN_PARTS = 4096
+#: A runner's "limit" frame comes after the output that fit under the cap: up to this many
+#: bytes short of it (a UTF-8 character cut at the cap).
+LIMIT_SLACK_BYTES = 4
 
 
 def channel_budget(output_limit: int) -> int:
@@ -161,7 +164,12 @@ class Collector:
         elif kind == "start" and self.report.started_at is None:
             self.report.started_at = self._stamp(frame)
         elif kind == "limit" and frame.get("kind") == "output":
-            # The runner stopped itself at the output cap (remote sandboxes).
+            # The runner stopped itself at the output cap (remote sandboxes). The code can
+            # write this frame too: believed only once the cap's worth of output came (the
+            # runner sends what fits, then this; a character cut at the cap may lose a few
+            # bytes), so that limitHit stays the service's reading.
+            if self.bytes < self.limit - LIMIT_SLACK_BYTES:
+                return
             self.report.output_exceeded = True
             self.report.ended_at = self._stamp(frame)
             self.stopped = True
@@ -267,7 +275,9 @@ def outcome(report: Report, began: float, job: ExecutionJob, memory_mb: int) -> 
         result.error = CodeError(
             "TimeoutError", f"Execution timed out after {job.timeout_s:g} s and was stopped"
         )
-    elif report.oom_kills or report.heap_exhausted or allocation_failed:
+    # Node at its heap limit prints HEAP_EXHAUSTED and aborts: no result follows. A program
+    # that prints those words and answers was stopped by no limit.
+    elif report.oom_kills or (report.heap_exhausted and frame is None) or allocation_failed:
         result.limit_hit = "memory"
         result.error = CodeError(
             "OutOfMemoryError",

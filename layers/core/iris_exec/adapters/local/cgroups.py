@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpu")
 CPU_PERIOD_US = 100_000
+#: Rounds of stop-and-kill a kept runner's pause may take (2 ms apart) before it gives up.
+PAUSE_TRIES = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +104,20 @@ class CgroupGroup:
     def pause(self, keep: set[int], runner: int | None) -> bool:
         """Between two executions of a kept runner: SIGSTOP the runner's processes (``keep``,
         but ``runner``, the host's own child), and SIGKILL every other process of the group
-        (what the execution started), again until none is left. False if some survived."""
-        for pid in keep:
-            if pid != runner:
+        (what the execution started), again until none is left and the runner's processes
+        are seen stopped. False if that did not happen in time.
+
+        Seen stopped, not merely sent SIGSTOP: a process of the code, between the SIGSTOP and
+        its own SIGKILL, can send the runner SIGCONT, and the runner would then run on between
+        executions (and start more). Once nothing but the stopped runner is left, nothing can
+        wake it."""
+        stop = [pid for pid in keep if pid != runner]
+        for _ in range(PAUSE_TRIES):
+            for pid in stop:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGSTOP)
-        for _ in range(50):
             others = [pid for pid in self.pids() if pid not in keep]
-            if not others:
+            if not others and all(map(_stopped, stop)):
                 return True
             for pid in others:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -238,3 +246,21 @@ class Cgroups:
             group.remove()
             removed += 1
         return removed
+
+
+def _stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped by a signal (or the process is gone)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return True
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat", "rb") as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue
+        # "pid (comm) S ...": comm may hold anything, so the state follows the last ')'.
+        if stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] not in (b"T", b"Z", b"X"):
+            return False
+    return True

@@ -252,6 +252,11 @@ class Jail:
         else:
             await runner.discard()
 
+    def closed(self) -> bool:
+        """Whether destroy has begun (a call, not ``dead`` read directly: it changes across
+        every await, which a type checker's narrowing does not know)."""
+        return self.dead is not None
+
     async def destroy(self, reason: str) -> None:
         """Stop everything now (a running execution included), then remove the files."""
         if self.dead is None:
@@ -696,6 +701,9 @@ class LocalSandboxProvider:
             # forged its end): this one starts once they are all gone.
             await jail.last.gone()
             jail.last = None
+        if jail.dead is not None:
+            # Closed while this execution waited: nothing may start in it any more.
+            raise SandboxLost(f"the sandbox was stopped before the execution ({jail.dead})")
         if job.keep_state:
             return await self._run_kept(jail, job, python, began)
         runner_task = asyncio.create_task(jail.take_runner(python))
@@ -761,6 +769,11 @@ class LocalSandboxProvider:
         if runner is None:
             runner = await jail.take_runner(python)
             jail.prepare_next(python)
+        if jail.closed():
+            # Closed while this execution compiled or waited for its runner: Jail.destroy
+            # did not see this runner (neither kept nor current), so it goes here.
+            await runner.close()
+            raise SandboxLost(f"the sandbox was stopped before the execution ({jail.dead})")
         if jail.tools is not None:
             jail.tools.reset()
         jail.current = runner
@@ -777,7 +790,8 @@ class LocalSandboxProvider:
         else:
             jail.last = runner
             jail.state_lost[language] = lost_because(report, result)
-        if jail.dead is not None:
+        if jail.closed():
+            await runner.close()  # kept (paused) or not: Jail.destroy has run past it
             raise SandboxLost(f"the sandbox was stopped during the execution ({jail.dead})")
         return result
 

@@ -367,17 +367,24 @@ class Runner:
         exited = asyncio.create_task(self.proc.wait())
         began = time.monotonic()
         try:
-            if keep:  # one request per line; stdin stays open for the next one
-                self.proc.stdin.write(json.dumps(request).encode() + b"\n")
-                await self.proc.stdin.drain()
-            else:
-                self.proc.stdin.write(json.dumps(request).encode())
-                await self.proc.stdin.drain()
+            # One request per line for a kept runner (stdin stays open for the next one).
+            self.proc.stdin.write(json.dumps(request).encode() + (b"\n" if keep else b""))
+            # Under the time limit too: a kept runner whose reading an earlier execution's
+            # code stopped never takes a request larger than the pipe holds.
+            await asyncio.wait_for(self.proc.stdin.drain(), timeout_s)
+            if not keep:
                 self.proc.stdin.close()
         except (BrokenPipeError, ConnectionResetError):
             pass
+        except TimeoutError:
+            collector.report.timed_out = True
+        except asyncio.CancelledError:
+            await asyncio.shield(self.destroy())  # see below
+            raise
         try:
-            await asyncio.wait_for(collector.done.wait(), timeout_s)
+            if not collector.report.timed_out:
+                left = max(0.0, began + timeout_s - time.monotonic())
+                await asyncio.wait_for(collector.done.wait(), left)
         except TimeoutError:
             collector.report.timed_out = True
         except asyncio.CancelledError:
