@@ -33,16 +33,6 @@ class Dispatcher:
 
 
 @pytest.fixture
-def clock() -> MovableClock:
-    return MovableClock()
-
-
-@pytest.fixture
-def provider() -> FakeProvider:
-    return FakeProvider()
-
-
-@pytest.fixture
 def dispatcher() -> Dispatcher:
     return Dispatcher()
 

@@ -18,11 +18,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def provider() -> FakeProvider:
-    return FakeProvider()
-
-
-@pytest.fixture
 def container(tmp_path: Path, provider: FakeProvider) -> Services:
     return fake_container(tmp_path, provider, MovableClock())
 

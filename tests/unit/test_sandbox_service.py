@@ -27,16 +27,6 @@ BETA = Principal("beta", "key_b")
 
 
 @pytest.fixture
-def clock() -> MovableClock:
-    return MovableClock()
-
-
-@pytest.fixture
-def provider() -> FakeProvider:
-    return FakeProvider()
-
-
-@pytest.fixture
 def container(tmp_path: Path, provider: FakeProvider, clock: MovableClock) -> Services:
     return fake_container(
         tmp_path, provider, clock, max_sandboxes_per_project=2, sandbox_idle_timeout_s=300

@@ -40,16 +40,6 @@ ALPHA = Principal("alpha", "key_alpha")
 
 
 @pytest.fixture
-def clock() -> MovableClock:
-    return MovableClock()
-
-
-@pytest.fixture
-def provider() -> FakeProvider:
-    return FakeProvider()
-
-
-@pytest.fixture
 def services(tmp_path: Path, provider: FakeProvider, clock: MovableClock) -> Services:
     return fake_container(tmp_path, provider, clock, tool_storage_quota_bytes=4096)
 

@@ -21,16 +21,6 @@ ALPHA = Principal("alpha", "key_a")
 
 
 @pytest.fixture
-def clock() -> MovableClock:
-    return MovableClock()
-
-
-@pytest.fixture
-def provider() -> FakeProvider:
-    return FakeProvider()
-
-
-@pytest.fixture
 def container(tmp_path: Path, provider: FakeProvider, clock: MovableClock) -> Services:
     return fake_container(tmp_path, provider, clock)
 

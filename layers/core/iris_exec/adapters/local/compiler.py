@@ -17,7 +17,9 @@ from iris_exec.adapters.local.runner import (
     ASSETS_MOUNT,
     SANDBOX_HOME,
     JailConfig,
+    first_frame,
     spawn_jailed,
+    start_failure,
 )
 from iris_exec.domain.errors import ProviderUnavailable
 from iris_exec.domain.models import CodeError, Language
@@ -87,21 +89,11 @@ class Compiler:
         finally:
             os.close(devnull)
         assert proc.stdout is not None
-        try:
-            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
-        except TimeoutError:
-            line = b""
-        if not _is_ready_line(line):
-            err = b""
-            if proc.stderr is not None:
-                with contextlib.suppress(TimeoutError):
-                    err = await asyncio.wait_for(proc.stderr.read(4096), 1.0)
+        if (await first_frame(proc.stdout, START_TIMEOUT_S)).get("ready") is not True:
+            why = await start_failure(proc)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)  # not proc.kill(): it reaps (Runner.destroy)
-            raise ProviderUnavailable(
-                "the code compiler failed to start: "
-                + (err.decode("utf-8", "replace").strip() or "no ready signal")
-            )
+            raise ProviderUnavailable(f"the code compiler failed to start: {why}")
         self._proc = proc
         self._reader_task = asyncio.create_task(self._read(proc))
 
@@ -207,13 +199,3 @@ class Compiler:
     async def close(self) -> None:
         async with self._lock:
             await self._stop()
-
-
-def _is_ready_line(line: bytes) -> bool:
-    """The compiler's first line is {"ready": true}; anything else (nothing, noise from a
-    broken Node install) means it did not start."""
-    try:
-        first = json.loads(line) if line else None
-    except ValueError:
-        return False
-    return isinstance(first, dict) and first.get("ready") is True

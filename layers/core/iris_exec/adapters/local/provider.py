@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iris_exec.adapters.frames import lost_because, outcome
+from iris_exec.adapters.frames import Report, lost_because, outcome
 from iris_exec.adapters.local import seccomp
 from iris_exec.adapters.local.cgroups import Cgroups, Limits
 from iris_exec.adapters.local.compiler import FILENAME, Compiler
@@ -226,7 +226,7 @@ class Jail:
         if task is not None and self._next_python != python:
             # A warm runner of the other language: not the one wanted this time.
             with contextlib.suppress(Exception):
-                await (await task).discard()
+                await (await task).close()
             task = None
         if task is not None:
             try:
@@ -236,7 +236,7 @@ class Jail:
                     "warm runner of %s failed to start (%s); starting another", self.jail_id, exc
                 )
         if runner is not None and not runner.alive:
-            await runner.discard()  # died while it waited: its cgroup goes with it
+            await runner.close()  # died while it waited: its cgroup goes with it
             runner = None
         if runner is None:
             runner = await self._spawn(python)
@@ -250,7 +250,7 @@ class Jail:
             self._next = asyncio.ensure_future(future)
             self._next_python = False
         else:
-            await runner.discard()
+            await runner.close()
 
     def closed(self) -> bool:
         """Whether destroy has begun (a call, not ``dead`` read directly: it changes across
@@ -275,7 +275,7 @@ class Jail:
             except BaseException:
                 runner = None
             if runner is not None:
-                await runner.discard()
+                await runner.close()
         if self.tools is not None:
             await self.tools.aclose()
         async with self.lock:  # the execution that was running has finished reading
@@ -721,19 +721,29 @@ class LocalSandboxProvider:
         request |= code
         runner = await runner_task
         jail.prepare_next(python)
-        if jail.tools is not None:
-            jail.tools.reset()
-        jail.current = runner
         try:
-            report = await runner.execute(
-                request, job.timeout_s, job.output_limit_bytes, job.on_output
-            )
+            report = await self._execute(jail, runner, request, job)
         finally:
-            jail.current = None
             jail.last = runner
         if jail.dead is not None:
             raise SandboxLost(f"the sandbox was stopped during the execution ({jail.dead})")
         return outcome(report, began, job, self.settings.sandbox_memory_mb)
+
+    @staticmethod
+    async def _execute(
+        jail: Jail, runner: Runner, request: dict[str, Any], job: ExecutionJob
+    ) -> Report:
+        """Run the request in ``runner``, the jail's current one meanwhile (what
+        Jail.destroy stops), with the tool socket's per-execution state reset."""
+        if jail.tools is not None:
+            jail.tools.reset()
+        jail.current = runner
+        try:
+            return await runner.execute(
+                request, job.timeout_s, job.output_limit_bytes, job.on_output
+            )
+        finally:
+            jail.current = None
 
     async def _run_kept(
         self, jail: Jail, job: ExecutionJob, python: bool, began: float
@@ -774,15 +784,7 @@ class LocalSandboxProvider:
             # did not see this runner (neither kept nor current), so it goes here.
             await runner.close()
             raise SandboxLost(f"the sandbox was stopped before the execution ({jail.dead})")
-        if jail.tools is not None:
-            jail.tools.reset()
-        jail.current = runner
-        try:
-            report = await runner.execute(
-                request, job.timeout_s, job.output_limit_bytes, job.on_output
-            )
-        finally:
-            jail.current = None
+        report = await self._execute(jail, runner, request, job)
         result = outcome(report, began, job, self.settings.sandbox_memory_mb)
         result.state_reset = lost
         if report.kept and jail.dead is None:

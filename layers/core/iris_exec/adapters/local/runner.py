@@ -224,13 +224,24 @@ def runner_argv(cfg: JailConfig, python: bool) -> list[str]:
     ]
 
 
-def _is_ready(line: bytes) -> bool:
-    """The runner's first frame says it is ready; anything else (nothing, noise) is not."""
+async def first_frame(stream: asyncio.StreamReader, timeout_s: float) -> dict[str, Any]:
+    """The first line a starting process writes, as a JSON object; {} for anything else
+    (nothing in time, noise, a value that is not an object)."""
     try:
-        frame = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(frame, dict) and frame.get("t") == "ready"
+        line = await asyncio.wait_for(stream.readline(), timeout_s)
+        frame = json.loads(line) if line else None
+    except (TimeoutError, ValueError):
+        return {}
+    return frame if isinstance(frame, dict) else {}
+
+
+async def start_failure(proc: asyncio.subprocess.Process) -> str:
+    """Why a process did not start: the head of what it wrote to stderr."""
+    err = b""
+    if proc.stderr is not None:
+        with contextlib.suppress(TimeoutError):
+            err = await asyncio.wait_for(proc.stderr.read(4096), 1.0)
+    return err.decode("utf-8", "replace").strip() or "no ready signal"
 
 
 def _is_mountpoint(path: Path) -> bool:
@@ -306,19 +317,11 @@ class Runner:
             events = await open_reader(read_fd)
             read_fd = -1
             runner = cls(proc, events, group)
-            try:
-                line = await asyncio.wait_for(events.readline(), READY_TIMEOUT_S)
-            except TimeoutError:
-                line = b""
-            if not _is_ready(line):
-                err = b""
-                if proc.stderr is not None:
-                    with contextlib.suppress(TimeoutError):
-                        err = await asyncio.wait_for(proc.stderr.read(4096), 1.0)
+            if (await first_frame(events, READY_TIMEOUT_S)).get("t") != "ready":
+                why = await start_failure(proc)
                 await runner.destroy()
                 raise ProviderUnavailable(
-                    "a sandbox process failed to start: "
-                    + (err.decode("utf-8", "replace").strip() or "no ready signal"),
+                    f"a sandbox process failed to start: {why}",
                     retry_after_s=2,
                 )
             if group is not None:
@@ -469,7 +472,9 @@ class Runner:
         return paused and self.alive and not self.busy
 
     async def close(self) -> None:
-        """Kill the runner and remove its group (a kept runner, which no execution ends)."""
+        """Kill the runner and remove its group: a kept runner, which no execution ends, or
+        a warm one that will run nothing (an execution removes its own group once it has
+        read its figures)."""
         if self.pausing is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.pausing)
@@ -543,13 +548,6 @@ class Runner:
             await self.proc.wait()
         if self.proc.stdin is not None and not self.proc.stdin.is_closing():
             self.proc.stdin.close()
-
-    async def discard(self) -> None:
-        """Destroy a runner that will run nothing (a warm one no longer wanted), its
-        cgroup too: an execution removes its own group once it has read its figures."""
-        await self.destroy()
-        if self.group is not None:
-            await asyncio.to_thread(self.group.remove)
 
 
 def _kill_and_remove(group: CgroupGroup) -> None:
