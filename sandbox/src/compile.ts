@@ -12,6 +12,7 @@ import { parse } from "@babel/parser";
 import * as esbuild from "esbuild";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
+import { blank, stripTypes, type Edit, type Node } from "./strip";
 
 export type Language = "typescript" | "javascript";
 
@@ -26,11 +27,16 @@ export interface CompileOptions {
   /** Kept state: top-level declarations and imports become bindings of globalThis, seen by
    *  the next execution in the same runner (see keepDeclarations). */
   keep?: boolean;
+  /** A kept runner compiling for itself: a script (run by node:vm) with the types blanked
+   *  in place when the program allows (see strip.ts), else a module as ever. */
+  script?: boolean;
 }
 
 export interface CompiledProgram {
   ok: true;
   code: string;
+  /** `code` is a script: an expression, the async function (not a module's default). */
+  script?: boolean;
   /** Rewritten specifier (URL or path) -> what the user wrote, for error messages. */
   specifiers: Record<string, string>;
 }
@@ -47,24 +53,6 @@ export const ENTRY = "__iris_main__";
 export const HEADER_LINES = 1;
 
 const IRIS_PRIME = /^(?:\.\/)?iris-prime(?:\.(?:ts|js|mjs|mts))?$/;
-
-interface Edit {
-  start: number;
-  end: number;
-  text: string;
-}
-
-interface Node {
-  type: string;
-  start: number;
-  end: number;
-  [key: string]: unknown;
-}
-
-/** Replaces every character but line breaks by a space, so lines and columns stay put. */
-function blank(text: string): string {
-  return text.replace(/[^\n\r]/g, " ");
-}
 
 function rewriteSpecifier(spec: string, options: CompileOptions, seen: Record<string, string>): string {
   let target = spec;
@@ -103,6 +91,8 @@ export interface Rewritten {
   ok: true;
   wrapped: string;
   specifiers: Record<string, string>;
+  /** `wrapped` is a finished script (types stripped): no esbuild. */
+  script?: boolean;
 }
 
 // -- kept state -----------------------------------------------------------------------------
@@ -158,21 +148,29 @@ function stripAnnotation(id: Node, edits: Edit[]): void {
   edits.push({ start, end: annotation.end, text: " ".repeat(annotation.end - start) });
 }
 
-function keepVariables(declaration: Node, kept: Kept, edits: Edit[]): void {
+function keepVariables(declaration: Node, source: string, kept: Kept, edits: Edit[]): void {
   if (declaration.declare) return;
   const kind = declaration.kind as string;
-  edits.push({ start: declaration.start, end: declaration.start + kind.length, text: " ".repeat(kind.length) });
+  // `;` in the keyword's place: `(a = 1)` must not continue the line before it as a call.
+  edits.push({ start: declaration.start, end: declaration.start + kind.length, text: ";" + " ".repeat(kind.length - 1) });
   for (const declarator of declaration.declarations as Node[]) {
     const id = declarator.id as Node;
     patternNames(id, kept.names);
     stripAnnotation(id, edits);
-    edits.push({ start: declarator.start, end: declarator.start, text: "(" });
-    const close = declarator.init ? ")" : " = undefined)";
+    // The `(` takes the blank before the name when there is one: columns stay the user's.
+    const before = source[declarator.start - 1];
+    const spaced = before === " " || before === "\t";
+    edits.push({ start: declarator.start - (spaced ? 1 : 0), end: declarator.start, text: "(" });
+    let close = declarator.init ? ")" : " = undefined)";
+    // Ended without `;` (TypeScript's `const c = b as T` then `(f)`): `(c = b)` must not
+    // take the next line as its call.
+    const last = declarator === (declaration.declarations as Node[]).at(-1);
+    if (last && source[declaration.end - 1] !== ";") close += ";";
     edits.push({ start: declarator.end, end: declarator.end, text: close });
   }
 }
 
-function keepDeclarations(node: Node, kept: Kept, edits: Edit[]): void {
+function keepDeclarations(node: Node, source: string, kept: Kept, edits: Edit[]): void {
   let declaration: Node | null | undefined = node;
   if (node.type === "ExportNamedDeclaration" || node.type === "ExportDefaultDeclaration") {
     declaration = node.declaration as Node | null | undefined;
@@ -181,7 +179,7 @@ function keepDeclarations(node: Node, kept: Kept, edits: Edit[]): void {
   const id = declaration.id as (Node & { name: string }) | null | undefined;
   switch (declaration.type) {
     case "VariableDeclaration":
-      keepVariables(declaration, kept, edits);
+      keepVariables(declaration, source, kept, edits);
       break;
     case "FunctionDeclaration":
       if (id) kept.functions.add(id.name);
@@ -234,7 +232,8 @@ function keepImport(
   } else if ((node.specifiers as Node[]).length === 0) {
     parts.push(`${load};`);
   }
-  edits.push({ start: node.start, end: node.end, text: parts.join("") + newlines });
+  // `;` first: `({ a } = ...)` must not continue the line before it as a call.
+  edits.push({ start: node.start, end: node.end, text: ";" + parts.join("") + newlines });
 }
 
 /** What the wrapper runs first (on its own first line): the kept names exist on globalThis,
@@ -256,6 +255,9 @@ export async function stopCompiler(): Promise<void> {
 
 export async function compile(source: string, options: CompileOptions): Promise<CompiledProgram | CompileFailure> {
   const rewritten = rewrite(source, options);
+  if (rewritten.ok && rewritten.script) {
+    return { ok: true, code: rewritten.wrapped, specifiers: rewritten.specifiers, script: true };
+  }
   return rewritten.ok ? transform(rewritten, options) : rewritten;
 }
 
@@ -358,11 +360,13 @@ export function rewrite(source: string, options: CompileOptions): Rewritten | Co
       default:
         break;
     }
-    if (options.keep) keepDeclarations(node, kept, edits);
+    if (options.keep) keepDeclarations(node, source, kept, edits);
   }
 
   // Literal dynamic imports resolve like static ones (from the sandbox's working directory).
+  let importMeta = false;
   walk(program.body, (n) => {
+    if (n.type === "MetaProperty" && (n.meta as Node & { name: string }).name === "import") importMeta = true;
     if (n.type === "ImportExpression") {
       const src = n.source as Node & { value?: unknown };
       if (src.type === "StringLiteral" && typeof src.value === "string") {
@@ -370,6 +374,17 @@ export function rewrite(source: string, options: CompileOptions): Rewritten | Co
       }
     }
   });
+
+  // A script (kept runner, see CompileOptions.script): nothing a script cannot hold, and
+  // types that erase in place.
+  let script = false;
+  if (options.script && options.keep && hoisted.length === 0 && !importMeta) {
+    const stripped = options.language === "typescript" ? stripTypes(program.body, source) : [];
+    if (stripped !== null) {
+      edits.push(...stripped);
+      script = true;
+    }
+  }
 
   edits.sort((a, b) => a.start - b.start || a.end - b.end);
   let body = "";
@@ -383,6 +398,11 @@ export function rewrite(source: string, options: CompileOptions): Rewritten | Co
 
   // Everything added goes on one line before the user's first line; the runner takes
   // HEADER_LINES off line numbers in stack traces, so they match what the user wrote.
+  if (script) {
+    // Strict, as a module is. The function's value is the script's completion value.
+    const head = `(async function ${ENTRY}(require, __filename, __dirname) {"use strict";`;
+    return { ok: true, wrapped: head + keptPrologue(kept) + "\n" + body + "\n})\n", specifiers, script };
+  }
   const wrapped =
     hoisted.join(" ") +
     ` export default async function ${ENTRY}(require, __filename, __dirname) {` +

@@ -24,7 +24,6 @@ interface CompileRequest {
   cwd: string;
   irisPrimeUrl: string;
   filename: string;
-  keep?: boolean;
 }
 
 interface Job {

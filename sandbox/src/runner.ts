@@ -32,6 +32,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
+import * as vm from "node:vm";
+import type { CompiledProgram, CompileFailure } from "./compile";
 
 // The runner's own tools, taken before any user code runs: kept state lets the code
 // replace globals (`const JSON = ...` becomes a global), and the runner must still work.
@@ -204,29 +206,6 @@ function describeError(err: unknown, request: RunRequest | null): ErrorInfo {
   return { name: "Error", message, stack: `Uncaught ${message}` };
 }
 
-/** The first request: stdin up to its first newline (a kept runner's host keeps stdin open),
- *  or to its end (a fresh run's host closes stdin after the request). */
-function readFirstRequest(): Promise<string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const done = (): void => {
-      process.stdin.off("data", onData);
-      process.stdin.off("end", done);
-      resolve(Buffer.concat(chunks).toString("utf8"));
-    };
-    const onData = (chunk: Buffer): void => {
-      const newline = chunk.indexOf(10);
-      if (newline < 0) return void chunks.push(chunk);
-      chunks.push(chunk.subarray(0, newline));
-      requestBuffer = Buffer.from(chunk.subarray(newline + 1));
-      process.stdin.pause();
-      done();
-    };
-    process.stdin.on("data", onData);
-    process.stdin.on("end", done);
-  });
-}
-
 let currentRequest: RunRequest | null = null;
 let finished = false;
 
@@ -249,8 +228,7 @@ const immediates = new Set<NodeJS.Immediate>();
 const workers = new Set<{ terminate(): Promise<number> }>();
 let baselineHandles = new Set<unknown>();
 let keeping = false;
-/** The kept runner's own descriptor for stdin: blocking, unlike the one process.stdin uses. */
-let requestFd = -1;
+/** What stdin had past the last request's line. */
 let requestBuffer = Buffer.alloc(0);
 let resolveJob: (() => void) | null = null;
 
@@ -264,14 +242,6 @@ const timerHook = createHook({
 function startKeeping(): void {
   if (keeping) return;
   keeping = true;
-  // stdin stays open but does not hold the event loop (an empty loop ends a job).
-  (process.stdin as unknown as { unref?: () => void }).unref?.();
-  // process.stdin made fd 0 non-blocking; a descriptor of our own on the same pipe blocks.
-  try {
-    requestFd = fs.openSync("/proc/self/fd/0", "r");
-  } catch {
-    requestFd = 0;
-  }
   baselineHandles = new Set(activeHandles());
   const threads = createRequire(import.meta.url)("node:worker_threads") as {
     Worker: new (...args: unknown[]) => { terminate(): Promise<number>; once(e: string, f: () => void): void };
@@ -341,7 +311,15 @@ async function quiesce(): Promise<boolean> {
   return idle;
 }
 
-/** The next request, one line on stdin; null at its end (the host is gone). */
+/**
+ * The next request: one line on stdin (or, for a fresh runner, whose host closes stdin after
+ * its request, everything up to the end); null at an end with nothing before it.
+ *
+ * Read blocking, straight from fd 0, never through process.stdin: libuv would make the pipe
+ * non-blocking, and the jail's user may not reopen the host's pipe (/proc/self/fd/0 is
+ * EACCES), so every request would then wait for a polling round (a millisecond) to be seen.
+ * Code that opens process.stdin itself still gets its requests that way (EAGAIN below).
+ */
 function readRequestSync(): string | null {
   const chunk = Buffer.alloc(64 * 1024);
   for (;;) {
@@ -353,7 +331,7 @@ function readRequestSync(): string | null {
     }
     let n: number;
     try {
-      n = fs.readSync(requestFd, chunk, 0, chunk.length, null);
+      n = fs.readSync(0, chunk, 0, chunk.length, null);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "EAGAIN") {
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
@@ -361,7 +339,11 @@ function readRequestSync(): string | null {
       }
       throw err;
     }
-    if (n === 0) return null;
+    if (n === 0) {
+      const rest = requestBuffer.toString("utf8");
+      requestBuffer = Buffer.alloc(0);
+      return rest.length > 0 ? rest : null;
+    }
     requestBuffer = Buffer.concat([requestBuffer, chunk.subarray(0, n)]);
   }
 }
@@ -408,36 +390,20 @@ async function run(request: RunRequest): Promise<void> {
   currentRequest = request;
 
   let code = request.code;
-  let specifiers = request.specifiers ?? {};
+  let script: vm.Script | null = null;
   if (code === undefined) {
-    // No host-side compiler (e.g. a remote sandbox): compile here.
-    const { compile, stopCompiler } = (await import(pathToFileURL(path.join(assetsDir, "compile.mjs")).href)) as typeof import("./compile");
-    const compiled = await compile(request.source ?? "", {
-      language: request.language ?? "typescript",
-      cwd: request.cwd,
-      irisPrimeUrl,
-      filename: request.filename,
-      keep: request.keep === true,
-    });
-    // A kept runner's processes but itself are killed after each execution: esbuild's too.
-    if (keeping) await stopCompiler();
+    // No host-side compiler (a kept runner, a remote sandbox): compile here.
+    const compiled = await compileHere(request, keeping);
     if (!compiled.ok) return void (await finish({ t: "result", ok: false, error: compiled.error }, 1));
     code = compiled.code;
-    specifiers = compiled.specifiers;
-    request.specifiers = specifiers;
-  }
-
-  fs.mkdirSync(request.workdir, { recursive: true });
-  const modulePath = path.join(request.workdir, request.filename.replace(/\.[cm]?[jt]s$/, "") + ".mjs");
-  try {
-    fs.writeFileSync(modulePath, code ?? "");
-  } catch (err) {
-    if (!keeping) throw err;
-    // The runner's directory, not the user's, which the code may have filled: emptied as a
-    // fresh runner's is (earlier modules are loaded already).
-    const workdir = request.workdir;
-    for (const entry of fs.readdirSync(workdir)) fs.rmSync(path.join(workdir, entry), { recursive: true, force: true });
-    fs.writeFileSync(modulePath, code ?? "");
+    request.specifiers = compiled.specifiers;
+    if (compiled.script) script = await toScript(code, path.join(request.workdir, request.filename));
+    if (compiled.script && script === null) {
+      // Not a script V8 takes (something the stripping did not foresee): a module, as ever.
+      const module = await compileHere(request, false);
+      if (!module.ok) return void (await finish({ t: "result", ok: false, error: module.error }, 1));
+      code = module.code;
+    }
   }
 
   if (init !== null) {
@@ -450,18 +416,96 @@ async function run(request: RunRequest): Promise<void> {
   }
   process.chdir(request.cwd);
   const userRequire = createRequire(path.join(request.cwd, "index.js"));
-
-  // Each execution's module is new to the loader (it caches by URL).
-  const url = pathToFileURL(modulePath).href + (keeping ? `?run=${++runs}` : "");
-  if (keeping) timerHook.enable();
-  writeFrame({ t: "start", at: now() });
-  const mod = (await import(url)) as {
-    default: (require: NodeJS.Require, filename: string, dirname: string) => Promise<unknown>;
-  };
-  const value = await mod.default(userRequire, path.join(request.cwd, request.filename), request.cwd);
+  let main: (require: NodeJS.Require, filename: string, dirname: string) => Promise<unknown>;
+  if (script !== null) {
+    if (keeping) timerHook.enable();
+    writeFrame({ t: "start", at: now() });
+    main = script.runInThisContext() as typeof main;
+  } else {
+    const url = writeModule(request, code ?? "");
+    if (keeping) timerHook.enable();
+    writeFrame({ t: "start", at: now() });
+    main = ((await import(url)) as { default: typeof main }).default;
+  }
+  const value = await main(userRequire, path.join(request.cwd, request.filename), request.cwd);
   await finish({ t: "result", ok: true, value: serialize(value) }, 0);
 }
 
+/** Compile in this process (see RunRequest.code). ``script``: a kept runner's script, when
+ *  the program allows (compile.ts). */
+async function compileHere(request: RunRequest, script: boolean): Promise<CompiledProgram | CompileFailure> {
+  compiler ??= await loadCompiler();
+  const compiled = await compiler.compile(request.source ?? "", {
+    language: request.language ?? "typescript",
+    cwd: request.cwd ?? process.cwd(),
+    irisPrimeUrl,
+    filename: request.filename,
+    keep: request.keep === true,
+    script,
+  });
+  // A kept runner's processes but itself are killed after each execution: esbuild's too
+  // (started only for what a script cannot be).
+  if (keeping && !(compiled.ok && compiled.script)) await compiler.stopCompiler();
+  return compiled;
+}
+
+async function loadCompiler(): Promise<typeof import("./compile")> {
+  // esbuild's own binary, in the assets (read when its module loads); not left in the
+  // environment the code sees.
+  const had = "ESBUILD_BINARY_PATH" in process.env;
+  if (!had) process.env.ESBUILD_BINARY_PATH = path.join(assetsDir, "esbuild");
+  try {
+    return (await import(pathToFileURL(path.join(assetsDir, "compile.mjs")).href)) as typeof import("./compile");
+  } finally {
+    if (!had) delete process.env.ESBUILD_BINARY_PATH;
+  }
+}
+
+/** A kept runner's compiled script, or null when V8 does not take it. Its dynamic imports
+ *  resolve as a module's at ``filename`` would (its directory, the same loader). */
+async function toScript(code: string, filename: string): Promise<vm.Script | null> {
+  const importModuleDynamically = vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+  if (!scriptsReady) {
+    // Node 20 says once, on the first import, that this loader option is experimental: say
+    // it to no one (it would be the code's stderr), here, before any code runs.
+    scriptsReady = true;
+    const emit = process.emitWarning;
+    process.emitWarning = () => undefined;
+    try {
+      const probe = new vm.Script('import("node:path")', { filename, importModuleDynamically });
+      await (probe.runInThisContext() as Promise<unknown>);
+    } finally {
+      process.emitWarning = emit;
+    }
+  }
+  try {
+    return new vm.Script(code, { filename, importModuleDynamically });
+  } catch (err) {
+    if (err instanceof SyntaxError) return null;
+    throw err;
+  }
+}
+
+/** The compiled module, written where the runner's (not the user's) files go; its URL. */
+function writeModule(request: RunRequest, code: string): string {
+  const workdir = request.workdir as string;
+  fs.mkdirSync(workdir, { recursive: true });
+  const modulePath = path.join(workdir, request.filename.replace(/\.[cm]?[jt]s$/, "") + ".mjs");
+  try {
+    fs.writeFileSync(modulePath, code);
+  } catch (err) {
+    if (!keeping) throw err;
+    // The runner's directory, not the user's, which the code may have filled: emptied as a
+    // fresh runner's is (earlier modules are loaded already).
+    for (const entry of fs.readdirSync(workdir)) fs.rmSync(path.join(workdir, entry), { recursive: true, force: true });
+    fs.writeFileSync(modulePath, code);
+  }
+  // Each execution's module is new to the loader (it caches by URL).
+  return pathToFileURL(modulePath).href + (keeping ? `?run=${++runs}` : "");
+}
+
+let compiler: typeof import("./compile") | null = null;
+let scriptsReady = false;
 let runs = 0;
 let init: ((info: unknown) => void) | null = null;
 
@@ -486,7 +530,9 @@ async function main(): Promise<void> {
   if (typeof found === "function") init = found as (info: unknown) => void;
   writeFrame({ t: "ready" });
 
-  let request = parseJson(await readFirstRequest()) as RunRequest;
+  const first = readRequestSync();
+  if (first === null) exit(0);
+  let request = parseJson(first as string) as RunRequest;
   if (request.keep === true) startKeeping();
   for (;;) {
     const job = new Promise<void>((resolve) => (resolveJob = resolve));

@@ -117,15 +117,13 @@ class Compiler:
                 future.set_exception(ProviderUnavailable("the code compiler stopped"))
         self._pending.clear()
 
-    async def compile(
-        self, source: str, language: Language, project_id: str = "", *, keep: bool = False
-    ) -> Compiled:
-        """``keep``: for a kept runner (top-level declarations become globals, compile.ts)."""
+    async def compile(self, source: str, language: Language, project_id: str = "") -> Compiled:
+        """A fresh runner's module (a kept runner compiles for itself: runner.ts)."""
         lock, users = self._per_project.get(project_id, (asyncio.Lock(), 0))
         self._per_project[project_id] = (lock, users + 1)
         try:
             async with lock:
-                return await self._compile(source, language, keep)
+                return await self._compile(source, language)
         finally:
             lock, users = self._per_project[project_id]
             if users == 1:
@@ -133,7 +131,7 @@ class Compiler:
             else:
                 self._per_project[project_id] = (lock, users - 1)
 
-    async def _compile(self, source: str, language: Language, keep: bool = False) -> Compiled:
+    async def _compile(self, source: str, language: Language) -> Compiled:
         await self.start()
         assert self._proc is not None and self._proc.stdin is not None
         request_id = next(self._ids)
@@ -146,7 +144,6 @@ class Compiler:
             "cwd": SANDBOX_HOME,
             "irisPrimeUrl": IRIS_PRIME_URL,
             "filename": FILENAME if language == "typescript" else "main.js",
-            "keep": keep,
         }
         self._proc.stdin.write(json.dumps(request).encode() + b"\n")
         try:

@@ -683,16 +683,15 @@ class LocalSandboxProvider:
                 "filename": "main.py",
                 "outputLimit": job.output_limit_bytes,
             }
-        compiled = await self.compiler.compile(
-            job.source, job.language, job.project_id, keep=job.keep_state
-        )
+        filename = FILENAME if job.language == "typescript" else "main.js"
+        if job.keep_state:
+            # A kept runner compiles for itself, in its own time and memory: types stripped
+            # in place, no round trip to the shared compiler (sandbox/src/strip.ts).
+            return {"source": job.source, "language": job.language, "filename": filename}
+        compiled = await self.compiler.compile(job.source, job.language, job.project_id)
         if compiled.error is not None:
             return compiled.error
-        return {
-            "code": compiled.code,
-            "specifiers": compiled.specifiers,
-            "filename": FILENAME if job.language == "typescript" else "main.js",
-        }
+        return {"code": compiled.code, "specifiers": compiled.specifiers, "filename": filename}
 
     async def _run(self, jail: Jail, job: ExecutionJob, python: bool) -> RunOutcome:
         began = time.monotonic()
