@@ -25,6 +25,7 @@ export const draft = {
   sessionId: "",
   context: "{}",
   sandboxId: "",
+  keepState: false,
 };
 
 const FINAL = new Set(["succeeded", "failed", "timed_out"]);
@@ -56,6 +57,9 @@ export function resultPanes(result: ExecResult, sandboxId: string): HTMLElement 
       " · sandbox ",
       h("code", { "data-testid": "sandbox-id" }, sandboxId),
       meta.executionId ? [" · ", h("a", { href: `#/executions/${meta.executionId}` }, String(meta.executionId))] : null,
+      typeof meta.stateReset === "boolean"
+        ? [" · ", h("span", { "data-testid": "state" }, meta.stateReset ? `state reset (${String(meta.stateResetReason ?? "")})` : "state kept")]
+        : null,
     ),
     h("h2", {}, "Results"),
     h("pre", { class: "pane", "data-pane": "results", tabindex: 0 }, parts.Results ?? "(no result)"),
@@ -122,6 +126,8 @@ export async function playgroundPage(): Promise<HTMLElement> {
   const contextError = h("small", { class: "field-error", id: "context-error", "aria-live": "polite" });
   context.setAttribute("aria-errormessage", "context-error");
   const sandbox = h("select", {});
+  const keepState = h("input", { type: "checkbox" });
+  keepState.checked = draft.keepState;
   const runButton = h("button", { type: "button", class: "primary" }, "Run");
   const asyncButton = h("button", { type: "button" }, "Run async");
   const logs = h("ol", { class: "live-logs", "aria-label": "Live log lines", "data-testid": "live-logs" });
@@ -164,8 +170,15 @@ export async function playgroundPage(): Promise<HTMLElement> {
     if (sessionId.value.trim()) body.sessionId = sessionId.value.trim();
     if (Object.keys(ctx).length) body.context = ctx;
     if (sandbox.value) body.sandboxId = sandbox.value;
+    if (keepState.checked) body.keepState = true;
     if (async) body.async = true;
     return { url: url("api/iris/execute"), body };
+  }
+
+  /** With state kept, the next run goes to the same sandbox (its live runner), as the next
+   *  cell of a notebook does. */
+  function keepSandbox(sandboxId: string): void {
+    if (keepState.checked) draft.sandboxId = sandboxId;
   }
 
   function busy(on: boolean): void {
@@ -187,11 +200,13 @@ export async function playgroundPage(): Promise<HTMLElement> {
     try {
       if (!async) {
         const answer = await postJson<ExecuteAnswer>("api/iris/execute", shape.body);
+        keepSandbox(answer.sandboxId);
         for (const line of answer.result.logs) logs.append(h("li", {}, line));
         result.replaceChildren(resultPanes(answer.result, answer.sandboxId));
         liveStatus.textContent = answer.success ? "Done" : "Done (the code failed)";
       } else {
         const queued = await postJson<Queued>("api/iris/execute", shape.body);
+        keepSandbox(queued.sandboxId);
         liveStatus.textContent = `Running ${queued.executionId}…`;
         const done = await follow(queued.executionId);
         liveStatus.textContent = `Done: ${done.status}`;
@@ -259,6 +274,7 @@ export async function playgroundPage(): Promise<HTMLElement> {
     editor.setLanguage(draft.language);
   });
   sandbox.addEventListener("change", () => (draft.sandboxId = sandbox.value));
+  keepState.addEventListener("change", () => (draft.keepState = keepState.checked));
   context.addEventListener("input", () => validContext());
   runButton.addEventListener("click", () => void run(false));
   asyncButton.addEventListener("click", () => void run(true));
@@ -281,6 +297,8 @@ export async function playgroundPage(): Promise<HTMLElement> {
       field("Language", language),
       field("Session id", sessionId, "Optional; letters, digits and . _ : -"),
       field("Sandbox", sandbox, "New, or one of your running sandboxes"),
+      h("div", { class: "field check" }, h("label", {}, keepState, " Keep state"),
+        h("small", { class: "hint" }, "Run in the sandbox's live runner: what one run declares, the next sees")),
       h("div", { class: "field wide" }, h("label", { for: "context" }, "Context (JSON object)"), context, contextError),
     ),
     h(

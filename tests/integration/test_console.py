@@ -348,3 +348,36 @@ def test_copy_as_curl_and_python_send_the_same_request(
         )
         assert ran.returncode == 0, ran.stderr
         assert "the snippet ran" in ran.stdout, ran.stdout
+
+
+def test_keep_state_runs_like_notebook_cells(
+    page: Page, console_server: LocalServer, console_key: str
+) -> None:
+    sign_in(page, console_server.url, console_key)
+    page.get_by_label("Keep state").check()
+
+    def cell(code: str) -> None:
+        page.locator(".cm-content").click()
+        page.keyboard.press("Control+a")
+        page.keyboard.press("Backspace")
+        page.keyboard.type(code)
+        page.get_by_role("button", name="Run", exact=True).click()
+        expect(page.get_by_role("status")).to_contain_text("Done", timeout=60_000)
+
+    cell("const counted: number = 41;\nreturn counted")
+    expect(page.get_by_test_id("state")).to_have_text("state kept", timeout=60_000)
+    first = page.get_by_test_id("sandbox-id").inner_text()
+    # The next cell goes to the same sandbox by itself, and sees what the first declared.
+    expect(page.get_by_label("Sandbox", exact=True)).to_have_value(first)
+    cell("return counted + 1")
+    expect(page.locator('pre[data-pane="results"]')).to_have_text("42", timeout=60_000)
+    assert page.get_by_test_id("sandbox-id").inner_text() == first
+    page.get_by_role("button", name="curl").click()
+    assert '"keepState":true' in page.get_by_test_id("snippet").inner_text()
+
+    cell("process.exit(3)")
+    expect(page.get_by_test_id("verdict")).to_contain_text("Failed", timeout=60_000)
+    cell("return typeof counted")
+    expect(page.get_by_test_id("state")).to_have_text("state reset (exit)", timeout=60_000)
+    assert pane(page, "results") == '"undefined"'
+    assert axe_violations(page) == []
