@@ -77,6 +77,22 @@ def test_execute_answers_typed_models(server: LocalServer, project_key: str) -> 
     assert python.result.output == "=== Output ===\n42"
 
 
+def test_keep_state_carries_names_to_the_next_execution(server: LocalServer) -> None:
+    key = server.create_key("py-client-kept")
+    with IrisClient(key, base_url=server.url) as iris:
+        first = iris.execute("const seen: number = 41;", keep_state=True)
+        again = iris.execute("return seen + 1", keep_state=True, sandbox_id=first.sandbox_id)
+        iris.execute("process.exit(1)", keep_state=True, sandbox_id=first.sandbox_id)
+        reset = iris.execute("return typeof seen", keep_state=True, sandbox_id=first.sandbox_id)
+        fresh = iris.execute("return typeof seen", sandbox_id=first.sandbox_id)
+    assert again.result.output == "=== Results ===\n42"
+    assert again.result.metadata.state_reset is False
+    assert reset.result.metadata.state_reset is True
+    assert reset.result.metadata.state_reset_reason == "exit"
+    assert reset.result.output == '=== Results ===\n"undefined"'
+    assert fresh.result.metadata.state_reset is None  # not asked to keep state
+
+
 def test_sandboxes_are_read_reused_and_closed(server: LocalServer) -> None:
     key = server.create_key("py-client-sandboxes")
     with IrisClient(key, base_url=server.url) as iris:

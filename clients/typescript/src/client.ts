@@ -150,7 +150,7 @@ export class IrisClient {
     background: boolean,
   ): Promise<unknown> {
     const body: Record<string, unknown> = { code };
-    const fields = ['language', 'sandboxId', 'sessionId', 'projectId', 'context', 'timeoutMs'] as const;
+    const fields = ['language', 'sandboxId', 'sessionId', 'projectId', 'context', 'timeoutMs', 'keepState'] as const;
     for (const field of fields) {
       if (options[field] !== undefined) body[field] = options[field];
     }

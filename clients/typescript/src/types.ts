@@ -31,6 +31,10 @@ export interface ExecutionMetadata {
   setupTime?: number;
   sandboxCreated?: boolean;
   outputTruncated?: boolean;
+  /** With `keepState`: whether the sandbox's live runner was lost since the last such
+   *  execution, and why. */
+  stateReset?: boolean;
+  stateResetReason?: 'timeout' | 'memory' | 'output' | 'exit' | 'crash' | 'busy' | null;
   [extra: string]: unknown;
 }
 
@@ -118,6 +122,9 @@ export interface ExecuteOptions {
   projectId?: string;
   context?: Record<string, unknown>;
   timeoutMs?: number;
+  /** Run in the sandbox's live runner: its top-level names are there for the next
+   *  execution with `keepState` in the same `sandboxId` (see `metadata.stateReset`). */
+  keepState?: boolean;
   /** Sent with every attempt of this call; a fresh random one when not given. */
   idempotencyKey?: string;
   signal?: AbortSignal;

@@ -63,6 +63,20 @@ test('execute answers the contract shape; a failure of the code is data', async 
   assert.equal(python.result.output, '=== Output ===\n42');
 });
 
+test('keepState carries names to the next execution, and says when it could not', async () => {
+  const iris = new IrisClient({ apiKey, baseUrl });
+  const first = await iris.execute('const seen: number = 41;', { keepState: true });
+  const sandboxId = first.sandboxId!;
+  const again = await iris.execute('return seen + 1', { keepState: true, sandboxId });
+  assert.equal(again.result.output, '=== Results ===\n42');
+  assert.equal(again.result.metadata.stateReset, false);
+  await iris.execute('process.exit(1)', { keepState: true, sandboxId });
+  const reset = await iris.execute('return typeof seen', { keepState: true, sandboxId });
+  assert.equal(reset.result.metadata.stateReset, true);
+  assert.equal(reset.result.metadata.stateResetReason, 'exit');
+  assert.equal(reset.result.output, '=== Results ===\n"undefined"');
+});
+
 test('sandboxes are read, reused and closed', async () => {
   const iris = new IrisClient({ apiKey: secondKey, baseUrl });
   const first = await iris.execute("require('fs').writeFileSync('note.txt', 'kept'); return 1");

@@ -77,10 +77,13 @@ class AsyncIrisClient:
         project_id: str | None = None,
         context: dict[str, Any] | None = None,
         timeout_ms: int | None = None,
+        keep_state: bool | None = None,
         idempotency_key: str | None = None,
     ) -> ExecuteResponse:
         """Run code and wait for its answer. A failure of the code is data
-        (``result.success`` false and ``result.error``), not an exception."""
+        (``result.success`` false and ``result.error``), not an exception. ``keep_state``:
+        run in the sandbox's live runner, whose top-level names the next execution with
+        ``keep_state`` in the same ``sandbox_id`` sees (``result.metadata.state_reset``)."""
         body = execute_body(
             code,
             language=language,
@@ -89,6 +92,7 @@ class AsyncIrisClient:
             project_id=project_id,
             context=context,
             timeout_ms=timeout_ms,
+            keep_state=keep_state,
             background=False,
         )
         response = await self._execute(body, idempotency_key)
@@ -104,6 +108,7 @@ class AsyncIrisClient:
         project_id: str | None = None,
         context: dict[str, Any] | None = None,
         timeout_ms: int | None = None,
+        keep_state: bool | None = None,
         idempotency_key: str | None = None,
     ) -> SubmittedExecution:
         """Start code in the asynchronous mode (``async: true``) and return at once; follow
@@ -116,6 +121,7 @@ class AsyncIrisClient:
             project_id=project_id,
             context=context,
             timeout_ms=timeout_ms,
+            keep_state=keep_state,
             background=True,
         )
         response = await self._execute(body, idempotency_key)

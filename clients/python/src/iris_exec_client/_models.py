@@ -41,6 +41,10 @@ class ExecutionMetadata(Model):
     setup_time: int | None = None
     sandbox_created: bool | None = None
     output_truncated: bool | None = None
+    #: With ``keep_state``: whether the sandbox's live runner was lost since the last such
+    #: execution (a time limit, memory, output, exit or crash), and why.
+    state_reset: bool | None = None
+    state_reset_reason: str | None = None
 
 
 class ExecutionResult(Model):
@@ -127,6 +131,7 @@ def execute_body(
     context: dict[str, Any] | None,
     timeout_ms: int | None,
     background: bool,
+    keep_state: bool | None = None,
 ) -> dict[str, Any]:
     """The request body: only the fields given (the service rejects unknown ones)."""
     body: dict[str, Any] = {"code": code}
@@ -137,6 +142,7 @@ def execute_body(
         "projectId": project_id,
         "context": context,
         "timeoutMs": timeout_ms,
+        "keepState": keep_state,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if background:
