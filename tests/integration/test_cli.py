@@ -115,6 +115,22 @@ def test_run_goes_through_a_running_server_and_reuses_its_sandbox(
     assert server.cli("keys", "list", "--project", "gamma").stdout == ""
 
 
+def test_run_keeps_state_between_runs_in_one_sandbox(server: LocalServer, tmp_path: Path) -> None:
+    declare = tmp_path / "declare.ts"
+    declare.write_text("const total: number = 40;\n")
+    first = server.cli("run", str(declare), "--project", "delta", "--keep-state", "--json")
+    assert first.returncode == 0, first.stderr
+    sandbox = json.loads(first.stdout)["sandboxId"]
+    use = tmp_path / "use.ts"
+    use.write_text("return total + 2;\n")
+    kept = server.cli("run", str(use), "--project", "delta", "--sandbox", sandbox, "--keep-state")
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout.startswith("=== Results ===\n42")
+    fresh = server.cli("run", str(use), "--project", "delta", "--sandbox", sandbox)
+    assert fresh.returncode == 1  # a fresh process: `total` is not defined there
+    assert "ReferenceError" in fresh.stdout + fresh.stderr
+
+
 def test_run_streams_lines_as_they_are_printed(server: LocalServer, tmp_path: Path) -> None:
     script = tmp_path / "slow.js"
     script.write_text(

@@ -303,7 +303,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {"code": code, "language": language}
     for name, value in (
         ("sessionId", args.session), ("context", context), ("sandboxId", args.sandbox),
-        ("timeoutMs", args.timeout_ms),
+        ("timeoutMs", args.timeout_ms), ("keepState", args.keep_state or None),
     ):  # fmt: skip
         if value is not None:
             payload[name] = value
@@ -537,6 +537,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--context", default=None, help="a JSON object, or @file.json")
     run.add_argument("--sandbox", default=None, help="reuse this sandbox (needs a running server)")
     run.add_argument("--timeout-ms", type=int, default=None)
+    run.add_argument(
+        "--keep-state", action="store_true",
+        help="run in the sandbox's live runner: with --sandbox, what earlier --keep-state runs"
+        " declared is there (needs a running server to outlive the command)",
+    )  # fmt: skip
     run.add_argument("--url", default=None, help="run on this service (IRIS_URL) with IRIS_API_KEY")
     run.add_argument("--json", action="store_true", help="print the API's JSON answer")
     run.set_defaults(func=cmd_run)
