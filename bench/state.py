@@ -25,6 +25,8 @@ from bench.execution import percentile
 from tests.support.server import LocalServer
 
 TRIVIAL = "return 1"
+#: The same with types, as agents write it: a kept runner blanks them in place (strip.ts).
+TYPED = "interface P { x: number }\nconst p: P = { x: 1 };\nreturn p.x as number"
 #: What each state-keeping execution does in the throughput run: read and update its state.
 STEP = "globalThis.n = (globalThis.n ?? 0) + 1;\nreturn n"
 
@@ -46,14 +48,16 @@ def kept(
     return elapsed - float(result["executionTime"]), answer
 
 
-def overhead(server: LocalServer, runs: int, language: str = "typescript") -> list[float]:
-    key = server.create_key(f"state-overhead-{language}")
+def overhead(
+    server: LocalServer, runs: int, language: str = "typescript", code: str = TRIVIAL
+) -> list[float]:
+    key = server.create_key(f"state-overhead-{language}-{len(code)}")
     with server.client(key) as client:
-        _, answer = kept(client, TRIVIAL, None, language)
+        _, answer = kept(client, code, None, language)
         sandbox = str(answer["sandboxId"])
         for _ in range(20):  # warm: the runner, the compiler, the connection
-            kept(client, TRIVIAL, sandbox, language)
-        return [kept(client, TRIVIAL, sandbox, language)[0] for _ in range(runs)]
+            kept(client, code, sandbox, language)
+        return [kept(client, code, sandbox, language)[0] for _ in range(runs)]
 
 
 def throughput(server: LocalServer, clients: int, per_client: int) -> tuple[float, int]:
@@ -96,6 +100,7 @@ def main(clients: int = 10, executions: int = 1000, overhead_runs: int = 200) ->
         time.sleep(1.0)  # let the warm pool fill
         rss_start = server.rss_kib()
         values = overhead(server, overhead_runs)
+        typed = overhead(server, overhead_runs, code=TYPED)
         python = overhead(server, overhead_runs, "python")
         rate, count = throughput(server, clients, max(1, executions // clients))
         time.sleep(1.0)
@@ -109,6 +114,10 @@ def main(clients: int = 10, executions: int = 1000, overhead_runs: int = 200) ->
         f"trivial execution, warm kept runner    median {statistics.median(values):6.1f} ms"
         f"   p95 {percentile(values, 0.95):6.1f} ms   (overhead; target p50 <= 5 ms;"
         f" {len(values)} runs)"
+    )
+    print(
+        f"the same with types (interface, as)    median {statistics.median(typed):6.1f} ms"
+        f"   p95 {percentile(typed, 0.95):6.1f} ms"
     )
     print(
         f"the same in Python                     median {statistics.median(python):6.1f} ms"
