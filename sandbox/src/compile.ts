@@ -9,7 +9,6 @@
  * same text inside a string or comment.
  */
 import { parse } from "@babel/parser";
-import * as esbuild from "esbuild";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { blank, stripTypes, type Edit, type Node } from "./strip";
@@ -45,6 +44,10 @@ export interface CompileFailure {
   ok: false;
   error: { name: string; message: string; stack: string };
 }
+
+/** esbuild's API, loaded on first use: its module's start-up is about 50 ms, which a kept
+ *  runner compiling for itself (stripping types in place) never needs to pay. */
+let esbuild: typeof import("esbuild") | null = null;
 
 /** Name of the async function the program body becomes; the runner calls it. */
 export const ENTRY = "__iris_main__";
@@ -250,7 +253,7 @@ function keptPrologue(kept: Kept): string {
 /** Stop esbuild's service process (a kept runner compiling for itself: no process of its
  *  own may outlive an execution; the next compile starts it again). */
 export async function stopCompiler(): Promise<void> {
-  await esbuild.stop();
+  if (esbuild !== null) await esbuild.stop();
 }
 
 export async function compile(source: string, options: CompileOptions): Promise<CompiledProgram | CompileFailure> {
@@ -420,6 +423,7 @@ export async function transform(
 ): Promise<CompiledProgram | CompileFailure> {
   const { wrapped, specifiers } = rewritten;
   try {
+    esbuild ??= await import("esbuild");
     const out = await esbuild.transform(wrapped, {
       loader: options.language === "typescript" ? "ts" : "js",
       format: "esm",

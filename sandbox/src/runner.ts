@@ -434,28 +434,24 @@ async function run(request: RunRequest): Promise<void> {
 /** Compile in this process (see RunRequest.code). ``script``: a kept runner's script, when
  *  the program allows (compile.ts). */
 async function compileHere(request: RunRequest, script: boolean): Promise<CompiledProgram | CompileFailure> {
-  compiler ??= await loadCompiler();
-  const compiled = await compiler.compile(request.source ?? "", {
-    language: request.language ?? "typescript",
-    cwd: request.cwd ?? process.cwd(),
-    irisPrimeUrl,
-    filename: request.filename,
-    keep: request.keep === true,
-    script,
-  });
-  // A kept runner's processes but itself are killed after each execution: esbuild's too
-  // (started only for what a script cannot be).
-  if (keeping && !(compiled.ok && compiled.script)) await compiler.stopCompiler();
-  return compiled;
-}
-
-async function loadCompiler(): Promise<typeof import("./compile")> {
-  // esbuild's own binary, in the assets (read when its module loads); not left in the
-  // environment the code sees.
+  compiler ??= (await import(pathToFileURL(path.join(assetsDir, "compile.mjs")).href)) as typeof import("./compile");
+  // esbuild's own binary is in the assets; its module reads where when it first loads
+  // (during a compile), and the code's environment is not left with it.
   const had = "ESBUILD_BINARY_PATH" in process.env;
   if (!had) process.env.ESBUILD_BINARY_PATH = path.join(assetsDir, "esbuild");
   try {
-    return (await import(pathToFileURL(path.join(assetsDir, "compile.mjs")).href)) as typeof import("./compile");
+    const compiled = await compiler.compile(request.source ?? "", {
+      language: request.language ?? "typescript",
+      cwd: request.cwd ?? process.cwd(),
+      irisPrimeUrl,
+      filename: request.filename,
+      keep: request.keep === true,
+      script,
+    });
+    // A kept runner's processes but itself are killed after each execution: esbuild's too
+    // (started only for what a script cannot be).
+    if (keeping && !(compiled.ok && compiled.script)) await compiler.stopCompiler();
+    return compiled;
   } finally {
     if (!had) delete process.env.ESBUILD_BINARY_PATH;
   }
