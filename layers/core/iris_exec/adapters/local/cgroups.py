@@ -75,13 +75,34 @@ class CgroupGroup:
                     return int(value)
         return 0
 
-    def memory_peak(self) -> int | None:
+    def start_peak(self) -> int | None:
+        """Start measuring one execution's peak memory: an open descriptor to read it from
+        (``memory_peak``), or None when the group has no peak file.
+
+        v1: writing 0 to memory.max_usage_in_bytes resets the group's peak to its usage now.
+        v2: a write to memory.peak resets the peak seen through that descriptor (kernel 6.12
+        and later); an older kernel refuses it, and the peak is then the group's over its
+        whole life (a kept runner's: every execution of it so far)."""
         path = self._file("memory.max_usage_in_bytes" if self.version == 1 else "memory.peak")
         if path is None:
             return None
-        with contextlib.suppress(OSError, ValueError):
-            return int(path.read_text().strip())
-        return None
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return None
+        with contextlib.suppress(OSError):
+            os.write(fd, b"0" if self.version == 1 else b"reset")
+        return fd
+
+    @staticmethod
+    def memory_peak(fd: int) -> int | None:
+        """The peak memory (bytes) read through ``fd`` of ``start_peak``, which is closed."""
+        try:
+            return int(os.pread(fd, 64, 0).strip())
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
 
     def pids(self) -> list[int]:
         pids: set[int] = set()
