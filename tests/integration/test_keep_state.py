@@ -713,6 +713,23 @@ def test_memory_an_earlier_execution_freed_does_not_back_a_claim(
     assert "limitHit" not in claimed["metadata"], claimed["metadata"]
 
 
+def test_an_earlier_executions_oom_kill_is_not_the_next_ones(server: LocalServer, key: str) -> None:
+    """A child process the kernel killed for memory in one execution, which the runner
+    survived, does not make the next execution's exit a memory limit."""
+    hog = (
+        "import subprocess, sys\n"
+        "child = subprocess.run([sys.executable, '-c', 'b = b\"x\" * (400 << 20)'])\n"
+        "return child.returncode"
+    )
+    survived = kept(server, key, hog, None, language="python")
+    assert value(survived) == -9  # SIGKILL: the kernel's OOM kill of the child
+    sandbox = survived["sandboxId"]
+    exited = kept(server, key, "raise SystemExit(2)", sandbox, language="python")
+    assert "limitHit" not in exited["metadata"], exited["metadata"]
+    after = kept(server, key, "return 1", sandbox, language="python")
+    assert after["metadata"]["stateResetReason"] == "exit", after["metadata"]
+
+
 def test_a_runner_that_stops_reading_requests_still_answers_at_the_time_limit(
     server: LocalServer, key: str
 ) -> None:
