@@ -651,6 +651,85 @@ def test_the_code_cannot_claim_a_limit_it_did_not_hit(server: LocalServer, key: 
     assert value(after) == 1
 
 
+#: Code that says it ran out of memory without coming near the limit (256 MiB): the claim
+#: thrown or raised, an allocation larger than the machine (refused at once, using nothing),
+#: Node's heap-exhaustion words printed before an abort. (language, code, the error name the
+#: answer gives: the code's own, or None for a process that ended without an answer.)
+FORGED_OUT_OF_MEMORY = [
+    ("javascript", "throw new RangeError('Array buffer allocation failed');", "RangeError"),
+    ("javascript", "const huge = new ArrayBuffer(2 ** 40);", "RangeError"),
+    (
+        "javascript",
+        "console.error('FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap"
+        " out of memory');\nprocess.abort();",
+        None,
+    ),
+    ("python", "raise MemoryError()", "MemoryError"),
+    ("python", "huge = bytearray(10**13)", "MemoryError"),
+]
+
+
+@pytest.mark.parametrize(("language", "code", "error"), FORGED_OUT_OF_MEMORY)
+def test_the_code_cannot_claim_it_ran_out_of_memory(
+    server: LocalServer, key: str, language: str, code: str, error: str | None
+) -> None:
+    """limitHit "memory" is the host's reading (the cgroup's OOM kills, or a claim backed by
+    the execution's peak memory near the limit), not the code's: a claim alone is an
+    ordinary error or exit, fresh or kept, and a kept runner lost to it was lost to a crash,
+    not to memory."""
+    fresh = run(server, key, code, language=language)["result"]
+    kept_first = kept(server, key, "before = 1" if language == "python" else "var before = 1;",
+                      None, language=language)  # fmt: skip
+    sandbox = kept_first["sandboxId"]
+    claimed = kept(server, key, code, sandbox, language=language)
+    for answer in (fresh, claimed):
+        assert answer["success"] is False, answer
+        assert "limitHit" not in answer["metadata"], answer["metadata"]
+        assert answer["error"]["name"] != "OutOfMemoryError", answer["error"]
+        if error is not None:
+            assert answer["error"]["name"] == error, answer["error"]
+    probe = (
+        "return 'before' in globals()" if language == "python" else "return 'before' in globalThis"
+    )
+    after = kept(server, key, probe, sandbox, language=language)
+    assert after["success"] is True, after
+    if error is not None:  # an error of the code: the state is kept, as ever
+        assert after["metadata"]["stateReset"] is False, after["metadata"]
+        assert after["returnValue"] is True
+    else:  # the runner aborted: lost, and not to memory
+        assert after["metadata"]["stateReset"] is True, after["metadata"]
+        assert after["metadata"]["stateResetReason"] == "crash", after["metadata"]
+        assert after["returnValue"] is False
+
+
+def test_memory_an_earlier_execution_freed_does_not_back_a_claim(
+    server: LocalServer, key: str
+) -> None:
+    """A kept runner's peak memory is measured per execution: 180 MiB of the 256 used and
+    freed by one execution are not near the limit in the next, which only claims to be."""
+    sandbox = kept(server, key, "big = b'x' * (180 << 20)\ndel big", None, language="python")
+    claimed = kept(server, key, "raise MemoryError()", sandbox["sandboxId"], language="python")
+    assert claimed["error"]["name"] == "MemoryError", claimed
+    assert "limitHit" not in claimed["metadata"], claimed["metadata"]
+
+
+def test_an_earlier_executions_oom_kill_is_not_the_next_ones(server: LocalServer, key: str) -> None:
+    """A child process the kernel killed for memory in one execution, which the runner
+    survived, does not make the next execution's exit a memory limit."""
+    hog = (
+        "import subprocess, sys\n"
+        "child = subprocess.run([sys.executable, '-c', 'b = b\"x\" * (400 << 20)'])\n"
+        "return child.returncode"
+    )
+    survived = kept(server, key, hog, None, language="python")
+    assert value(survived) == -9  # SIGKILL: the kernel's OOM kill of the child
+    sandbox = survived["sandboxId"]
+    exited = kept(server, key, "raise SystemExit(2)", sandbox, language="python")
+    assert "limitHit" not in exited["metadata"], exited["metadata"]
+    after = kept(server, key, "return 1", sandbox, language="python")
+    assert after["metadata"]["stateResetReason"] == "exit", after["metadata"]
+
+
 def test_a_runner_that_stops_reading_requests_still_answers_at_the_time_limit(
     server: LocalServer, key: str
 ) -> None:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from iris_exec.adapters.frames import Collector
-from iris_exec.domain.models import OutputChunk
+from iris_exec.adapters.frames import Collector, Report, outcome
+from iris_exec.domain.models import ExecutionJob, OutputChunk
 
 CAP = 1024 * 1024
 
@@ -97,3 +97,30 @@ def test_text_lines_from_a_remote_sandbox_are_frames_too() -> None:
     collector.lines([out("remote").decode(), RESULT.decode()])
     assert [c.text for c in collector.report.chunks] == ["remote"]
     assert collector.report.result is not None
+
+
+def _memory_reading(*, peak: int | None, oom_kills: int = 0, claim: str) -> str | None:
+    """The service's limitHit for a report whose memory reading is ``peak`` (bytes of a
+    100 MiB limit) and whose program claimed to run out of memory as ``claim`` says."""
+    report = Report(oom_kills=oom_kills, memory_peak=peak)
+    if claim == "heap":  # Node's words on stderr, then no answer
+        report.heap_exhausted = True
+    else:
+        error = {"name": "RangeError", "message": "Array buffer allocation failed"}
+        if claim == "python":
+            error = {"name": "MemoryError", "message": ""}
+        report.result = {"t": "result", "ok": False, "error": error}
+    job = ExecutionJob("ex", "", "javascript", "p", None, {}, 5.0, CAP)
+    return outcome(report, 0.0, job, 100).limit_hit
+
+
+@pytest.mark.parametrize("claim", ["heap", "allocation", "python"])
+def test_a_claim_of_running_out_of_memory_needs_the_peak_near_the_limit(claim: str) -> None:
+    mib = 1024 * 1024
+    assert _memory_reading(peak=5 * mib, claim=claim) is None
+    assert _memory_reading(peak=59 * mib, claim=claim) is None
+    assert _memory_reading(peak=60 * mib, claim=claim) == "memory"
+    # The kernel's OOM kill is evidence enough, whatever the peak read afterwards.
+    assert _memory_reading(peak=5 * mib, oom_kills=1, claim=claim) == "memory"
+    # No reading at all (E2B, no cgroups): the claim is all there is.
+    assert _memory_reading(peak=None, claim=claim) == "memory"

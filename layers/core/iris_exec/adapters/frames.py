@@ -22,6 +22,9 @@ FRAME_MIN_COST = 64
 #: Lines that do not parse as a batch are parsed one by one, about ten times the CPU: each
 #: of them costs this many times FRAME_MIN_COST.
 SLOW_FRAME_FACTOR = 8
+#: The share of the memory limit an execution's peak must reach for a claim of running out
+#: of memory to be believed (see near_memory_limit; the figures are in docs/CONTRACT.md).
+NEAR_MEMORY_LIMIT = 0.6
 #: A run's pieces are joined once this many have come (bounded memory, linear time).
 RUN_PARTS = 4096
 #: A runner's "limit" frame comes after the output that fit under the cap: up to this many
@@ -59,7 +62,11 @@ class Report:
     timed_out: bool = False
     output_exceeded: bool = False
     heap_exhausted: bool = False
+    #: Processes of the execution the kernel killed for memory (the runner's cgroup).
     oom_kills: int = 0
+    #: The most memory the execution's group held (bytes, the cgroup's reading), or None
+    #: where the host cannot see it (E2B, a local server without cgroups).
+    memory_peak: int | None = None
     returncode: int | None = None
     #: A kept runner answered and is waiting for the next execution (local jails).
     kept: bool = False
@@ -249,6 +256,16 @@ class Collector:
         return True
 
 
+def near_memory_limit(report: Report, memory_mb: int) -> bool:
+    """Whether the execution's peak memory backs a claim of running out of it (Node's heap
+    exhausted, an allocation refused): the code itself can print Node's words and abort,
+    throw the RangeError or raise MemoryError, or ask for more than the machine has (refused
+    at once, using nothing). Where the host sees no peak, the claim is all there is."""
+    if report.memory_peak is None:
+        return True
+    return report.memory_peak >= memory_mb * 1024 * 1024 * NEAR_MEMORY_LIMIT
+
+
 def outcome(report: Report, began: float, job: ExecutionJob, memory_mb: int) -> RunOutcome:
     """The outcome the service renders, from what the host saw."""
     started = report.started_at if report.started_at is not None else began
@@ -269,15 +286,16 @@ def outcome(report: Report, began: float, job: ExecutionJob, memory_mb: int) -> 
         )
         or error.get("name") == "MemoryError"  # Python's
     )
+    # Node at its heap limit prints HEAP_EXHAUSTED and aborts: no result follows. A program
+    # that prints those words and answers was stopped by no limit.
+    claimed_oom = (report.heap_exhausted and frame is None) or allocation_failed
     if report.timed_out:
         result.limit_hit = "timeout"
         result.execution_ms = job.timeout_s * 1000
         result.error = CodeError(
             "TimeoutError", f"Execution timed out after {job.timeout_s:g} s and was stopped"
         )
-    # Node at its heap limit prints HEAP_EXHAUSTED and aborts: no result follows. A program
-    # that prints those words and answers was stopped by no limit.
-    elif report.oom_kills or (report.heap_exhausted and frame is None) or allocation_failed:
+    elif report.oom_kills or (claimed_oom and near_memory_limit(report, memory_mb)):
         result.limit_hit = "memory"
         result.error = CodeError(
             "OutOfMemoryError",

@@ -353,10 +353,15 @@ class Runner:
         """Run one request. With ``"keep": true`` in it (and a nonce), a runner that answers
         stays: ``report.kept`` says so, and it is paused until its next ``execute``."""
         keep = bool(request.get("keep"))
+        # The group's OOM kills before this execution (a kept runner's earlier ones are not
+        # this execution's), and the descriptor its peak memory is read from at the end.
+        oom_before = 0
         if keep and self.paused:
             assert self.group is not None
             self.group.resume(self.own_pids)  # two signals: not worth a thread
             self.paused = False
+            oom_before = self.group.oom_kills()
+        peak = self.group.start_peak() if self.group is not None else None
         collector = Collector(
             output_limit, on_output=on_output, nonce=request.get("nonce") if keep else None
         )
@@ -382,6 +387,7 @@ class Runner:
         except TimeoutError:
             collector.report.timed_out = True
         except asyncio.CancelledError:
+            _forget(peak)
             await asyncio.shield(self.destroy())  # see below
             raise
         try:
@@ -392,6 +398,7 @@ class Runner:
             collector.report.timed_out = True
         except asyncio.CancelledError:
             # Nobody waits for this execution any more: its processes must not run on.
+            _forget(peak)
             await asyncio.shield(self.destroy())
             raise
         report = collector.report
@@ -413,6 +420,7 @@ class Runner:
             for task in readers:
                 task.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
+            report.memory_peak = _peak(peak)
             report.kept = True
             self.busy = report.result.get("idle") is False
             self.pausing = asyncio.create_task(self._pause(exited))
@@ -423,6 +431,7 @@ class Runner:
             for _ in range(3):
                 await asyncio.sleep(0)
             collector.stopped = True
+            report.memory_peak = _peak(peak)
             task = asyncio.create_task(self._teardown(exited, readers))
             _BACKGROUND.add(task)
             task.add_done_callback(_BACKGROUND.discard)
@@ -437,8 +446,9 @@ class Runner:
             await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), 2.0)
         for task in readers:
             task.cancel()
+        report.memory_peak = _peak(peak)
         if self.group is not None:
-            report.oom_kills = self.group.oom_kills()
+            report.oom_kills = self.group.oom_kills() - oom_before
             await asyncio.to_thread(self.group.remove)
         return report
 
@@ -548,6 +558,15 @@ class Runner:
             await self.proc.wait()
         if self.proc.stdin is not None and not self.proc.stdin.is_closing():
             self.proc.stdin.close()
+
+
+def _peak(fd: int | None) -> int | None:
+    return None if fd is None else CgroupGroup.memory_peak(fd)
+
+
+def _forget(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
 
 
 def _kill_and_remove(group: CgroupGroup) -> None:
