@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from iris_exec.settings import Settings
 from tests.support.api import execute, result_value
 from tests.support.server import CANARY, ROOT, LocalServer
 
@@ -51,6 +52,22 @@ def test_allocating_3_gb_is_out_of_memory(server: LocalServer, key: str) -> None
 def test_javascript_heap_exhaustion_is_out_of_memory(server: LocalServer, key: str) -> None:
     result = run(server, key, "const a = []; for (;;) a.push(new Array(1e6).fill(1.5));")
     assert result["error"]["name"] == "OutOfMemoryError"
+
+
+def test_the_javascript_heap_is_three_quarters_of_the_sandbox_memory(
+    server: LocalServer, key: str
+) -> None:
+    """Sized from the memory the jail shows Node (not a V8 flag, which would make Node
+    compile its own modules afresh at every start): V8's heap gives out before the cgroup
+    kills, at the same size as ever."""
+    code = (
+        "const v8 = require('v8');\n"
+        "return [v8.getHeapStatistics().heap_size_limit / 2 ** 20, process.execArgv];"
+    )
+    limit_mib, flags = result_value(run(server, key, code))
+    wanted = Settings().sandbox_memory_mb * 3 // 4
+    assert wanted <= limit_mib <= wanted + 64  # the old space, and the young generation
+    assert not any("max-old-space-size" in flag for flag in flags)
 
 
 def test_spawning_processes_without_end_is_capped(server: LocalServer, key: str) -> None:
@@ -125,9 +142,12 @@ def test_host_files_and_environment_are_invisible(server: LocalServer, key: str)
     code = (
         "import fs from 'node:fs';\n"
         f"const paths = [{json.dumps(str(ROOT))}, {json.dumps(str(server.data_dir))},"
-        f" {json.dumps(str(server.data_dir / 'iris.db'))}, '/root', '/etc/shadow', '/sys'];\n"
+        f" {json.dumps(str(server.data_dir / 'iris.db'))}, '/root', '/etc/shadow', '/sys/class',"
+        " '/sys/kernel', '/sys/fs/cgroup/memory/memory.usage_in_bytes'];\n"
+        "const sys = fs.readdirSync('/sys', { recursive: true }).sort();\n"
         "return {\n"
         "  visible: paths.filter((p) => fs.existsSync(p)),\n"
+        "  sys,\n"
         "  env: process.env,\n"
         "  processes: fs.readdirSync('/proc').filter((p) => /^\\d+$/.test(p)).length,\n"
         "  passwd: fs.readFileSync('/etc/passwd', 'utf8'),\n"
@@ -137,6 +157,11 @@ def test_host_files_and_environment_are_invisible(server: LocalServer, key: str)
     result = run(server, key, code)
     seen = result_value(result)
     assert seen["visible"] == []
+    # No sysfs of the host's: only the memory figure Node sizes its heap from.
+    assert seen["sys"] == [
+        "fs", "fs/cgroup", "fs/cgroup/memory", "fs/cgroup/memory.high", "fs/cgroup/memory.max",
+        "fs/cgroup/memory/memory.limit_in_bytes", "fs/cgroup/memory/memory.soft_limit_in_bytes",
+    ]  # fmt: skip
     assert set(seen["env"]) <= {"HOME", "USER", "PATH", "LANG", "TZ", "PWD"}
     assert CANARY not in json.dumps(seen)
     assert seen["processes"] <= 3  # only the jail's own processes

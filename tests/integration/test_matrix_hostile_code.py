@@ -447,7 +447,7 @@ ROWS = [
     Hostile(
         "reading-host-files-and-environment",
         "import fs from 'node:fs';\n"
-        "const paths = ['__ROOT__', '__DATA__', '__DATA__/iris.db', '/root', '/etc/shadow', '/sys', '/var'];\n"
+        "const paths = ['__ROOT__', '__DATA__', '__DATA__/iris.db', '/root', '/etc/shadow', '/sys/class', '/sys/kernel', '/var'];\n"
         "return { visible: paths.filter((p) => fs.existsSync(p)), env: process.env };",
         host_invisible,
     ),

@@ -396,7 +396,7 @@ class LocalSandboxProvider:
             orphans = self._sweep_orphans()
             if orphans:
                 log.warning("removed %d runtime director(ies) of servers that were killed", orphans)
-        write_etc(self.runtime / "etc")
+        write_etc(self.runtime / "etc", limits)
         seccomp_path: Path | None = None
         if self.settings.sandbox_seccomp:
             seccomp_path = self.runtime / "seccomp.bpf"

@@ -88,9 +88,24 @@ class JailConfig:
     seccomp: Path | None = None
 
 
-def write_etc(etc_dir: Path) -> None:
+#: Where libuv looks for the memory limit of a process in its own cgroup namespace, on
+#: cgroup v1 (limit, soft limit) and v2 (max, high): Node sizes V8's heap from it.
+NODE_MEMORY_FILES = (
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    "/sys/fs/cgroup/memory/memory.soft_limit_in_bytes",
+    "/sys/fs/cgroup/memory.max",
+    "/sys/fs/cgroup/memory.high",
+)
+#: The file (in the runtime's etc directory) bound at each of them.
+NODE_MEMORY = "node-memory"
+#: The heaps V8 sizes from memory as wanted (its floor is 256 MiB of old space, its cap
+#: 2 GiB below 16 GiB of memory); outside them, the flag it is.
+NODE_SIZED_HEAP_MB = (256, 2000)
+
+
+def write_etc(etc_dir: Path, limits: Limits) -> None:
     etc_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in ETC_FILES.items():
+    for name, text in {**ETC_FILES, NODE_MEMORY: f"{node_memory_bytes(limits)}\n"}.items():
         (etc_dir / name).write_text(text)
         (etc_dir / name).chmod(0o644)
 
@@ -124,6 +139,8 @@ def bwrap_command(
         cmd += ["--ro-bind", path, path]
     for name in ETC_FILES:
         cmd += ["--ro-bind", str(cfg.etc_dir / name), f"/etc/{name}"]
+    for target in NODE_MEMORY_FILES:
+        cmd += ["--ro-bind", str(cfg.etc_dir / NODE_MEMORY), target]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     if files_dir is not None:
         cmd += ["--bind", str(files_dir / "home"), SANDBOX_HOME]
@@ -215,13 +232,28 @@ def runner_argv(cfg: JailConfig, python: bool) -> list[str]:
             raise ProviderUnavailable("Python 3.11+ is not installed on this server")
         # -I: no environment variables, user site or script directory on the module path.
         return [cfg.python, "-I", f"{ASSETS_MOUNT}/python/runner.py"]
-    heap_mb = max(32, cfg.limits.memory_bytes * 3 // 4 // (1024 * 1024))
-    return [
-        cfg.node,
-        "--enable-source-maps",
-        f"--max-old-space-size={heap_mb}",
-        f"{ASSETS_MOUNT}/runner.mjs",
-    ]
+    heap_mb = node_heap_mb(cfg.limits)
+    # A heap this size comes from the memory the jail tells Node it has (node_memory_bytes):
+    # the --max-old-space-size flag would change V8's flag hash, and Node then compiles its
+    # own modules afresh instead of from their embedded code cache (~10 ms of CPU a start).
+    low, high = NODE_SIZED_HEAP_MB
+    flag = [] if low <= heap_mb <= high else [f"--max-old-space-size={heap_mb}"]
+    return [cfg.node, "--enable-source-maps", *flag, f"{ASSETS_MOUNT}/runner.mjs"]
+
+
+def node_heap_mb(limits: Limits) -> int:
+    """V8's old-space limit for a jail's Node: 3/4 of its memory (the rest for buffers, code
+    and the young generation), so the heap gives out before the cgroup kills."""
+    return max(32, limits.memory_bytes * 3 // 4 // (1024 * 1024))
+
+
+def node_memory_bytes(limits: Limits) -> int:
+    """The memory a jail's Node is told it has, for V8 to size its heap from: V8 gives the
+    old space a quarter of it times its heap multiplier, 2 on 64-bit Node (Heap::
+    HeapSizeFromPhysicalMemory), so twice the heap wanted. Read by libuv's
+    uv_get_constrained_memory from NODE_MEMORY_FILES; the code sees that figure there too
+    (docs/limits.md); a test checks the heap it gives."""
+    return 2 * node_heap_mb(limits) * 1024 * 1024
 
 
 async def first_frame(stream: asyncio.StreamReader, timeout_s: float) -> dict[str, Any]:
