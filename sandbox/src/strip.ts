@@ -181,6 +181,12 @@ export function stripTypes(body: Node[], source: string): Edit[] | null {
         }
         visit(expression, node);
         const at = after(expression.end, node.type === "TSAsExpression" ? "as" : "satisfies");
+        const annotation = node.typeAnnotation as Node;
+        if (annotation.type === "TSTypeReference" && /^const\b/.test(source.slice(annotation.start, annotation.end))) {
+          // `x as const | 0`: TypeScript and esbuild read the type `const | 0`, babel `as const`.
+          const next = nextCode(node.end);
+          if (/^(?:&(?!&)|\|(?!\|))/.test(source.slice(next.at, next.at + 2))) throw new Unsupported();
+        }
         erase(at, node.end);
         endsCleanly(node.end);
         return;
@@ -306,7 +312,13 @@ export function stripTypes(body: Node[], source: string): Edit[] | null {
     const key = node.key as Node;
     if (node.accessibility || node.readonly || node.override) {
       const prefix = source.slice(node.start, key.start);
-      for (const m of prefix.matchAll(MODIFIERS)) erase(node.start + m.index, node.start + m.index + m[0].length);
+      for (const m of prefix.matchAll(MODIFIERS)) {
+        const start = node.start + m.index;
+        erase(start, start + m[0].length);
+        // First in the member: a `;` in its place, or the member before it (`x = a`) would
+        // run on into what follows (`private [k] = 1`: `x = a[k] = 1`).
+        if (m.index === 0) edits[edits.length - 1].text = ";" + blank(m[0].slice(1));
+      }
     }
     if (node.optional) {
       const at = find(key.end, "?");

@@ -55,6 +55,8 @@ PROGRAMS = [
     "const f = () => <any>{ a: 1 }; return f()",  # not a block
     "<any>function notDeclared() {}\nreturn typeof notDeclared",  # not a declaration
     "class K { get: number\n foo() { return 1 } }\nreturn typeof new K().foo",  # not a getter
+    "const k = 'k'\nclass M { x = 1\nprivate [k] = 2 }\nreturn new M()",  # not 1[k] = 2
+    "const n: any = 1\nreturn n as const | 2",  # the type `const | 2`, as TypeScript reads it
     # What esbuild rejects, a kept run rejects too.
     "declare module 'm' { export const x: number }\nreturn 1",
     "class P { declare #x: number }\nreturn 1",
