@@ -9,7 +9,10 @@
  * and `abstract` members, `implements`. What TypeScript turns into code (enums, namespaces,
  * parameter properties, decorators), syntax Node 20 lacks (`using`, `accessor`) and every
  * TypeScript node not listed here make `stripTypes` answer null: the caller then compiles
- * with esbuild, as everywhere else.
+ * with esbuild, as everywhere else. So does a blank that would change how JavaScript reads
+ * what is left (an operand regrouped, two lines joined into a call, `<T>{}` become a block, a
+ * field named `get` become a modifier) and what esbuild rejects that babel takes: a kept
+ * run must answer what a fresh one does (tests/integration/test_keep_state_compile.py).
  */
 
 export interface Edit {
@@ -94,9 +97,7 @@ export function stripTypes(body: Node[], source: string): Edit[] | null {
       const c = source[i];
       if (/[\n\r\u2028\u2029]/.test(c)) newline = true;
       else if (source.startsWith("//", i)) {
-        const eol = source.slice(i).search(/[\n\r\u2028\u2029]/);
-        if (eol < 0) break;
-        i += eol;
+        while (i < source.length && !/[\n\r\u2028\u2029]/.test(source[i])) i++;
         continue;
       } else if (source.startsWith("/*", i)) {
         const close = source.indexOf("*/", i + 2);
