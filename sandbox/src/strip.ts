@@ -39,9 +39,14 @@ class Unsupported extends Error {}
 
 /** Children that are never types: not looked into for TypeScript. */
 const SKIP = new Set(["loc", "extra", "leadingComments", "trailingComments", "innerComments"]);
-/** Class fields that JavaScript reads as a modifier of the next member once their type is
- *  blanked (`get: number` then `foo() {}` on the next line is a getter `get foo() {}`). */
-const MODIFIER_NAMES = new Set(["get", "set", "static", "async", "accessor"]);
+/** Class fields named as a modifier, without initializer: JavaScript reads one as a modifier
+ *  of the next member once its type is blanked (`get: number` then `foo() {}` on the next
+ *  line is a getter `get foo() {}`), and esbuild reads `readonly` then `x` on the next line
+ *  as a modifier where TypeScript and babel read a field `readonly`. */
+const MODIFIER_NAMES = new Set([
+  "get", "set", "static", "async", "accessor",
+  "public", "private", "protected", "readonly", "override", "declare", "abstract",
+]);
 /** How tightly binary operators bind: a blanked `as T` must not let its operand's operator
  *  regroup with the one around it (`a + b as T * 2` is `(a + b) * 2`). */
 const PRECEDENCE: Record<string, number> = {

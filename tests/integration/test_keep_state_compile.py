@@ -56,6 +56,7 @@ PROGRAMS = [
     "<any>function notDeclared() {}\nreturn typeof notDeclared",  # not a declaration
     "class K { get: number\n foo() { return 1 } }\nreturn typeof new K().foo",  # not a getter
     "const k = 'k'\nclass M { x = 1\nprivate [k] = 2 }\nreturn new M()",  # not 1[k] = 2
+    "class R {\nreadonly\nx = 1\n}\nreturn Object.keys(new R())",  # esbuild: a modifier
     "const n: any = 1\nreturn n as const | 2",  # the type `const | 2`, as TypeScript reads it
     # What esbuild rejects, a kept run rejects too.
     "declare module 'm' { export const x: number }\nreturn 1",
