@@ -258,7 +258,6 @@ export function stripTypes(body: Node[], source: string): Edit[] | null {
         const key = node.key as Node;
         // esbuild rejects `declare #x` (a fresh run's answer): so does the fallback.
         if (node.declare && key.type === "PrivateName") throw new Unsupported();
-        if (node.abstract || node.declare) return eraseStatement(node);
         if (
           node.type === "ClassProperty" &&
           !node.computed &&
@@ -266,8 +265,9 @@ export function stripTypes(body: Node[], source: string): Edit[] | null {
           MODIFIER_NAMES.has(key.name as string) &&
           node.value == null
         ) {
-          throw new Unsupported();
+          throw new Unsupported(); // declared too: esbuild reads `declare public` `readonly x` as one
         }
+        if (node.abstract || node.declare) return eraseStatement(node);
         member(node);
         break;
       }
