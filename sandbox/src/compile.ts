@@ -379,9 +379,10 @@ export function rewrite(source: string, options: CompileOptions): Rewritten | Co
   });
 
   // A script (kept runner, see CompileOptions.script): nothing a script cannot hold, and
-  // types that erase in place.
+  // types that erase in place. Not with `<!--` or `-->` anywhere: in a script they may
+  // start a comment (`a <!--b` is `a`), in a module they are operators or an error.
   let script = false;
-  if (options.script && options.keep && hoisted.length === 0 && !importMeta) {
+  if (options.script && options.keep && hoisted.length === 0 && !importMeta && !/<!--|-->/.test(source)) {
     const stripped = options.language === "typescript" ? stripTypes(program.body, source) : [];
     if (stripped !== null) {
       edits.push(...stripped);

@@ -9,7 +9,10 @@
  * and `abstract` members, `implements`. What TypeScript turns into code (enums, namespaces,
  * parameter properties, decorators), syntax Node 20 lacks (`using`, `accessor`) and every
  * TypeScript node not listed here make `stripTypes` answer null: the caller then compiles
- * with esbuild, as everywhere else.
+ * with esbuild, as everywhere else. So does a blank that would change how JavaScript reads
+ * what is left (an operand regrouped, two lines joined into a call, `<T>{}` become a block, a
+ * field named `get` become a modifier) and what esbuild rejects that babel takes: a kept
+ * run must answer what a fresh one does (tests/integration/test_keep_state_compile.py).
  */
 
 export interface Edit {
@@ -25,9 +28,10 @@ export interface Node {
   [key: string]: unknown;
 }
 
-/** Replaces every character but line breaks by a space, so lines and columns stay put. */
+/** Replaces every character but line breaks (V8 counts U+2028 and U+2029 as lines too) by a
+ *  space, so lines and columns stay put. */
 export function blank(text: string): string {
-  return text.replace(/[^\n\r]/g, " ");
+  return text.replace(/[^\n\r\u2028\u2029]/g, " ");
 }
 
 /** Thrown inside the walk: something that does not erase cleanly. */
@@ -35,6 +39,22 @@ class Unsupported extends Error {}
 
 /** Children that are never types: not looked into for TypeScript. */
 const SKIP = new Set(["loc", "extra", "leadingComments", "trailingComments", "innerComments"]);
+/** Class fields named as a modifier, without initializer: JavaScript reads one as a modifier
+ *  of the next member once its type is blanked (`get: number` then `foo() {}` on the next
+ *  line is a getter `get foo() {}`), and esbuild reads `readonly` then `x` on the next line
+ *  as a modifier where TypeScript and babel read a field `readonly`. */
+const MODIFIER_NAMES = new Set([
+  "get", "set", "static", "async", "accessor",
+  "public", "private", "protected", "readonly", "override", "declare", "abstract",
+]);
+/** How tightly binary operators bind: a blanked `as T` must not let its operand's operator
+ *  regroup with the one around it (`a + b as T * 2` is `(a + b) * 2`). */
+const PRECEDENCE: Record<string, number> = {
+  "??": 1, "||": 1, "&&": 2, "|": 3, "^": 4, "&": 5, "==": 6, "!=": 6, "===": 6, "!==": 6,
+  "<": 7, ">": 7, "<=": 7, ">=": 7, instanceof: 7, in: 7, "<<": 8, ">>": 8, ">>>": 8,
+  "+": 9, "-": 9, "*": 10, "/": 10, "%": 10, "**": 11,
+};
+const OPERATORS = new Set(["BinaryExpression", "LogicalExpression"]);
 /** Member and parameter modifiers TypeScript has and JavaScript does not. */
 const MODIFIERS = /\b(?:public|private|protected|readonly|override|declare|abstract)\b/g;
 
@@ -65,19 +85,43 @@ export function stripTypes(body: Node[], source: string): Edit[] | null {
     }
     throw new Unsupported();
   };
-  /** Where ``token`` starts at or after ``from``, past blanks and closing parentheses (a
-   *  parenthesized expression's node ends inside them). */
+  /** Where ``token`` starts at or after ``from``, past blanks, comments and closing
+   *  parentheses (a parenthesized expression's node ends inside them). */
   const after = (from: number, token: string): number => {
-    let i = from;
-    while (i < source.length && /[\s)]/.test(source[i])) i++;
-    if (!source.startsWith(token, i)) throw new Unsupported();
-    return i;
+    let next = nextCode(from);
+    while (next.char === ")") next = nextCode(next.at + 1);
+    if (!source.startsWith(token, next.at)) throw new Unsupported();
+    return next.at;
   };
-  /** An expression whose type was blanked (`x as T`): the next line must not continue it,
-   *  or blanking would join two statements TypeScript kept apart. */
+  /** The first character of code at or after ``from`` (past blanks and comments), where it
+   *  is, and whether a line break comes before it. */
+  const nextCode = (from: number): { char: string; at: number; newline: boolean } => {
+    let newline = false;
+    let i = from;
+    while (i < source.length) {
+      const c = source[i];
+      if (/[\n\r\u2028\u2029]/.test(c)) newline = true;
+      else if (source.startsWith("//", i)) {
+        while (i < source.length && !/[\n\r\u2028\u2029]/.test(source[i])) i++;
+        continue;
+      } else if (source.startsWith("/*", i)) {
+        const close = source.indexOf("*/", i + 2);
+        if (close < 0) break;
+        if (/[\n\r\u2028\u2029]/.test(source.slice(i, close))) newline = true;
+        i = close + 2;
+        continue;
+      } else if (!/\s/.test(c)) return { char: c, at: i, newline };
+      i++;
+    }
+    return { char: "", at: i, newline };
+  };
+  /** An expression whose type was blanked (`x as T`): what follows must not continue it, or
+   *  blanking would join two statements TypeScript kept apart (`b as T` then `(f)()` on the
+   *  next line, a comment between or not). */
   const endsCleanly = (end: number): void => {
-    const rest = /^[ \t]*(?:\r?\n|\r)\s*(.)/.exec(source.slice(end, end + 200));
-    if (rest && "([`+-/<".includes(rest[1])) throw new Unsupported();
+    const next = nextCode(end);
+    if (next.char === "") return;
+    if ("([`".includes(next.char) || (next.newline && "+-/<".includes(next.char))) throw new Unsupported();
   };
 
   const typeOnly = (node: Node, key: string): void => {
@@ -88,8 +132,17 @@ export function stripTypes(body: Node[], source: string): Edit[] | null {
     erase(node.start, node.end);
   };
 
+  /** Where a statement or an arrow's expression body starts: what is blanked there must not
+   *  leave a `{`, `function` or `class` that JavaScript would read as a statement's. */
+  const leading = new Set<number>();
+
   const visit = (node: Node, parent: Node | null): void => {
     if (Array.isArray(node.decorators) && node.decorators.length > 0) throw new Unsupported();
+    if (node.type === "ExpressionStatement") leading.add(node.start);
+    if (node.type === "ArrowFunctionExpression") {
+      const body = node.body as Node;
+      if (!parenthesized(body)) leading.add(body.start);
+    }
     switch (node.type) {
       case "TSInterfaceDeclaration":
       case "TSTypeAliasDeclaration":
@@ -99,14 +152,18 @@ export function stripTypes(body: Node[], source: string): Edit[] | null {
         eraseStatement(node);
         return;
       case "TSEnumDeclaration":
-      case "TSModuleDeclaration":
         if (!node.declare) throw new Unsupported(); // code: esbuild writes it
         eraseStatement(node);
         return;
+      case "TSModuleDeclaration":
+        // Code, or (`declare module 'm' {}`, `declare namespace N {}`) what esbuild rejects
+        // inside the function a program becomes: the same answer as a fresh run.
+        throw new Unsupported();
       case "TSImportEqualsDeclaration": {
-        // `import x = require('m')` is rewritten by compile.ts; the alias form is code.
+        // `import x = require('m')` at top level is rewritten by compile.ts; the alias form
+        // is code, and an exported one is left as it is.
         const ref = node.moduleReference as Node;
-        if (ref.type !== "TSExternalModuleReference") throw new Unsupported();
+        if (ref.type !== "TSExternalModuleReference" || parent !== null) throw new Unsupported();
         return;
       }
       case "TSExportAssignment":
@@ -116,8 +173,26 @@ export function stripTypes(body: Node[], source: string): Edit[] | null {
       case "TSSatisfiesExpression": {
         // From the keyword on: past the parentheses of a parenthesized `(x) as T`.
         const expression = node.expression as Node;
+        if (parent !== null && OPERATORS.has(parent.type) && parent.left === node && !parenthesized(node)) {
+          // The left operand (`a + b as T * 2`): blanked, its operator must still bind first.
+          let inner = expression;
+          while (/^TS(?:As|Satisfies)Expression$/.test(inner.type) && !parenthesized(inner)) {
+            inner = inner.expression as Node;
+          }
+          if (OPERATORS.has(inner.type) && !parenthesized(inner)) {
+            const outer = PRECEDENCE[parent.operator as string] ?? 0;
+            const own = PRECEDENCE[inner.operator as string] ?? 0;
+            if (own < outer || (own === outer && outer === PRECEDENCE["**"])) throw new Unsupported();
+          }
+        }
         visit(expression, node);
         const at = after(expression.end, node.type === "TSAsExpression" ? "as" : "satisfies");
+        const annotation = node.typeAnnotation as Node;
+        if (annotation.type === "TSTypeReference" && /^const\b/.test(source.slice(annotation.start, annotation.end))) {
+          // `x as const | 0`: TypeScript and esbuild read the type `const | 0`, babel `as const`.
+          const next = nextCode(node.end);
+          if (/^(?:&(?!&)|\|(?!\|))/.test(source.slice(next.at, next.at + 2))) throw new Unsupported();
+        }
         erase(at, node.end);
         endsCleanly(node.end);
         return;
@@ -132,7 +207,16 @@ export function stripTypes(body: Node[], source: string): Edit[] | null {
         // `<T>x`: up to the `>` after the type (the expression may start with its `(`).
         const expression = node.expression as Node;
         const close = after((node.typeAnnotation as Node).end, ">") + 1;
-        if (/[\n\r]/.test(source.slice(node.start, close))) throw new Unsupported();
+        if (/[\n\r\u2028\u2029]/.test(source.slice(node.start, close))) throw new Unsupported();
+        if (leading.has(node.start)) {
+          // First in a statement or an arrow's body: blanked, `<T>{ a: 1 }` would be a
+          // block there, `<T>function f() {}` a declaration.
+          const next = nextCode(close);
+          if (/^(?:\{|function\b|class\b|let\b|async\b)/.test(source.slice(next.at, next.at + 9))) {
+            throw new Unsupported();
+          }
+          leading.add(next.at); // `<A><B>{}`
+        }
         erase(node.start, close);
         visit(expression, node);
         return;
@@ -170,15 +254,30 @@ export function stripTypes(body: Node[], source: string): Edit[] | null {
       case "ClassProperty":
       case "ClassPrivateProperty":
       case "ClassMethod":
-      case "ClassPrivateMethod":
+      case "ClassPrivateMethod": {
+        const key = node.key as Node;
+        // esbuild rejects `declare #x` (a fresh run's answer): so does the fallback.
+        if (node.declare && key.type === "PrivateName") throw new Unsupported();
+        if (
+          node.type === "ClassProperty" &&
+          !node.computed &&
+          key.type === "Identifier" &&
+          MODIFIER_NAMES.has(key.name as string) &&
+          node.value == null
+        ) {
+          throw new Unsupported(); // declared too: esbuild reads `declare public` `readonly x` as one
+        }
         if (node.abstract || node.declare) return eraseStatement(node);
         member(node);
         break;
+      }
       case "Identifier":
         if (parent !== null && node.name === "this" && Array.isArray(parent.params) && parent.params[0] === node) {
-          // `function f(this: T, a)`: the `this` parameter goes, with its comma.
+          // `function f(this: T, a)`: the `this` parameter goes, with its comma (a trailing
+          // one too: `f(this: T,)`).
           const next = (parent.params as Node[])[1];
-          erase(node.start, next ? next.start : node.end);
+          const comma = /^\s*,/.exec(source.slice(node.end, node.end + 100));
+          erase(node.start, next ? next.start : comma ? node.end + comma[0].length : node.end);
           return;
         }
         if (node.optional) {
@@ -211,12 +310,21 @@ export function stripTypes(body: Node[], source: string): Edit[] | null {
     children(node);
   };
 
+  const parenthesized = (node: Node): boolean =>
+    (node.extra as { parenthesized?: boolean } | undefined)?.parenthesized === true;
+
   /** A class member: its TypeScript modifiers, and `?` / `!` after its name. */
   const member = (node: Node): void => {
     const key = node.key as Node;
     if (node.accessibility || node.readonly || node.override) {
       const prefix = source.slice(node.start, key.start);
-      for (const m of prefix.matchAll(MODIFIERS)) erase(node.start + m.index, node.start + m.index + m[0].length);
+      for (const m of prefix.matchAll(MODIFIERS)) {
+        const start = node.start + m.index;
+        erase(start, start + m[0].length);
+        // First in the member: a `;` in its place, or the member before it (`x = a`) would
+        // run on into what follows (`private [k] = 1`: `x = a[k] = 1`).
+        if (m.index === 0) edits[edits.length - 1].text = ";" + blank(m[0].slice(1));
+      }
     }
     if (node.optional) {
       const at = find(key.end, "?");

@@ -47,6 +47,21 @@ PROGRAMS = [
     "console.log('out'); console.error('err'); return 1",
     "const t: string = 'x';\nconst u: number = 2;\nnull.boom",
     "const broken: number = ;",
+    # Found by differential testing against esbuild: blanked, each changed meaning.
+    "const a = 1 + 2 as number * 3; return a",  # (1 + 2) * 3, not 1 + 2 * 3
+    "let c; const b = 1; c = b as number // note\n(function () { return 5 })\nreturn c",
+    "function f() { const b = 1; const c = b as number\u2028(function () { return 5 })\n"
+    "return c }\nreturn f()",
+    "const f = () => <any>{ a: 1 }; return f()",  # not a block
+    "<any>function notDeclared() {}\nreturn typeof notDeclared",  # not a declaration
+    "class K { get: number\n foo() { return 1 } }\nreturn typeof new K().foo",  # not a getter
+    "const k = 'k'\nclass M { x = 1\nprivate [k] = 2 }\nreturn new M()",  # not 1[k] = 2
+    "class R {\nreadonly\nx = 1\n}\nreturn Object.keys(new R())",  # esbuild: a modifier
+    "const n: any = 1\nreturn n as const | 2",  # the type `const | 2`, as TypeScript reads it
+    # What esbuild rejects, a kept run rejects too.
+    "declare module 'm' { export const x: number }\nreturn 1",
+    "class P { declare #x: number }\nreturn 1",
+    "let a = 1, b = 2\nreturn a <!--b",  # a comment in a script, an error in a module
 ]
 
 
