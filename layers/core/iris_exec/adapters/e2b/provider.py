@@ -268,8 +268,7 @@ class E2BSandboxProvider:
                     # (A kept runner: this one is lost, and says why; the others stay.)
                     k = self._kept(job)
                     end = (
-                        f"echo timeout > {k}/lost; /usr/bin/kill -KILL $(cat {k}/pid); "
-                        + _KILL_OTHERS
+                        f"echo timeout > {k}/lost; /usr/bin/kill -KILL $(cat {k}/pid); " + _PAUSE
                         if nonce
                         else f"pkill -KILL -u {CODE_USER}; "
                     )
@@ -334,9 +333,10 @@ class E2BSandboxProvider:
         """One root shell per keepState execution. The sandbox's runner of this language is
         started once (as the code's user, reading requests from a root-owned FIFO and
         appending frames to a root-owned file); each execution resumes it (SIGCONT), hands
-        it the request, waits for the result frame carrying this execution's nonce, stops
-        it again (SIGSTOP), kills every other process of the code's user (what the code
-        started) and prints the frames this execution added, after FRAMES_MARK. A runner
+        it the request, waits for the result frame carrying this execution's nonce, pauses
+        (_pause: every kept runner seen stopped, every other process of the code's user, what
+        the code started, killed) and prints the frames this execution added, after
+        FRAMES_MARK. A runner
         found dead is replaced, and the frames start with why (STATE_FRAME)."""
         runner, env = self._runner_command(job), self._code_env()
         frames_cap = channel_budget(job.output_limit_bytes)
@@ -369,8 +369,7 @@ class E2BSandboxProvider:
             f"{{ /usr/bin/cat {here}/request.json; echo; }} > {k}/in; "
             f"until /usr/bin/tail -c +$((off + 1)) {k}/events | /usr/bin/grep -qF "
             f'\'"nonce":"{nonce}"\'; do {alive} || break; /usr/bin/sleep 0.005; done; '
-            f"if {alive}; then /usr/bin/kill -STOP $pid; else echo crash > {k}/lost; fi; "
-            f"{kill_others}"
+            f"{alive} || echo crash > {k}/lost; {_PAUSE}"
             f"/usr/bin/tail -c +$((o1 + 1)) {k}/out; /usr/bin/tail -c +$((e1 + 1)) {k}/err >&2; "
             "printf '\\0IRIS-FRAMES\\0\\n'; "
             # Always the first line, root's: one the code wrote can only follow it.
@@ -540,6 +539,38 @@ _KILL_OTHERS = (
     f'"$(/usr/bin/cat {KEPT_DIR}/*/pid 2>/dev/null; echo x)"); [ -n "$o" ]; do '
     "/usr/bin/kill -KILL $o 2>/dev/null; /usr/bin/sleep 0.01; done; "
 )
+#: Rounds of the pause before the kept runners are given up; from the fourth on, each waits
+#: 10 ms (so about half a second in all, the local pause's deadline).
+PAUSE_ROUNDS = 50
+
+
+def _pause(rounds: int) -> str:
+    """Between two executions: SIGSTOP every kept runner of the sandbox (the code may have woken
+    another language's) and SIGKILL every other process of the code's user, again until no
+    other is alive and then every thread of every runner is seen stopped (T; Z/X: dead).
+    Seen stopped, not merely sent SIGSTOP: a process of the code can SIGCONT a runner between
+    its SIGSTOP and its own SIGKILL, and the runner would run on between executions (and start
+    more). In that order: a process read dead by ps sends nothing after, while one that ps read
+    after the runner could still have woken it. Once nothing but stopped runners is left,
+    nothing can wake them. If that does not hold in ``rounds`` rounds, every runner is given
+    up: killed, and the next execution of its language says "busy". The usual cost is one ps
+    (the threads' states are read by shell builtins); no sleep unless the code left something."""
+    return (
+        f"r=$(/usr/bin/cat {KEPT_DIR}/*/pid 2>/dev/null); i=0; "
+        "while :; do kill -STOP $r 2>/dev/null; "
+        f'o=$(/usr/bin/ps -u {CODE_USER} -o pid=,stat= | /usr/bin/awk -v r="$r" '
+        "'BEGIN {split(r, a); for (k in a) run[a[k]] = 1} !($1 in run) && $2 !~ /^Z/ {print $1}'); "
+        'if [ -z "$o" ]; then w=; for p in $r; do for t in /proc/$p/task/*/stat; do '
+        'read -r l 2>/dev/null < "$t" || continue; case ${l##*) } in [TZX]*) ;; *) w=1;; esac; '
+        'done; done; [ -z "$w" ] && break; fi; '
+        f"i=$((i + 1)); if [ $i -gt {rounds} ]; then "
+        f'for d in {KEPT_DIR}/*/; do [ -e "$d"lost ] || echo busy > "$d"lost; done; '
+        f"kill -KILL $r 2>/dev/null; {_KILL_OTHERS}break; fi; "
+        "kill -KILL $o 2>/dev/null; [ $i -lt 4 ] || /usr/bin/sleep 0.01; done; "
+    )
+
+
+_PAUSE = _pause(PAUSE_ROUNDS)
 
 
 class _FramedStdout:
