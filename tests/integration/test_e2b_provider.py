@@ -518,3 +518,87 @@ async def test_keep_state_on_e2b_a_pause_that_cannot_hold_gives_the_runner_up(
     )
     assert after["result"]["returnValue"] is False, after
     assert after["result"]["metadata"]["stateResetReason"] == "busy", after
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_keep_state_on_e2b_a_dead_runners_pid_taken_by_the_code_is_not_spared(
+    tmp_path: Path, e2b: E2BStandIn
+) -> None:
+    # The Python runner exits; its pid file stays until Python runs again. A process of the
+    # code that gets that pid (the code can cycle pids; here the test hands it over, keeping
+    # the dead runner's start time) must be killed like any other, not spared as a runner.
+    container = build(tmp_path, e2b)
+    run = wired(container)
+    first = await run(ALPHA, kept_command("x = 1", None, language="python"))
+    sandbox = first["sandboxId"]
+    record = container.adapters.registry.get("alpha", sandbox)
+    assert record is not None
+    root = e2b.sandbox(record.provider_ref).root
+    exited = await run(ALPHA, kept_command("raise SystemExit(3)", sandbox, language="python"))
+    assert exited["result"]["success"] is False, exited
+    home = root / "home" / CODE_USER
+    taking = asyncio.ensure_future(
+        run(
+            ALPHA,
+            kept_command(
+                "import { execSync } from 'node:child_process';\n"
+                "import fs from 'node:fs';\n"
+                # Not the runner's child (it ends those): a process of the code left behind.
+                "const pid = execSync(`sh -c 'trap \"\" HUP; sleep 611 >/dev/null 2>&1 & echo $!'`);\n"
+                "fs.writeFileSync('/home/iris/impostor.pid', pid.toString().trim());\n"
+                "while (!fs.existsSync('/home/iris/go')) await new Promise(r => setTimeout(r, 20));\n"
+                "return 1",
+                sandbox,
+                language="javascript",
+            ),
+        )
+    )
+    pid_file = root / "root" / ".iris-kept" / "python" / "pid"
+    async with asyncio.timeout(15):
+        while not (home / "impostor.pid").exists():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    fields = pid_file.read_text().split()
+    assert (home / "impostor.pid").read_text().isdigit()
+    pid_file.write_text(" ".join([(home / "impostor.pid").read_text(), *fields[1:]]) + "\n")
+    (home / "go").write_text("")
+    assert (await taking)["result"]["returnValue"] == 1
+    left = await run(
+        ALPHA,
+        kept_command(
+            "import { execSync } from 'node:child_process';\n"
+            "return execSync(\"pgrep -c -f 'slee[p] 611' || true\").toString().trim();",
+            sandbox,
+            language="javascript",
+        ),
+    )
+    assert left["result"]["returnValue"] == "0", left
+    after = await run(ALPHA, kept_command("return 'x' in globals()", sandbox, language="python"))
+    assert after["result"]["returnValue"] is False, after
+    assert after["result"]["metadata"]["stateResetReason"] == "exit", after
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_keep_state_on_e2b_a_runner_in_a_group_of_its_own_is_not_woken_by_the_kernel(
+    tmp_path: Path, e2b: E2BStandIn
+) -> None:
+    # The kernel sends SIGHUP and SIGCONT to a process group that becomes orphaned with a
+    # stopped member. A runner that made a group of its own while its parent was root's
+    # shell (in the same session) would be woken when that shell exits, after the pause.
+    container = build(tmp_path, e2b)
+    run = wired(container)
+    code = BEATING.replace(
+        "time.sleep(0.1)\n",
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "try:\n    os.setpgid(0, 0)\nexcept PermissionError:\n    pass\n"
+        "time.sleep(0.1)\n",
+    )
+    armed = await run(ALPHA, kept_command(code, None, language="python"))
+    answered = time.time()
+    assert armed["result"].get("returnValue") == "beating", armed
+    assert armed["result"]["logs"] == [], armed  # (nothing of root's shell either)
+    await asyncio.sleep(1.0)
+    assert last_beat(e2b, container, armed["sandboxId"]) < answered + 0.3
+    after = await run(
+        ALPHA, kept_command("return 'timer' in globals()", armed["sandboxId"], language="python")
+    )
+    assert after["result"]["returnValue"] is True, after
