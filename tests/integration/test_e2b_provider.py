@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from iris_exec.adapters.e2b import provider as e2b_provider
 from iris_exec.adapters.e2b.provider import (
     CODE_USER,
     EGRESS_HEADER,
@@ -391,42 +392,213 @@ async def test_keep_state_on_e2b_a_forged_state_line_or_a_live_thread(
     assert after["result"]["returnValue"] is False
 
 
+#: Python kept code: a POSIX timer (which the runner's quiesce does not clear, unlike alarm()
+#: and setitimer()) makes the runner write the time to BEAT every 20 ms, whenever it runs.
+#: A stopped runner only collects the timer's signal; one that runs between executions beats.
+BEAT = f"/home/{CODE_USER}/beat.txt"
+BEATING = (
+    "import ctypes, os, signal, time\n"
+    f"BEAT = '{BEAT}'\n"
+    "def beat(*_):\n"  # (a beat may interrupt another: each writes its own file)
+    "    new = f'{BEAT}.{time.monotonic_ns()}'\n"
+    "    with open(new, 'w') as f:\n        f.write(repr(time.time()))\n"
+    f"    os.replace(new, '{BEAT}')\n"
+    "signal.signal(signal.SIGUSR1, beat)\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "event = (ctypes.c_int * 16)()\n"  # struct sigevent: value (8 bytes), signo, notify
+    "event[2], event[3] = signal.SIGUSR1, 0\n"  # SIGEV_SIGNAL
+    "timer = ctypes.c_void_p()\n"
+    "assert libc.timer_create(1, event, ctypes.byref(timer)) == 0\n"  # CLOCK_MONOTONIC
+    "every = (ctypes.c_long * 4)(0, 20_000_000, 0, 20_000_000)\n"
+    "assert libc.timer_settime(timer, 0, every, None) == 0\n"
+    "time.sleep(0.1)\n"
+    "return 'beating'"
+)
+
+#: Then (kept): processes that send the runner, their parent, SIGCONT without end.
+WAKING = (
+    "runner = os.getpid()\n"
+    "for _ in range(4):\n    if os.fork() == 0:\n        while True:\n"
+    "            os.kill(runner, signal.SIGCONT)\n"
+    "time.sleep(0.05)\nreturn 'woken'"
+)
+
+
+def last_beat(e2b: E2BStandIn, container: Services, sandbox_id: str) -> float:
+    record = container.adapters.registry.get("alpha", sandbox_id)
+    assert record is not None
+    return float((e2b.sandbox(record.provider_ref).root / BEAT.lstrip("/")).read_text())
+
+
 @pytest.mark.usefixtures("sdk_env")
 async def test_keep_state_on_e2b_a_runner_woken_by_its_children_is_stopped_all_the_same(
     tmp_path: Path, e2b: E2BStandIn
 ) -> None:
-    # The code's processes send the runner SIGCONT as fast as they can: between root's
-    # SIGSTOP and their own SIGKILL they would wake it, and the runner (a thread of it)
-    # would run on between executions.
+    # The code leaves processes that send the runner SIGCONT as fast as they can: between
+    # root's SIGSTOP and their own SIGKILL they wake it, and the runner would run on
+    # between executions (here its timer beats). Several rounds: it is a race.
     container = build(tmp_path, e2b)
     run = wired(container)
-    armed = await run(
+    armed = await run(ALPHA, kept_command(BEATING, None, language="python"))
+    assert armed["result"]["returnValue"] == "beating", armed
+    sandbox = armed["sandboxId"]
+    for round_ in range(4):
+        woken = await run(ALPHA, kept_command(WAKING, sandbox, language="python"))
+        answered = time.time()
+        assert woken["result"].get("returnValue") == "woken", woken
+        await asyncio.sleep(1.0)
+        # Nothing of the runner ran after its answer (beyond a moment for the pause to land).
+        assert last_beat(e2b, container, sandbox) < answered + 0.3, round_
+    after = await run(
+        ALPHA, kept_command("return 'timer' in globals()", sandbox, language="python")
+    )
+    meta = after["result"]["metadata"]
+    # Either the runner was kept, stopped, or it was given up and the answer says so.
+    assert (after["result"]["returnValue"], meta["stateReset"]) in {(True, False), (False, True)}
+    assert meta["stateReset"] is False or meta["stateResetReason"] == "busy", after
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_keep_state_on_e2b_a_runner_woken_by_another_languages_code_is_stopped_again(
+    tmp_path: Path, e2b: E2BStandIn
+) -> None:
+    # A JavaScript execution wakes the sandbox's (stopped) Python runner: the pause after it
+    # must stop that runner too, or it runs on between executions.
+    container = build(tmp_path, e2b)
+    run = wired(container)
+    armed = await run(ALPHA, kept_command(BEATING, None, language="python"))
+    assert armed["result"]["returnValue"] == "beating", armed
+    sandbox = armed["sandboxId"]
+    woke = await run(
         ALPHA,
         kept_command(
-            "import os, signal, threading, time\n"
-            "def beat():\n    while True:\n"
-            "        with open('beat.new', 'w') as f:\n            f.write(repr(time.time()))\n"
-            "        os.replace('beat.new', 'beat.txt')\n        time.sleep(0.02)\n"
-            "threading.Thread(target=beat, daemon=True).start()\n"
-            "runner = os.getpid()\n"
-            "for _ in range(4):\n    if os.fork() == 0:\n        while True:\n"
-            "            os.kill(runner, signal.SIGCONT)\n"
-            "time.sleep(0.1)\nreturn 'armed'",
-            None,
-            language="python",
+            "import fs from 'node:fs';\n"
+            "const runners = fs.readdirSync('/proc').filter((p) => /^\\d+$/.test(p)).filter((p) => {\n"
+            "  try { return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('runner.py'); }\n"
+            "  catch { return false; }\n"
+            "});\n"
+            "for (const p of runners) process.kill(Number(p), 'SIGCONT');\n"
+            "await new Promise((r) => setTimeout(r, 100));\n"
+            "return runners.length",
+            sandbox,
+            language="javascript",
         ),
     )
     answered = time.time()
-    assert armed["result"]["returnValue"] == "armed", armed
-    await asyncio.sleep(2.5)
-    # Another language's kept runner: it does not end the Python one.
-    read = await run(
+    assert woke["result"]["returnValue"] == 1, woke
+    assert last_beat(e2b, container, sandbox) > answered - 1  # it did run while woken
+    await asyncio.sleep(1.0)
+    assert last_beat(e2b, container, sandbox) < answered + 0.3
+    after = await run(
+        ALPHA, kept_command("return 'timer' in globals()", sandbox, language="python")
+    )
+    assert after["result"]["returnValue"] is True, after
+    assert after["result"]["metadata"]["stateReset"] is False
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_keep_state_on_e2b_a_pause_that_cannot_hold_gives_the_runner_up(
+    tmp_path: Path, e2b: E2BStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With no round to spare, the SIGCONT senders outlast the pause: the runner is killed
+    # rather than left running, and the next execution says why.
+    monkeypatch.setattr(e2b_provider, "_PAUSE", e2b_provider._pause(rounds=0))
+    container = build(tmp_path, e2b)
+    run = wired(container)
+    armed = await run(ALPHA, kept_command(BEATING, None, language="python"))
+    assert armed["result"]["returnValue"] == "beating", armed
+    sandbox = armed["sandboxId"]
+    woken = await run(ALPHA, kept_command(WAKING, sandbox, language="python"))
+    answered = time.time()
+    assert woken["result"].get("returnValue") == "woken", woken
+    await asyncio.sleep(1.0)
+    assert last_beat(e2b, container, sandbox) < answered + 0.3
+    after = await run(
+        ALPHA, kept_command("return 'timer' in globals()", sandbox, language="python")
+    )
+    assert after["result"]["returnValue"] is False, after
+    assert after["result"]["metadata"]["stateResetReason"] == "busy", after
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_keep_state_on_e2b_a_dead_runners_pid_taken_by_the_code_is_not_spared(
+    tmp_path: Path, e2b: E2BStandIn
+) -> None:
+    # The Python runner exits; its pid file stays until Python runs again. A process of the
+    # code that gets that pid (the code can cycle pids; here the test hands it over, keeping
+    # the dead runner's start time) must be killed like any other, not spared as a runner.
+    container = build(tmp_path, e2b)
+    run = wired(container)
+    first = await run(ALPHA, kept_command("x = 1", None, language="python"))
+    sandbox = first["sandboxId"]
+    record = container.adapters.registry.get("alpha", sandbox)
+    assert record is not None
+    root = e2b.sandbox(record.provider_ref).root
+    exited = await run(ALPHA, kept_command("raise SystemExit(3)", sandbox, language="python"))
+    assert exited["result"]["success"] is False, exited
+    home = root / "home" / CODE_USER
+    taking = asyncio.ensure_future(
+        run(
+            ALPHA,
+            kept_command(
+                "import { execSync } from 'node:child_process';\n"
+                "import fs from 'node:fs';\n"
+                # Not the runner's child (it ends those): a process of the code left behind.
+                "const pid = execSync(`sh -c 'trap \"\" HUP; sleep 611 >/dev/null 2>&1 & echo $!'`);\n"
+                "fs.writeFileSync('/home/iris/impostor.pid', pid.toString().trim());\n"
+                "while (!fs.existsSync('/home/iris/go')) await new Promise(r => setTimeout(r, 20));\n"
+                "return 1",
+                sandbox,
+                language="javascript",
+            ),
+        )
+    )
+    pid_file = root / "root" / ".iris-kept" / "python" / "pid"
+    async with asyncio.timeout(15):
+        while not (home / "impostor.pid").exists():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    fields = pid_file.read_text().split()
+    assert (home / "impostor.pid").read_text().isdigit()
+    pid_file.write_text(" ".join([(home / "impostor.pid").read_text(), *fields[1:]]) + "\n")
+    (home / "go").write_text("")
+    assert (await taking)["result"]["returnValue"] == 1
+    left = await run(
         ALPHA,
         kept_command(
-            "import fs from 'node:fs';\nreturn Number(fs.readFileSync('beat.txt', 'utf8'))",
-            armed["sandboxId"],
+            "import { execSync } from 'node:child_process';\n"
+            "return execSync(\"pgrep -c -f 'slee[p] 611' || true\").toString().trim();",
+            sandbox,
+            language="javascript",
         ),
     )
-    assert read["result"]["success"] is True, read["result"]
-    last_beat = read["result"]["returnValue"]
-    assert last_beat < answered + 0.5, last_beat - answered
+    assert left["result"]["returnValue"] == "0", left
+    after = await run(ALPHA, kept_command("return 'x' in globals()", sandbox, language="python"))
+    assert after["result"]["returnValue"] is False, after
+    assert after["result"]["metadata"]["stateResetReason"] == "exit", after
+
+
+@pytest.mark.usefixtures("sdk_env")
+async def test_keep_state_on_e2b_a_runner_in_a_group_of_its_own_is_not_woken_by_the_kernel(
+    tmp_path: Path, e2b: E2BStandIn
+) -> None:
+    # The kernel sends SIGHUP and SIGCONT to a process group that becomes orphaned with a
+    # stopped member. A runner that made a group of its own while its parent was root's
+    # shell (in the same session) would be woken when that shell exits, after the pause.
+    container = build(tmp_path, e2b)
+    run = wired(container)
+    code = BEATING.replace(
+        "time.sleep(0.1)\n",
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "try:\n    os.setpgid(0, 0)\nexcept PermissionError:\n    pass\n"
+        "time.sleep(0.1)\n",
+    )
+    armed = await run(ALPHA, kept_command(code, None, language="python"))
+    answered = time.time()
+    assert armed["result"].get("returnValue") == "beating", armed
+    assert armed["result"]["logs"] == [], armed  # (nothing of root's shell either)
+    await asyncio.sleep(1.0)
+    assert last_beat(e2b, container, armed["sandboxId"]) < answered + 0.3
+    after = await run(
+        ALPHA, kept_command("return 'timer' in globals()", armed["sandboxId"], language="python")
+    )
+    assert after["result"]["returnValue"] is True, after

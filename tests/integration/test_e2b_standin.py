@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import os
 import ssl
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -391,10 +392,16 @@ async def test_background_command_can_be_listed_fed_and_killed(
     await sandbox.kill()
 
 
-async def test_background_children_do_not_hold_the_command_and_die_with_the_sandbox(
+async def test_background_children_hold_the_command_till_its_timeout_and_die_with_the_sandbox(
     sandbox: AsyncSandbox,
 ) -> None:
-    started = await sandbox.commands.run("sleep 30.25 & echo $!", timeout=5)
+    # envd's end event waits for the output pipes (Handler.Wait), which the child holds, or
+    # for the command's deadline.
+    began = time.monotonic()
+    with pytest.raises(TimeoutException):
+        await sandbox.commands.run("sleep 30.25 & echo $! > /tmp/bg", timeout=2)
+    assert 2 <= time.monotonic() - began < 10
+    started = await sandbox.commands.run("cat /tmp/bg")
     child = await host_pid_of(int(started.stdout), "sleep 30.25")
     assert await host_process_alive(child)
     await sandbox.kill()

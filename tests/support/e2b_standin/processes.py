@@ -11,10 +11,15 @@ SDK can tell the difference:
   ``error`` (the same text, unset on exit status 0);
 - a ``Start`` with ``Connect-Timeout-Ms`` kills the process at that deadline,
   even when no client is attached any more; closing a stream never kills it;
+- the end event waits for the output pipes to close (``Handler.Wait``: ``<-outCtx.Done()``
+  before ``cmd.Wait``): a background child that holds stdout holds the command until it
+  closes it, the command's deadline passes, or a SIGKILL/SIGTERM is sent through the API
+  (``SendSignal`` cancels the output);
 - an ended process stays findable for ``Connect`` for 30 seconds.
 
-Unlike envd (which signals only the process), signals go to the process group
-(each command gets its own session) so that no grandchild outlives a test.
+Signals go to the process alone, as envd's do. Unlike envd (whose commands share its own
+session and process group), each command gets its own session, so that the sandbox's end
+(``abandon``) kills every grandchild and none outlives a test.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -41,7 +46,8 @@ logger = logging.getLogger(__name__)
 CHUNK_SIZE = 32 * 1024
 QUEUE_SIZE = 64
 RETAIN_ENDED_S = 30.0
-#: How long to keep reading pipes after the process exited (a background child may hold them).
+#: How long output is still read once envd stops waiting for the pipes (a signal or the
+#: deadline cancelled them).
 PIPE_GRACE_S = 0.1
 
 
@@ -145,6 +151,8 @@ class ManagedProcess:
         self._waiter: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self.finished = asyncio.Event()
+        #: envd's outCtx: cancelled by the deadline or a SIGKILL/SIGTERM through the API.
+        self._output_cancelled = asyncio.Event()
 
     @property
     def tag(self) -> str | None:
@@ -174,7 +182,12 @@ class ManagedProcess:
 
     def signal(self, sig: signal.Signals) -> None:
         """Send ``sig`` to the command's process, as envd does: not to its group, so the
-        children it started live on (``handler.go``, ``SendSignal``)."""
+        children it started live on (``handler.go``, ``SendSignal``). SIGKILL and SIGTERM
+        also stop the wait for its output pipes."""
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            self._output_cancelled.set()
+        if self._protocol.exited.is_set():
+            return  # reaped already (envd's is a zombie until cmd.Wait): the pid may be reused
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(self.pid, sig)
 
@@ -251,8 +264,13 @@ class ManagedProcess:
         await self._protocol.exited.wait()
         returncode = self._transport.get_returncode()
         assert returncode is not None
-        # Like envd, whose cmd.Wait closes the pipes once the process exited: output a
-        # background child writes later is not delivered.
+        # Like envd, the end waits for the output pipes to close (every holder, background
+        # children too), unless the deadline or a signal cancelled the output first.
+        cancelled = asyncio.create_task(self._output_cancelled.wait())
+        waiting: set[asyncio.Task[Any]] = {*self._pumps, cancelled}
+        while cancelled in waiting and len(waiting) > 1:
+            _, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        cancelled.cancel()
         _, pending = await asyncio.wait(self._pumps, timeout=PIPE_GRACE_S)
         for task in pending:
             task.cancel()
@@ -269,7 +287,8 @@ class ManagedProcess:
         self.finished.set()
 
     def _deadline_passed(self) -> None:
-        if self.end is None:
+        self._output_cancelled.set()  # outCtx derives from the deadline's context
+        if not self._protocol.exited.is_set():
             logger.info("pid %d (%r) passed its timeout: killed", self.pid, self.record.cmd)
             self.record.timed_out = True
             self.signal(signal.SIGKILL)

@@ -268,8 +268,7 @@ class E2BSandboxProvider:
                     # (A kept runner: this one is lost, and says why; the others stay.)
                     k = self._kept(job)
                     end = (
-                        f"echo timeout > {k}/lost; /usr/bin/kill -KILL $(cat {k}/pid); "
-                        + _KILL_OTHERS
+                        _give_up(k, "timeout") + _PAUSE
                         if nonce
                         else f"pkill -KILL -u {CODE_USER}; "
                     )
@@ -307,7 +306,7 @@ class E2BSandboxProvider:
                 # It could not stop what the code started (a thread): not used again.
                 with contextlib.suppress(Exception):
                     await sandbox.commands.run(
-                        f"echo busy > {k}/lost; /usr/bin/kill -KILL $(cat {k}/pid); true",
+                        _give_up(k, "busy") + "true",
                         user="root",
                         timeout=30,
                         retain_output=False,
@@ -334,15 +333,15 @@ class E2BSandboxProvider:
         """One root shell per keepState execution. The sandbox's runner of this language is
         started once (as the code's user, reading requests from a root-owned FIFO and
         appending frames to a root-owned file); each execution resumes it (SIGCONT), hands
-        it the request, waits for the result frame carrying this execution's nonce, stops
-        it again (SIGSTOP), kills every other process of the code's user (what the code
-        started) and prints the frames this execution added, after FRAMES_MARK. A runner
+        it the request, waits for the result frame carrying this execution's nonce, pauses
+        (_pause: every kept runner seen stopped, every other process of the code's user, what
+        the code started, killed) and prints the frames this execution added, after
+        FRAMES_MARK. A runner
         found dead is replaced, and the frames start with why (STATE_FRAME)."""
         runner, env = self._runner_command(job), self._code_env()
         frames_cap = channel_budget(job.output_limit_bytes)
-        as_code = f"/usr/bin/setpriv --reuid={CODE_USER} --regid={CODE_USER} --init-groups"
+        as_code = _AS_CODE
         k = self._kept(job)
-        kill_others = _KILL_OTHERS
         alive = '[ -n "$pid" ] && /usr/bin/kill -0 "$pid" 2>/dev/null'
         return (
             "export PATH=/usr/sbin:/usr/bin:/sbin:/bin; "
@@ -350,17 +349,25 @@ class E2BSandboxProvider:
             f"/usr/bin/chmod -R go-w /usr/local && /usr/bin/touch {RUN_DIR}.locked; }} "
             "|| exit 97; "
             f"/usr/bin/mkdir -p -m 700 {KEPT_DIR} {k}; reason=; "
-            f"pid=$(/usr/bin/cat {k}/pid 2>/dev/null); "
+            f"{_runners(f'{k}/pid')}pid=${{r# }}; "
             f"if {alive}; then /usr/bin/kill -CONT $pid; else "
-            f'  [ -n "$pid" ] && reason=$(/usr/bin/cat {k}/lost 2>/dev/null || echo crash); '
-            f"  {kill_others}"
+            # (It had one, now dead or its pid another's: why it was lost.)
+            f"  [ -e {k}/pid ] && reason=$(/usr/bin/cat {k}/lost 2>/dev/null || echo crash); "
+            f"  {_PAUSE}"
             f"  /usr/bin/rm -rf {k}/*; /usr/bin/mkfifo -m 644 {k}/in; "
             f"  : > {k}/events; : > {k}/out; : > {k}/err; "
             f"  {as_code} /usr/bin/mkdir -p -m 700 {self._kept_workdir(job)} || exit 97; "
+            # A session of its own (setsid: not a group leader, so the same pid): the kernel
+            # sends SIGHUP + SIGCONT to a group orphaned with a stopped member when the one
+            # that linked it to its session exits. A runner that made a group of its own
+            # while root's shell, its parent, was in its session would be woken when that
+            # shell exits, after the pause; from another session it never is.
             f"  ( ulimit -u {self._settings.sandbox_max_processes}; cd {CODE_HOME} && "
-            f"exec {as_code} --no-new-privs /usr/bin/env -i {env} {runner} ) "
+            f"exec /usr/bin/setsid {as_code} --no-new-privs /usr/bin/env -i {env} {runner} ) "
             f"<>{k}/in 3>>{k}/events >>{k}/out 2>>{k}/err & "
-            f"  pid=$!; echo $pid > {k}/pid; "
+            # Its identity: the pid and the start time (a pid alone may be another's later).
+            f"  pid=$!; read -r l < /proc/$pid/stat; set -- ${{l##*) }}; "
+            f'  echo "$pid ${{20}}" > {k}/pid; '
             f'  until /usr/bin/grep -q \'"t":"ready"\' {k}/events; do '
             f"{alive} || break; /usr/bin/sleep 0.005; done; "
             "fi; "
@@ -369,8 +376,7 @@ class E2BSandboxProvider:
             f"{{ /usr/bin/cat {here}/request.json; echo; }} > {k}/in; "
             f"until /usr/bin/tail -c +$((off + 1)) {k}/events | /usr/bin/grep -qF "
             f'\'"nonce":"{nonce}"\'; do {alive} || break; /usr/bin/sleep 0.005; done; '
-            f"if {alive}; then /usr/bin/kill -STOP $pid; else echo crash > {k}/lost; fi; "
-            f"{kill_others}"
+            f"{alive} || echo crash > {k}/lost; {_PAUSE}"
             f"/usr/bin/tail -c +$((o1 + 1)) {k}/out; /usr/bin/tail -c +$((e1 + 1)) {k}/err >&2; "
             "printf '\\0IRIS-FRAMES\\0\\n'; "
             # Always the first line, root's: one the code wrote can only follow it.
@@ -431,13 +437,7 @@ class E2BSandboxProvider:
         # The frames are JSON: escaped text, a frame per write. The same budget as the
         # runner's channel anywhere (adapters/frames.py), so output at its cap always fits.
         frames_cap = channel_budget(job.output_limit_bytes)
-        as_code = f"/usr/bin/setpriv --reuid={CODE_USER} --regid={CODE_USER} --init-groups"
-        # Kill every process of the code's user: kill(-1) as that user, again until none is
-        # left (a process forking as fast as it can cannot outrun it for long).
-        kill_all = (
-            f"while /usr/bin/pgrep -u {CODE_USER} >/dev/null; do "
-            f"{as_code} /usr/bin/kill -KILL -1 2>/dev/null; /usr/bin/sleep 0.01; done; "
-        )
+        as_code, kill_all = _AS_CODE, _KILL_ALL
         return (
             # Root runs only what root owns: a fixed PATH, and E2B's world-writable
             # /usr/local (first on root's and envd's PATH) closed before any code runs, once
@@ -532,14 +532,66 @@ class E2BSandboxProvider:
         return state is not None and state.endswith("running")
 
 
-#: Every process of the code's user but the kept runners (stopped), killed until none is left.
-_KILL_OTHERS = (
-    # (Zombies are dead already: their parent, a stopped runner, reaps them when resumed.)
-    f"while o=$(/usr/bin/ps -u {CODE_USER} -o pid=,stat= | /usr/bin/awk '$2 !~ /^Z/ {{print $1}}'"
-    " | /usr/bin/grep -vxF "
-    f'"$(/usr/bin/cat {KEPT_DIR}/*/pid 2>/dev/null; echo x)"); [ -n "$o" ]; do '
-    "/usr/bin/kill -KILL $o 2>/dev/null; /usr/bin/sleep 0.01; done; "
+#: Runs a command as the code's user (root's shell drops to it).
+_AS_CODE = f"/usr/bin/setpriv --reuid={CODE_USER} --regid={CODE_USER} --init-groups"
+#: Kill every process of the code's user: kill(-1) as that user, again until none is left (a
+#: process forking as fast as it can cannot outrun it for long).
+_KILL_ALL = (
+    f"while /usr/bin/pgrep -u {CODE_USER} >/dev/null; do "
+    f"{_AS_CODE} /usr/bin/kill -KILL -1 2>/dev/null; /usr/bin/sleep 0.01; done; "
 )
+
+
+def _runners(pid_files: str) -> str:
+    """Shell that sets ``r`` to the pids of the kept runners named by ``pid_files`` (a glob)
+    that still live: each file holds the runner's pid and start time, and a pid whose
+    process started at another time (the runner died, the pid was reused, by the code or by
+    root) or is a zombie is not one. Shell builtins only."""
+    return (
+        f'r=; for f in {pid_files}; do read -r p s 2>/dev/null < "$f" && '
+        'read -r l 2>/dev/null < "/proc/$p/stat" && set -- ${l##*) } && [ "$1" != Z ] && '
+        '[ "${20}" = "$s" ] && r="$r $p"; done; '
+    )
+
+
+def _give_up(kept: str, why: str) -> str:
+    """Shell that kills the kept runner of directory ``kept`` (if it still lives), after
+    writing why the next execution of its language will say it was lost."""
+    return f"echo {why} > {kept}/lost; {_runners(f'{kept}/pid')}kill -KILL $r 2>/dev/null; "
+
+
+#: Rounds of the pause before the kept runners are given up; from the fourth on, each waits
+#: 10 ms (so about half a second in all, the local pause's deadline).
+PAUSE_ROUNDS = 50
+
+
+def _pause(rounds: int) -> str:
+    """Between two executions: SIGSTOP every kept runner of the sandbox (the code may have woken
+    another language's) and SIGKILL every other process of the code's user, again until no
+    other is alive and then every thread of every runner is seen stopped (T; Z/X: dead).
+    Seen stopped, not merely sent SIGSTOP: a process of the code can SIGCONT a runner between
+    its SIGSTOP and its own SIGKILL, and the runner would run on between executions (and start
+    more). In that order: a process read dead by ps sends nothing after, while one that ps read
+    after the runner could still have woken it. Once nothing but stopped runners is left,
+    nothing can wake them. If that does not hold in ``rounds`` rounds, every runner is given
+    up: killed, and the next execution of its language says "busy". The usual cost is one ps
+    (the threads' states are read by shell builtins); no sleep unless the code left something."""
+    return (
+        f"{_runners(f'{KEPT_DIR}/*/pid')}i=0; "
+        "while :; do kill -STOP $r 2>/dev/null; "
+        f'o=$(/usr/bin/ps -u {CODE_USER} -o pid=,stat= | /usr/bin/awk -v r="$r" '
+        "'BEGIN {split(r, a); for (k in a) run[a[k]] = 1} !($1 in run) && $2 !~ /^Z/ {print $1}'); "
+        'if [ -z "$o" ]; then w=; for p in $r; do for t in /proc/$p/task/*/stat; do '
+        'read -r l 2>/dev/null < "$t" || continue; case ${l##*) } in [TZX]*) ;; *) w=1;; esac; '
+        'done; done; [ -z "$w" ] && break; fi; '
+        f"i=$((i + 1)); if [ $i -gt {rounds} ]; then "
+        f'for d in {KEPT_DIR}/*/; do [ -e "$d"lost ] || echo busy > "$d"lost; done; '
+        f"kill -KILL $r 2>/dev/null; {_KILL_ALL}break; fi; "
+        "kill -KILL $o 2>/dev/null; [ $i -lt 4 ] || /usr/bin/sleep 0.01; done; "
+    )
+
+
+_PAUSE = _pause(PAUSE_ROUNDS)
 
 
 class _FramedStdout:
