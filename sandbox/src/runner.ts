@@ -397,7 +397,7 @@ async function run(request: RunRequest): Promise<void> {
     if (!compiled.ok) return void (await finish({ t: "result", ok: false, error: compiled.error }, 1));
     code = compiled.code;
     request.specifiers = compiled.specifiers;
-    if (compiled.script) script = await toScript(code, path.join(request.workdir, request.filename));
+    if (compiled.script) script = toScript(code, path.join(request.workdir, request.filename));
     if (compiled.script && script === null) {
       // Not a script V8 takes (something the stripping did not foresee): a module, as ever.
       const module = await compileHere(request, false);
@@ -436,9 +436,10 @@ async function run(request: RunRequest): Promise<void> {
 async function compileHere(request: RunRequest, script: boolean): Promise<CompiledProgram | CompileFailure> {
   compiler ??= (await import(pathToFileURL(path.join(assetsDir, "compile.mjs")).href)) as typeof import("./compile");
   // esbuild's own binary is in the assets; its module reads where when it first loads
-  // (during a compile), and the code's environment is not left with it.
-  const had = "ESBUILD_BINARY_PATH" in process.env;
-  if (!had) process.env.ESBUILD_BINARY_PATH = path.join(assetsDir, "esbuild");
+  // (during a compile). Ours, whatever the code of a kept runner set there; and the code's
+  // environment is given back as it was.
+  const own = process.env.ESBUILD_BINARY_PATH;
+  process.env.ESBUILD_BINARY_PATH = path.join(assetsDir, "esbuild");
   try {
     const compiled = await compiler.compile(request.source ?? "", {
       language: request.language ?? "typescript",
@@ -453,27 +454,30 @@ async function compileHere(request: RunRequest, script: boolean): Promise<Compil
     if (keeping && !(compiled.ok && compiled.script)) await compiler.stopCompiler();
     return compiled;
   } finally {
-    if (!had) delete process.env.ESBUILD_BINARY_PATH;
+    if (own === undefined) delete process.env.ESBUILD_BINARY_PATH;
+    else process.env.ESBUILD_BINARY_PATH = own;
+  }
+}
+
+const importModuleDynamically = vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+
+/** Node 20 says once, on the first import from a script with this loader option, that the
+ *  option is experimental: said to no one (it would be the code's stderr), when the runner
+ *  starts keeping, before any code runs (code may make process.emitWarning its own). */
+async function readyScripts(): Promise<void> {
+  const emit = process.emitWarning;
+  process.emitWarning = () => undefined;
+  try {
+    const probe = new vm.Script('import("node:path")', { filename: path.join(assetsDir, "probe.js"), importModuleDynamically });
+    await (probe.runInThisContext() as Promise<unknown>);
+  } finally {
+    process.emitWarning = emit;
   }
 }
 
 /** A kept runner's compiled script, or null when V8 does not take it. Its dynamic imports
  *  resolve as a module's at ``filename`` would (its directory, the same loader). */
-async function toScript(code: string, filename: string): Promise<vm.Script | null> {
-  const importModuleDynamically = vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER;
-  if (!scriptsReady) {
-    // Node 20 says once, on the first import, that this loader option is experimental: say
-    // it to no one (it would be the code's stderr), here, before any code runs.
-    scriptsReady = true;
-    const emit = process.emitWarning;
-    process.emitWarning = () => undefined;
-    try {
-      const probe = new vm.Script('import("node:path")', { filename, importModuleDynamically });
-      await (probe.runInThisContext() as Promise<unknown>);
-    } finally {
-      process.emitWarning = emit;
-    }
-  }
+function toScript(code: string, filename: string): vm.Script | null {
   try {
     return new vm.Script(code, { filename, importModuleDynamically });
   } catch (err) {
@@ -501,7 +505,6 @@ function writeModule(request: RunRequest, code: string): string {
 }
 
 let compiler: typeof import("./compile") | null = null;
-let scriptsReady = false;
 let runs = 0;
 let init: ((info: unknown) => void) | null = null;
 
@@ -529,7 +532,10 @@ async function main(): Promise<void> {
   const first = readRequestSync();
   if (first === null) exit(0);
   let request = parseJson(first as string) as RunRequest;
-  if (request.keep === true) startKeeping();
+  if (request.keep === true) {
+    startKeeping();
+    await readyScripts();
+  }
   for (;;) {
     const job = new Promise<void>((resolve) => (resolveJob = resolve));
     run(request).catch(fail);
