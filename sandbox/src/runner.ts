@@ -228,7 +228,11 @@ const immediates = new Set<NodeJS.Immediate>();
 const workers = new Set<{ terminate(): Promise<number> }>();
 let baselineHandles = new Set<unknown>();
 let keeping = false;
-/** What stdin had past the last request's line. */
+/** Where requests come from: stdin, or for a kept runner the local host's copy of it. */
+let requestFd = 0;
+/** The local host's copy of the request pipe (runner.py's launcher); absent elsewhere. */
+const REQUESTS_FD = 4;
+/** What the request pipe had past the last request's line. */
 let requestBuffer = Buffer.alloc(0);
 let resolveJob: (() => void) | null = null;
 
@@ -242,6 +246,14 @@ const timerHook = createHook({
 function startKeeping(): void {
   if (keeping) return;
   keeping = true;
+  // The code's stdin is empty, as in a fresh run (whose host closes it after the request):
+  // not the request pipe, open between requests, where reading it would wait for the time
+  // limit. Closed, fd 0 is the lowest free descriptor: /dev/null takes it.
+  if (sameFile(0, REQUESTS_FD)) {
+    fs.closeSync(0);
+    fs.openSync("/dev/null", "r");
+    requestFd = REQUESTS_FD;
+  }
   baselineHandles = new Set(activeHandles());
   const threads = createRequire(import.meta.url)("node:worker_threads") as {
     Worker: new (...args: unknown[]) => { terminate(): Promise<number>; once(e: string, f: () => void): void };
@@ -261,6 +273,15 @@ function startKeeping(): void {
   process.on("beforeExit", () => {
     if (currentRequest !== null && !finished) void finish({ t: "result", ok: true, value: null }, 0);
   });
+}
+
+function sameFile(a: number, b: number): boolean {
+  try {
+    const [x, y] = [fs.fstatSync(a), fs.fstatSync(b)];
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
 }
 
 function activeHandles(): unknown[] {
@@ -315,10 +336,11 @@ async function quiesce(): Promise<boolean> {
  * The next request: one line on stdin (or, for a fresh runner, whose host closes stdin after
  * its request, everything up to the end); null at an end with nothing before it.
  *
- * Read blocking, straight from fd 0, never through process.stdin: libuv would make the pipe
- * non-blocking, and the jail's user may not reopen the host's pipe (/proc/self/fd/0 is
- * EACCES), so every request would then wait for a polling round (a millisecond) to be seen.
- * Code that opens process.stdin itself still gets its requests that way (EAGAIN below).
+ * Read blocking, straight from the descriptor (requestFd), never through process.stdin:
+ * libuv would make the pipe non-blocking, and the jail's user may not reopen the host's pipe
+ * (/proc/self/fd/0 is EACCES), so every request would then wait for a polling round (a
+ * millisecond) to be seen. A pipe made non-blocking anyway (a kept runner's code opening
+ * process.stdin where the host gives no copy: E2B) is polled (EAGAIN below).
  */
 function readRequestSync(): string | null {
   const chunk = Buffer.alloc(64 * 1024);
@@ -331,7 +353,7 @@ function readRequestSync(): string | null {
     }
     let n: number;
     try {
-      n = fs.readSync(0, chunk, 0, chunk.length, null);
+      n = fs.readSync(requestFd, chunk, 0, chunk.length, null);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "EAGAIN") {
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);

@@ -57,21 +57,17 @@ READ_STDIN = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a kept runner's stdin is its request pipe, open between requests: code that reads"
-    " it waits for the time limit and loses the state (fix: requests on a descriptor of their"
-    " own, stdin at /dev/null)",
-)
 @pytest.mark.parametrize(("language", "code"), READ_STDIN)
 def test_code_reading_stdin_answers_kept_as_fresh(
     server: LocalServer, key: str, language: str, code: str
 ) -> None:
     fresh = execute(server, key, code, language=language, timeoutMs=3000)
     assert fresh["success"] is True and fresh["returnValue"] == 0, fresh
-    kept = kept_after(server, key, "x = 1", code, language=language, timeoutMs=3000)
+    first = "x = 1" if language == "python" else "var x = 1;"
+    kept = kept_after(server, key, first, code, language=language, timeoutMs=3000)
     assert "limitHit" not in kept["metadata"], kept["metadata"]
     assert kept["returnValue"] == 0, kept
+    assert kept["metadata"]["stateReset"] is False
 
 
 def test_a_read_of_the_request_pipe_left_pending_holds_nothing_past_the_time_limit(
