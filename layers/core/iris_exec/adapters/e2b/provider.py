@@ -332,7 +332,8 @@ class E2BSandboxProvider:
 
     def _kept_script(self, job: ExecutionJob, here: str, nonce: str) -> str:
         """One root shell per keepState execution. The sandbox's runner of this language is
-        started once (as the code's user, reading requests from a root-owned FIFO and
+        started once (as the code's user, reading requests from a root-owned FIFO, a copy
+        of its stdin at fd 4 so that the code's stdin can be emptied (runner.ts), and
         appending frames to a root-owned file); each execution resumes it (SIGCONT), hands
         it the request, waits for the result frame carrying this execution's nonce, stops
         it again (SIGSTOP), kills every other process of the code's user (what the code
@@ -359,7 +360,7 @@ class E2BSandboxProvider:
             f"  {as_code} /usr/bin/mkdir -p -m 700 {self._kept_workdir(job)} || exit 97; "
             f"  ( ulimit -u {self._settings.sandbox_max_processes}; cd {CODE_HOME} && "
             f"exec {as_code} --no-new-privs /usr/bin/env -i {env} {runner} ) "
-            f"<>{k}/in 3>>{k}/events >>{k}/out 2>>{k}/err & "
+            f"<>{k}/in 4<&0 3>>{k}/events >>{k}/out 2>>{k}/err & "
             f"  pid=$!; echo $pid > {k}/pid; "
             f'  until /usr/bin/grep -q \'"t":"ready"\' {k}/events; do '
             f"{alive} || break; /usr/bin/sleep 0.005; done; "
