@@ -17,12 +17,13 @@
  * make the host believe in another result. (A program that writes to fd 3 on
  * purpose can only change its own result, which it controls anyway.)
  *
- * Kept state (`"keep": true` in the request, see keep.ts): the runner does not exit after
+ * Kept state (`"keep": true` in the request, see compile.ts): the runner does not exit after
  * its result. It stops what the execution left running (timers, immediates, sockets,
  * servers, child processes, worker threads), then sends its result frame, which then
  * carries the request's `nonce` and `idle` (false: something could not be stopped), and
- * waits for the next request, one JSON line on stdin. Top-level declarations of the
- * code were compiled into bindings of globalThis, so the next execution sees them.
+ * waits for the next request, one JSON line on the request pipe (see startKeeping). It
+ * compiles each program itself (compileHere): top-level declarations become bindings of
+ * globalThis, so the next execution sees them.
  */
 import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
@@ -228,9 +229,10 @@ const immediates = new Set<NodeJS.Immediate>();
 const workers = new Set<{ terminate(): Promise<number> }>();
 let baselineHandles = new Set<unknown>();
 let keeping = false;
-/** Where requests come from: stdin, or for a kept runner the local host's copy of it. */
+/** Where requests come from: stdin, or for a kept runner the host's copy of it. */
 let requestFd = 0;
-/** The local host's copy of the request pipe (runner.py's launcher); absent elsewhere. */
+/** The host's copy of the request pipe (local: runner.py's launcher; E2B: the kept runner's
+ *  script); where it is absent, a kept runner's code shares stdin with the requests. */
 const REQUESTS_FD = 4;
 /** What the request pipe had past the last request's line. */
 let requestBuffer = Buffer.alloc(0);
@@ -340,7 +342,7 @@ async function quiesce(): Promise<boolean> {
  * libuv would make the pipe non-blocking, and the jail's user may not reopen the host's pipe
  * (/proc/self/fd/0 is EACCES), so every request would then wait for a polling round (a
  * millisecond) to be seen. A pipe made non-blocking anyway (a kept runner's code opening
- * process.stdin where the host gives no copy: E2B) is polled (EAGAIN below).
+ * process.stdin where the host gives no copy at REQUESTS_FD) is polled (EAGAIN below).
  */
 function readRequestSync(): string | null {
   const chunk = Buffer.alloc(64 * 1024);
@@ -425,6 +427,7 @@ async function run(request: RunRequest): Promise<void> {
       const module = await compileHere(request, false);
       if (!module.ok) return void (await finish({ t: "result", ok: false, error: module.error }, 1));
       code = module.code;
+      request.specifiers = module.specifiers;
     }
   }
 
