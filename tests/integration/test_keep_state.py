@@ -878,3 +878,21 @@ def test_a_read_only_emit_warning_does_not_break_the_next_script(
     assert answer["success"] is True, answer
     assert answer["returnValue"] == "/"
     assert answer["metadata"]["stateReset"] is False
+
+
+def test_the_server_holds_no_more_descriptors_after_many_kept_executions(
+    server: LocalServer, key: str
+) -> None:
+    """Each execution opens the cgroup's peak-memory file (and pipes for a replaced runner):
+    answered, failed, exited or stopped at its time limit, nothing of it stays open."""
+
+    def descriptors() -> int:
+        time.sleep(1.5)  # teardowns run after the answer
+        return len(list(Path(f"/proc/{server.proc.pid}/fd").iterdir()))
+
+    sandbox = kept(server, key, "return 0", None)["sandboxId"]
+    before = descriptors()
+    for code in ("return 1", "throw new Error('e')", "process.exit(2)", "while (true) {}") * 6:
+        kept(server, key, code, sandbox, timeoutMs=500)
+    assert kept(server, key, "return 'last'", sandbox)["returnValue"] == "last"
+    assert descriptors() - before < 12
