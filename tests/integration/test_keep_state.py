@@ -888,6 +888,7 @@ def test_the_server_holds_no_more_descriptors_after_many_kept_executions(
 
     def descriptors() -> int:
         time.sleep(1.5)  # teardowns run after the answer
+        assert server.proc is not None
         return len(list(Path(f"/proc/{server.proc.pid}/fd").iterdir()))
 
     sandbox = kept(server, key, "return 0", None)["sandboxId"]
