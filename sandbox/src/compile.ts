@@ -2,7 +2,8 @@
  * Turns the user's TypeScript (or JavaScript) into an ES module the runner can
  * import: static imports are hoisted to the top, the rest of the program becomes
  * the body of an async function (so top-level `await` and `return` both work),
- * and esbuild strips the types.
+ * and esbuild strips the types. A kept runner compiling for itself gets, where the
+ * program allows, a script instead, its types blanked in place (strip.ts): no esbuild.
  *
  * Why a real parser: esbuild alone rejects a file with both top-level `await`
  * and top-level `return`, and regexes cannot tell an import statement from the

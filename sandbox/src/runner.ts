@@ -17,12 +17,13 @@
  * make the host believe in another result. (A program that writes to fd 3 on
  * purpose can only change its own result, which it controls anyway.)
  *
- * Kept state (`"keep": true` in the request, see keep.ts): the runner does not exit after
+ * Kept state (`"keep": true` in the request, see compile.ts): the runner does not exit after
  * its result. It stops what the execution left running (timers, immediates, sockets,
  * servers, child processes, worker threads), then sends its result frame, which then
  * carries the request's `nonce` and `idle` (false: something could not be stopped), and
- * waits for the next request, one JSON line on stdin. Top-level declarations of the
- * code were compiled into bindings of globalThis, so the next execution sees them.
+ * waits for the next request, one JSON line on the request pipe (see startKeeping). It
+ * compiles each program itself (compileHere): top-level declarations become bindings of
+ * globalThis, so the next execution sees them.
  */
 import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
@@ -228,7 +229,12 @@ const immediates = new Set<NodeJS.Immediate>();
 const workers = new Set<{ terminate(): Promise<number> }>();
 let baselineHandles = new Set<unknown>();
 let keeping = false;
-/** What stdin had past the last request's line. */
+/** Where requests come from: stdin, or for a kept runner the host's copy of it. */
+let requestFd = 0;
+/** The host's copy of the request pipe (local: runner.py's launcher; E2B: the kept runner's
+ *  script); where it is absent, a kept runner's code shares stdin with the requests. */
+const REQUESTS_FD = 4;
+/** What the request pipe had past the last request's line. */
 let requestBuffer = Buffer.alloc(0);
 let resolveJob: (() => void) | null = null;
 
@@ -242,6 +248,14 @@ const timerHook = createHook({
 function startKeeping(): void {
   if (keeping) return;
   keeping = true;
+  // The code's stdin is empty, as in a fresh run (whose host closes it after the request):
+  // not the request pipe, open between requests, where reading it would wait for the time
+  // limit. Closed, fd 0 is the lowest free descriptor: /dev/null takes it.
+  if (sameFile(0, REQUESTS_FD)) {
+    fs.closeSync(0);
+    fs.openSync("/dev/null", "r");
+    requestFd = REQUESTS_FD;
+  }
   baselineHandles = new Set(activeHandles());
   const threads = createRequire(import.meta.url)("node:worker_threads") as {
     Worker: new (...args: unknown[]) => { terminate(): Promise<number>; once(e: string, f: () => void): void };
@@ -261,6 +275,15 @@ function startKeeping(): void {
   process.on("beforeExit", () => {
     if (currentRequest !== null && !finished) void finish({ t: "result", ok: true, value: null }, 0);
   });
+}
+
+function sameFile(a: number, b: number): boolean {
+  try {
+    const [x, y] = [fs.fstatSync(a), fs.fstatSync(b)];
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
 }
 
 function activeHandles(): unknown[] {
@@ -315,10 +338,11 @@ async function quiesce(): Promise<boolean> {
  * The next request: one line on stdin (or, for a fresh runner, whose host closes stdin after
  * its request, everything up to the end); null at an end with nothing before it.
  *
- * Read blocking, straight from fd 0, never through process.stdin: libuv would make the pipe
- * non-blocking, and the jail's user may not reopen the host's pipe (/proc/self/fd/0 is
- * EACCES), so every request would then wait for a polling round (a millisecond) to be seen.
- * Code that opens process.stdin itself still gets its requests that way (EAGAIN below).
+ * Read blocking, straight from the descriptor (requestFd), never through process.stdin:
+ * libuv would make the pipe non-blocking, and the jail's user may not reopen the host's pipe
+ * (/proc/self/fd/0 is EACCES), so every request would then wait for a polling round (a
+ * millisecond) to be seen. A pipe made non-blocking anyway (a kept runner's code opening
+ * process.stdin where the host gives no copy at REQUESTS_FD) is polled (EAGAIN below).
  */
 function readRequestSync(): string | null {
   const chunk = Buffer.alloc(64 * 1024);
@@ -331,7 +355,7 @@ function readRequestSync(): string | null {
     }
     let n: number;
     try {
-      n = fs.readSync(0, chunk, 0, chunk.length, null);
+      n = fs.readSync(requestFd, chunk, 0, chunk.length, null);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "EAGAIN") {
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
@@ -397,12 +421,13 @@ async function run(request: RunRequest): Promise<void> {
     if (!compiled.ok) return void (await finish({ t: "result", ok: false, error: compiled.error }, 1));
     code = compiled.code;
     request.specifiers = compiled.specifiers;
-    if (compiled.script) script = await toScript(code, path.join(request.workdir, request.filename));
+    if (compiled.script) script = toScript(code, path.join(request.workdir, request.filename));
     if (compiled.script && script === null) {
       // Not a script V8 takes (something the stripping did not foresee): a module, as ever.
       const module = await compileHere(request, false);
       if (!module.ok) return void (await finish({ t: "result", ok: false, error: module.error }, 1));
       code = module.code;
+      request.specifiers = module.specifiers;
     }
   }
 
@@ -436,9 +461,10 @@ async function run(request: RunRequest): Promise<void> {
 async function compileHere(request: RunRequest, script: boolean): Promise<CompiledProgram | CompileFailure> {
   compiler ??= (await import(pathToFileURL(path.join(assetsDir, "compile.mjs")).href)) as typeof import("./compile");
   // esbuild's own binary is in the assets; its module reads where when it first loads
-  // (during a compile), and the code's environment is not left with it.
-  const had = "ESBUILD_BINARY_PATH" in process.env;
-  if (!had) process.env.ESBUILD_BINARY_PATH = path.join(assetsDir, "esbuild");
+  // (during a compile). Ours, whatever the code of a kept runner set there; and the code's
+  // environment is given back as it was.
+  const own = process.env.ESBUILD_BINARY_PATH;
+  process.env.ESBUILD_BINARY_PATH = path.join(assetsDir, "esbuild");
   try {
     const compiled = await compiler.compile(request.source ?? "", {
       language: request.language ?? "typescript",
@@ -453,27 +479,30 @@ async function compileHere(request: RunRequest, script: boolean): Promise<Compil
     if (keeping && !(compiled.ok && compiled.script)) await compiler.stopCompiler();
     return compiled;
   } finally {
-    if (!had) delete process.env.ESBUILD_BINARY_PATH;
+    if (own === undefined) delete process.env.ESBUILD_BINARY_PATH;
+    else process.env.ESBUILD_BINARY_PATH = own;
+  }
+}
+
+const importModuleDynamically = vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+
+/** Node 20 says once, on the first import from a script with this loader option, that the
+ *  option is experimental: said to no one (it would be the code's stderr), when the runner
+ *  starts keeping, before any code runs (code may make process.emitWarning its own). */
+async function readyScripts(): Promise<void> {
+  const emit = process.emitWarning;
+  process.emitWarning = () => undefined;
+  try {
+    const probe = new vm.Script('import("node:path")', { filename: path.join(assetsDir, "probe.js"), importModuleDynamically });
+    await (probe.runInThisContext() as Promise<unknown>);
+  } finally {
+    process.emitWarning = emit;
   }
 }
 
 /** A kept runner's compiled script, or null when V8 does not take it. Its dynamic imports
  *  resolve as a module's at ``filename`` would (its directory, the same loader). */
-async function toScript(code: string, filename: string): Promise<vm.Script | null> {
-  const importModuleDynamically = vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER;
-  if (!scriptsReady) {
-    // Node 20 says once, on the first import, that this loader option is experimental: say
-    // it to no one (it would be the code's stderr), here, before any code runs.
-    scriptsReady = true;
-    const emit = process.emitWarning;
-    process.emitWarning = () => undefined;
-    try {
-      const probe = new vm.Script('import("node:path")', { filename, importModuleDynamically });
-      await (probe.runInThisContext() as Promise<unknown>);
-    } finally {
-      process.emitWarning = emit;
-    }
-  }
+function toScript(code: string, filename: string): vm.Script | null {
   try {
     return new vm.Script(code, { filename, importModuleDynamically });
   } catch (err) {
@@ -501,7 +530,6 @@ function writeModule(request: RunRequest, code: string): string {
 }
 
 let compiler: typeof import("./compile") | null = null;
-let scriptsReady = false;
 let runs = 0;
 let init: ((info: unknown) => void) | null = null;
 
@@ -529,7 +557,10 @@ async function main(): Promise<void> {
   const first = readRequestSync();
   if (first === null) exit(0);
   let request = parseJson(first as string) as RunRequest;
-  if (request.keep === true) startKeeping();
+  if (request.keep === true) {
+    startKeeping();
+    await readyScripts();
+  }
   for (;;) {
     const job = new Promise<void>((resolve) => (resolveJob = resolve));
     run(request).catch(fail);

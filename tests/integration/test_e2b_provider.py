@@ -341,6 +341,19 @@ async def test_keep_state_keeps_a_runner_alive_in_the_e2b_sandbox(
 
 
 @pytest.mark.usefixtures("sdk_env")
+async def test_kept_code_reads_an_empty_stdin_on_e2b(tmp_path: Path, e2b: E2BStandIn) -> None:
+    """As in a fresh run: not the kept runner's request pipe, where reading would wait for
+    the time limit (and lose the state)."""
+    container = build(tmp_path, e2b)
+    run = wired(container)
+    first = await run(ALPHA, kept_command("const kept = 1;\nreturn kept", None))
+    read = "return [require('node:fs').readFileSync(0, 'utf8').length, kept]"
+    answer = await run(ALPHA, kept_command(read, first["sandboxId"], timeout_s=5))
+    assert answer["result"]["returnValue"] == [0, 1], answer["result"]
+    assert answer["result"]["metadata"]["stateReset"] is False
+
+
+@pytest.mark.usefixtures("sdk_env")
 async def test_keep_state_resets_on_e2b_are_said(tmp_path: Path, e2b: E2BStandIn) -> None:
     container = build(tmp_path, e2b)
     run = wired(container)

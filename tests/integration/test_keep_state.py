@@ -766,3 +766,134 @@ def test_a_runner_that_stops_reading_requests_still_answers_at_the_time_limit(
     after = kept(server, key, "return 3", first["sandboxId"], language="python")
     assert after["returnValue"] == 3
     assert after["metadata"]["stateResetReason"] == "timeout"
+
+
+# -- the code against its own runner ----------------------------------------------------------
+#
+# What the runner does in the jail between executions, with state the code can reach (its
+# globals, its environment, the request pipe), must neither hold the host past the time
+# limit nor turn the next execution's compile against it.
+
+
+def kept_after(server: LocalServer, key: str, first: str, then: str, **fields: Any) -> Any:
+    """Run ``first`` kept in a new sandbox, then ``then`` in its kept runner: the second result."""
+    armed = kept(server, key, first, None, **fields)
+    assert armed["success"] is True, armed
+    return kept(server, key, then, armed["sandboxId"], **fields)
+
+
+#: Ways code reads its standard input (none is given: a fresh run reads nothing, at once).
+READ_STDIN = [
+    ("javascript", "return require('node:fs').readFileSync(0, 'utf8').length"),
+    (
+        "javascript",
+        "let n = 0;\nconst lines = require('node:readline').createInterface({ input: process.stdin });\n"
+        "for await (const _ of lines) n++;\nreturn n",
+    ),
+    ("python", "import sys\nreturn len(sys.stdin.read())"),
+]
+
+
+@pytest.mark.parametrize(("language", "code"), READ_STDIN)
+def test_code_reading_stdin_answers_kept_as_fresh(
+    server: LocalServer, key: str, language: str, code: str
+) -> None:
+    fresh = run(server, key, code, language=language, timeoutMs=3000)["result"]
+    assert fresh["success"] is True and fresh["returnValue"] == 0, fresh
+    first = "x = 1" if language == "python" else "var x = 1;"
+    kept = kept_after(server, key, first, code, language=language, timeoutMs=3000)
+    assert "limitHit" not in kept["metadata"], kept["metadata"]
+    assert kept["returnValue"] == 0, kept
+    assert kept["metadata"]["stateReset"] is False
+
+
+def test_a_read_of_the_request_pipe_left_pending_holds_nothing_past_the_time_limit(
+    server: LocalServer, key: str
+) -> None:
+    """The code leaves reads of fd 0 running in libuv's thread pool (no handle: nothing the
+    runner stops sees them). One of them may take the next request from the runner: each
+    execution still answers within its time limit, and the state lost to a timeout is said."""
+    steal = (
+        "const fs = require('node:fs');\n"
+        "for (let i = 0; i < 4; i++) { const b = Buffer.alloc(1 << 16);"
+        " fs.read(0, b, 0, b.length, null, (e, n) => fs.writeFileSync('stolen', b.subarray(0, n))); }\n"
+        "return 1"
+    )
+    armed = kept(server, key, steal, None, language="javascript")
+    assert armed["returnValue"] == 1, armed
+    sandbox = armed["sandboxId"]
+    timed_out = False
+    for n in range(3):
+        began = time.monotonic()
+        answer = kept(server, key, f"return {n}", sandbox, language="javascript", timeoutMs=2000)
+        assert time.monotonic() - began < 15
+        if timed_out:
+            assert answer["metadata"]["stateResetReason"] == "timeout", answer["metadata"]
+        timed_out = answer["metadata"].get("limitHit") == "timeout"
+        assert timed_out or answer["returnValue"] == n, answer
+
+
+def test_a_compile_the_code_broke_is_stopped_at_the_time_limit(
+    server: LocalServer, key: str
+) -> None:
+    """The next execution's compile runs in the kept runner, among the code's globals: one
+    that never ends (a `sort` that spins) ends at that execution's time limit."""
+    began = time.monotonic()
+    stuck = kept_after(
+        server, key, "Array.prototype.sort = function () { for (;;); };\nreturn 1",
+        "const a: number = 2;\nreturn a", timeoutMs=3000,
+    )  # fmt: skip
+    assert stuck["metadata"]["limitHit"] == "timeout", stuck
+    assert time.monotonic() - began < 20
+
+
+def test_the_codes_environment_does_not_choose_the_compilers_binary(
+    server: LocalServer, key: str
+) -> None:
+    """esbuild's module takes its binary from ESBUILD_BINARY_PATH when it first loads, in a
+    compile of the kept runner: the code's own value there is not the runner's, and the code
+    finds its value as it left it."""
+    answer = kept_after(
+        server, key, "process.env.ESBUILD_BINARY_PATH = '/tmp/mine';\nreturn 1",
+        "enum E { A = 3 }\nreturn [E.A, process.env.ESBUILD_BINARY_PATH]",
+    )  # fmt: skip
+    assert answer["success"] is True, answer
+    assert answer["returnValue"] == [3, "/tmp/mine"]
+    assert answer["output"] == '=== Results ===\n[\n  3,\n  "/tmp/mine"\n]', answer["output"]
+
+
+def test_a_read_only_emit_warning_does_not_break_the_next_script(
+    server: LocalServer, key: str
+) -> None:
+    """The runner silences Node's one-time warning about its script loader before any code
+    runs: a first execution compiled by esbuild (an enum) that makes process.emitWarning its
+    own does not turn the next execution, a script, into the runner's error."""
+    answer = kept_after(
+        server,
+        key,
+        "enum E { A }\nObject.defineProperty(process, 'emitWarning', { value: () => {}, writable: false });\n"
+        "return E.A",
+        "const m = await import('node:path');\nreturn m.sep",
+    )
+    assert answer["success"] is True, answer
+    assert answer["returnValue"] == "/"
+    assert answer["metadata"]["stateReset"] is False
+
+
+def test_the_server_holds_no_more_descriptors_after_many_kept_executions(
+    server: LocalServer, key: str
+) -> None:
+    """Each execution opens the cgroup's peak-memory file (and pipes for a replaced runner):
+    answered, failed, exited or stopped at its time limit, nothing of it stays open."""
+
+    def descriptors() -> int:
+        time.sleep(1.5)  # teardowns run after the answer
+        assert server.proc is not None
+        return len(list(Path(f"/proc/{server.proc.pid}/fd").iterdir()))
+
+    sandbox = kept(server, key, "return 0", None)["sandboxId"]
+    before = descriptors()
+    for code in ("return 1", "throw new Error('e')", "process.exit(2)", "while (true) {}") * 6:
+        kept(server, key, code, sandbox, timeoutMs=500)
+    assert kept(server, key, "return 'last'", sandbox)["returnValue"] == "last"
+    assert descriptors() - before < 12

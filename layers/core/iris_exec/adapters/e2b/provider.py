@@ -331,7 +331,8 @@ class E2BSandboxProvider:
 
     def _kept_script(self, job: ExecutionJob, here: str, nonce: str) -> str:
         """One root shell per keepState execution. The sandbox's runner of this language is
-        started once (as the code's user, reading requests from a root-owned FIFO and
+        started once (as the code's user, reading requests from a root-owned FIFO, a copy
+        of its stdin at fd 4 so that the code's stdin can be emptied (runner.ts), and
         appending frames to a root-owned file); each execution resumes it (SIGCONT), hands
         it the request, waits for the result frame carrying this execution's nonce, pauses
         (_pause: every kept runner seen stopped, every other process of the code's user, what
@@ -364,7 +365,7 @@ class E2BSandboxProvider:
             # shell exits, after the pause; from another session it never is.
             f"  ( ulimit -u {self._settings.sandbox_max_processes}; cd {CODE_HOME} && "
             f"exec /usr/bin/setsid {as_code} --no-new-privs /usr/bin/env -i {env} {runner} ) "
-            f"<>{k}/in 3>>{k}/events >>{k}/out 2>>{k}/err & "
+            f"<>{k}/in 4<&0 3>>{k}/events >>{k}/out 2>>{k}/err & "
             # Its identity: the pid and the start time (a pid alone may be another's later).
             f"  pid=$!; read -r l < /proc/$pid/stat; set -- ${{l##*) }}; "
             f'  echo "$pid ${{20}}" > {k}/pid; '

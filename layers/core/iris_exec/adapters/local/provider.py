@@ -675,8 +675,9 @@ class LocalSandboxProvider:
         }
 
     async def _code(self, job: ExecutionJob, python: bool) -> dict[str, Any] | CodeError:
-        """The code's part of the request: Python's source (it compiles in its runner), or
-        the compiled module; the compile error of code that does not compile."""
+        """The code's part of the request: the source for Python and for a kept runner (each
+        compiles in its runner), else the module the shared compiler made; the compile error
+        of code that does not compile."""
         if python:
             return {
                 "source": job.source,

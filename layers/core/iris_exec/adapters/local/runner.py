@@ -43,8 +43,10 @@ EXIT_GRACE_S = 1.0
 READ_CHUNK = 64 * 1024
 
 # Moves the launcher into its cgroups before bubblewrap forks anything, then puts
-# the event pipe at fd 3 and replaces itself with bubblewrap. (bash, not dash: dash
-# cannot redirect file descriptors above 9.)
+# the event pipe at fd 3, a copy of the request pipe (stdin) at fd 4, and replaces itself
+# with bubblewrap. (bash, not dash: dash cannot redirect file descriptors above 9.) A kept
+# Node runner reads its requests from fd 4 and gives the code /dev/null as stdin (Node
+# cannot dup a descriptor; Python's runner dups its own).
 BASH = "/bin/bash"
 SETPRIV = "/usr/bin/setpriv"
 LAUNCHER = r"""
@@ -55,7 +57,7 @@ if [ -n "$IRIS_DATA_KB" ]; then ulimit -d "$IRIS_DATA_KB"; fi
 if [ -n "$IRIS_FSIZE_KB" ]; then ulimit -f "$IRIS_FSIZE_KB"; fi
 if [ -n "$IRIS_NPROC" ]; then ulimit -u "$IRIS_NPROC" 2>/dev/null || ulimit -p "$IRIS_NPROC"; fi
 # Nothing of this launcher's environment (PWD, the limits above) reaches the jail.
-eval "exec /usr/bin/env -i \"\$@\" 3>&$fd $fd>&-"
+eval "exec /usr/bin/env -i \"\$@\" 3>&$fd 4<&0 $fd>&-"
 """
 
 ETC_FILES = {
