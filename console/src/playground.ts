@@ -178,7 +178,11 @@ export async function playgroundPage(): Promise<HTMLElement> {
   /** With state kept, the next run goes to the same sandbox (its live runner), as the next
    *  cell of a notebook does. */
   function keepSandbox(sandboxId: string): void {
-    if (keepState.checked) draft.sandboxId = sandboxId;
+    if (!keepState.checked) return;
+    draft.sandboxId = sandboxId;
+    // Chosen at once (the list catches up after the run): a Run clicked meanwhile goes there.
+    if (![...sandbox.options].some((o) => o.value === sandboxId)) sandbox.append(h("option", { value: sandboxId }, sandboxId));
+    sandbox.value = sandboxId;
   }
 
   function busy(on: boolean): void {

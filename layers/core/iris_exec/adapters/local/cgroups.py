@@ -95,7 +95,12 @@ class CgroupGroup:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except OSError:
-            return None
+            # Not writable (v2's memory.peak before 6.12, for a server that is not root):
+            # the whole-life peak, read-only, is still evidence.
+            try:
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
         with contextlib.suppress(OSError):
             os.write(fd, b"0" if self.version == 1 else b"reset")
         return fd
