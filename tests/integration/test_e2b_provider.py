@@ -341,6 +341,32 @@ async def test_keep_state_keeps_a_runner_alive_in_the_e2b_sandbox(
 
 
 @pytest.mark.usefixtures("sdk_env")
+async def test_a_fresh_execution_leaves_the_kept_runners_alone_on_e2b(
+    tmp_path: Path, e2b: E2BStandIn
+) -> None:
+    """As locally: an execution without keepState runs fresh and neither sees nor ends the
+    sandbox's kept runners, even if its code tries to wake them."""
+    container = build(tmp_path, e2b)
+    run = wired(container)
+    first = await run(ALPHA, kept_command("const kept = 41;\nreturn kept", None))
+    sandbox = first["sandboxId"]
+    fresh = await run(
+        ALPHA,
+        ExecuteCommand(
+            code="import { execSync } from 'node:child_process';\n"
+            "execSync('pkill -CONT -u iris || true');\nreturn typeof kept",
+            language="typescript",
+            timeout_s=20,
+            sandbox_id=sandbox,
+        ),
+    )
+    assert fresh["result"]["returnValue"] == "undefined", fresh
+    after = await run(ALPHA, kept_command("return kept + 1", sandbox))
+    assert after["result"]["returnValue"] == 42, after
+    assert after["result"]["metadata"]["stateReset"] is False, after["result"]["metadata"]
+
+
+@pytest.mark.usefixtures("sdk_env")
 async def test_kept_code_reads_an_empty_stdin_on_e2b(tmp_path: Path, e2b: E2BStandIn) -> None:
     """As in a fresh run: not the kept runner's request pipe, where reading would wait for
     the time limit (and lose the state)."""

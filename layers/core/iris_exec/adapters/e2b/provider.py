@@ -267,11 +267,8 @@ class E2BSandboxProvider:
                 if exit_code is None:  # killed at the time limit: end what the code started
                     # (A kept runner: this one is lost, and says why; the others stay.)
                     k = self._kept(job)
-                    end = (
-                        _give_up(k, "timeout") + _PAUSE
-                        if nonce
-                        else f"pkill -KILL -u {CODE_USER}; "
-                    )
+                    # (A fresh one: its processes; the kept runners stay, stopped.)
+                    end = _give_up(k, "timeout") + _PAUSE if nonce else _PAUSE
                     await sandbox.commands.run(
                         f"{end}rm -rf {here} {self._workdir(job)}; true",
                         user="root",
@@ -430,7 +427,8 @@ class E2BSandboxProvider:
 
     def _script(self, job: ExecutionJob, here: str) -> str:
         """One root shell does the whole execution: the code runs as the unprivileged user
-        in a fresh directory; then every process of that user is killed, and only then
+        in a fresh directory; then every process of that user is killed (but the sandbox's
+        kept runners, stopped again: see _pause), and only then
         are the frames printed (after FRAMES_MARK, so nothing of the code's can follow
         them) and the execution's files removed. Nothing the code wrote runs later."""
         runner, env = self._runner_command(job), self._code_env()
@@ -438,7 +436,9 @@ class E2BSandboxProvider:
         # The frames are JSON: escaped text, a frame per write. The same budget as the
         # runner's channel anywhere (adapters/frames.py), so output at its cap always fits.
         frames_cap = channel_budget(job.output_limit_bytes)
-        as_code, kill_all = _AS_CODE, _KILL_ALL
+        # Every process of the code's user but the sandbox's kept runners, which stay
+        # stopped (see _pause): a fresh execution neither sees nor ends them, as locally.
+        as_code, kill_all = _AS_CODE, _PAUSE
         return (
             # Root runs only what root owns: a fixed PATH, and E2B's world-writable
             # /usr/local (first on root's and envd's PATH) closed before any code runs, once
