@@ -441,17 +441,13 @@ async function run(request: RunRequest): Promise<void> {
   }
   process.chdir(request.cwd);
   const userRequire = createRequire(path.join(request.cwd, "index.js"));
-  let main: (require: NodeJS.Require, filename: string, dirname: string) => Promise<unknown>;
-  if (script !== null) {
-    if (keeping) timerHook.enable();
-    writeFrame({ t: "start", at: now() });
-    main = script.runInThisContext() as typeof main;
-  } else {
-    const url = writeModule(request, code ?? "");
-    if (keeping) timerHook.enable();
-    writeFrame({ t: "start", at: now() });
-    main = ((await import(url)) as { default: typeof main }).default;
-  }
+  type Main = (require: NodeJS.Require, filename: string, dirname: string) => Promise<unknown>;
+  const url = script === null ? writeModule(request, code ?? "") : null;
+  if (keeping) timerHook.enable();
+  writeFrame({ t: "start", at: now() });
+  const main = url === null
+    ? (script!.runInThisContext() as Main)
+    : ((await import(url)) as { default: Main }).default;
   const value = await main(userRequire, path.join(request.cwd, request.filename), request.cwd);
   await finish({ t: "result", ok: true, value: serialize(value) }, 0);
 }

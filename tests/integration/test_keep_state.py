@@ -22,7 +22,7 @@ from iris_exec.services.clock import system_clock
 from iris_exec.services.commands import ExecuteCommand
 from tests.support.app import fake_container
 from tests.support.fakes import FakeProvider
-from tests.support.server import LocalServer
+from tests.support.server import LocalServer, processes_with, wait_until_gone
 
 MEMORY_MB = 256
 
@@ -60,25 +60,6 @@ def value(result: dict[str, Any]) -> Any:
     assert result["success"] is True, result
     assert result["metadata"]["stateReset"] is False, result["metadata"]
     return result.get("returnValue")
-
-
-def processes_with(marker: bytes) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def wait_until_gone(marker: bytes) -> list[int]:
-    deadline = time.monotonic() + 10
-    while processes_with(marker) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return processes_with(marker)
 
 
 # -- state persists --------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.support.api import result_value
-from tests.support.server import CANARY, ROOT, LocalServer
+from tests.support.server import CANARY, ROOT, LocalServer, wait_until_gone
 
 MEMORY_MB = 512
 DISK_MB = 64
@@ -104,24 +104,8 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
         )
 
 
-def jail_processes(marker: bytes) -> list[int]:
-    """Host pids whose command line holds ``marker``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 def no_process_left(marker: bytes) -> None:
-    deadline = time.monotonic() + 10
-    while jail_processes(marker) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert jail_processes(marker) == []
+    assert wait_until_gone(marker) == []
 
 
 # ---- checks: each receives the 200 answer and the arena ----------------------------------

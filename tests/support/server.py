@@ -129,3 +129,24 @@ class LocalServer:
 
 def python() -> str:
     return sys.executable
+
+
+def processes_with(marker: bytes) -> list[int]:
+    """Host pids whose command line holds ``marker`` (a jail's processes seen from outside)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def wait_until_gone(marker: bytes) -> list[int]:
+    """The pids of ``processes_with(marker)`` still there after up to 10 s of waiting."""
+    deadline = time.monotonic() + 10
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return processes_with(marker)
